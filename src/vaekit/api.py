@@ -1,0 +1,181 @@
+"""The Python API: train a model into a run directory, load a run and use it.
+
+    run = vaekit.train_images(ImageDataConfig("digits"), out="runs/digits")
+    run = vaekit.load("runs/digits")
+    z = run.encode(images)            # latent means, (N, D)
+    x = run.decode(z)                 # decoded means, (N, C, H, W) in [0, 1]
+    x = run.sample(16); r = run.reconstruct(images)
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__, runs
+from .errors import VaekitError
+from .image import ImageCallback, ImageDataConfig, load_image_data
+from .models import MODELS, build_model
+from .summary import model_summary
+from .train import TrainConfig, Trainer, resolve_device
+
+DATA_CONFIGS = {"image": ImageDataConfig}
+
+
+def from_dict(cls, values: Any, what: str):
+    """A frozen config dataclass from JSON, refusing unknown keys and wrong types."""
+    if not isinstance(values, dict):
+        raise VaekitError(f"{what} must be a JSON object")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise VaekitError(f"{what} has unknown keys: {', '.join(unknown)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise VaekitError(f"{what} has an invalid value ({e})") from None
+
+
+class Run:
+    """A trained model loaded from its run directory, in eval mode."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        self.path = Path(path)
+        self.config = runs.read_config(self.path)
+        self.kind = self.config.get("kind")
+        self.model = model_from_config(self.config)
+        weights = runs.load_tensors(self.path / runs.WEIGHTS)
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as e:
+            raise VaekitError(f"{self.path / runs.WEIGHTS} does not fit the model in config.json "
+                              f"({str(e).splitlines()[0]})") from None
+        self.device = resolve_device(device)
+        self.model.to(self.device).eval()
+        self.data_config = from_dict(DATA_CONFIGS[self.kind], self.config["data"], "config.json 'data'")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.model.name!r}, latent_dim={self.model.latent_dim})"
+
+    def prepare(self, x) -> torch.Tensor:
+        """Arrays as the model takes them: uint8 images are rescaled to [0, 1], shapes checked."""
+        x = torch.as_tensor(np.asarray(x))
+        expected = tuple(self.model.config.image_shape)
+        if x.dim() == 3 and expected[0] == 1:
+            x = x.unsqueeze(1)  # (N, H, W) greyscale
+        if tuple(x.shape[1:]) != expected:
+            raise VaekitError(f"this run takes images of shape {expected} (C, H, W), got {tuple(x.shape[1:])}")
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return x.to(self.device)
+
+    def _batched(self, fn, x, batch_size: int = 1000) -> np.ndarray:
+        with torch.no_grad():
+            out = [fn(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(out).numpy()
+
+    def encode(self, x, return_log_var: bool = False):
+        """Latent means (N, D) of images x; with return_log_var also their log-variances."""
+        x = self.prepare(x)
+        mean = self._batched(lambda b: self.model.encode(b).mean, x)
+        if return_log_var:
+            return mean, self._batched(lambda b: self.model.encode(b).log_var, x)
+        return mean
+
+    def decode(self, z) -> np.ndarray:
+        """Decoded means for latent codes z (N, D)."""
+        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
+        if z.dim() != 2 or z.shape[1] != self.model.latent_dim:
+            raise VaekitError(f"latent codes must have shape (N, {self.model.latent_dim}), got {tuple(z.shape)}")
+        return self._batched(self.model.decode_mean, z)
+
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
+        """n samples from the prior, decoded to their means."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        z = temperature * torch.randn(n, self.model.latent_dim)
+        return self.decode(z.numpy())
+
+    def reconstruct(self, x) -> np.ndarray:
+        x = self.prepare(x)
+        return self._batched(self.model.reconstruct, x)
+
+
+def load(path: str | Path, device: str = "cpu") -> Run:
+    """Load a run directory (config.json + model.safetensors). Never executes code from it."""
+    return Run(path, device)
+
+
+def model_from_config(config: dict):
+    model = config.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise VaekitError("config.json has no valid 'model' entry")
+    if model["name"] not in MODELS:
+        raise VaekitError(f"config.json names an unknown model '{model['name']}'")
+    options = model.get("config", {})
+    if not isinstance(options, dict):
+        raise VaekitError("config.json 'model.config' must be a JSON object")
+    try:
+        return build_model(model["name"], **options)
+    except (TypeError, ValueError) as e:
+        raise VaekitError(f"config.json has an invalid model config ({e})") from None
+
+
+def train_images(data: ImageDataConfig = ImageDataConfig(), out: str | Path | None = None,
+                 model: str = "conv", train: TrainConfig = TrainConfig(), overwrite: bool = False,
+                 echo=print, **model_options) -> Run | Trainer:
+    """Train an image VAE. With `out`, writes a run directory and returns the loaded Run;
+    without, trains in memory and returns the Trainer (model in `trainer.model`)."""
+    train_set, val_set, shape = load_image_data(data)
+    torch.manual_seed(train.seed)  # the initial weights are part of what the seed reproduces
+    vae = build_model(model, image_shape=shape, **model_options)
+    if vae.kind != "image":
+        raise VaekitError(f"model '{model}' is a {vae.kind} model, not an image model")
+    echo(model_summary(vae))
+    echo(f"data: {len(train_set)} training and {len(val_set)} validation images of shape {shape}")
+    run = None
+    if out is not None:
+        run = runs.prepare_run_dir(out, overwrite)
+        runs.write_json(run / runs.CONFIG, run_config("image", vae, data, train))
+        runs.atomic_write(run / "summary.txt", (model_summary(vae) + "\n").encode())
+    trainer = Trainer(vae, train, train_set, val_set, run, [ImageCallback(val_set)])
+    _fit(trainer)
+    return load(run) if run is not None else trainer
+
+
+def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
+    """Continue a run from its checkpoint, optionally to a new total number of epochs."""
+    path = Path(path)
+    config = runs.read_config(path)
+    if not (path / runs.CHECKPOINT).exists():
+        raise VaekitError(f"{path} has no checkpoint to resume from")
+    train = from_dict(TrainConfig, config["train"], "config.json 'train'")
+    if epochs is not None:
+        train = dataclasses.replace(train, epochs=epochs)
+        config["train"] = dataclasses.asdict(train)
+        runs.write_json(path / runs.CONFIG, config)
+    kind = config.get("kind")
+    if kind not in DATA_CONFIGS:
+        raise VaekitError(f"config.json has an unknown kind '{kind}'")
+    data = from_dict(DATA_CONFIGS[kind], config["data"], "config.json 'data'")
+    train_set, val_set, _ = load_image_data(data)
+    trainer = Trainer(model_from_config(config), train, train_set, val_set, path, [ImageCallback(val_set)])
+    trainer.load_checkpoint()
+    echo(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+    _fit(trainer)
+    return load(path)
+
+
+def _fit(trainer: Trainer) -> None:
+    try:
+        trainer.fit()
+    except VaekitError as e:
+        trainer._set_status("failed", str(e))
+        raise
+
+
+def run_config(kind: str, model, data, train: TrainConfig) -> dict:
+    return {"format": runs.FORMAT, "format_version": runs.FORMAT_VERSION, "vaekit_version": __version__,
+            "kind": kind, "model": {"name": model.name, "config": model.config_dict()},
+            "data": dataclasses.asdict(data), "train": dataclasses.asdict(train)}

@@ -1,0 +1,320 @@
+"""The `vaekit` command line. Options for data, model and training come from the config dataclasses,
+so the CLI and the Python API cannot drift apart."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+
+from .errors import VaekitError
+
+KINDS = ("image",)
+
+
+# ---- options from dataclasses -------------------------------------------------------------------
+def _option_type(hint):
+    """(argparse type, nargs, is_bool) for a dataclass field's type hint."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = args[0]
+        args = list(typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return args[0], "+", False
+    if hint is bool:
+        return None, None, True
+    return hint, None, False
+
+
+def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None):
+    """One --option per field of the dataclass `cls` (underscores become dashes)."""
+    group = parser.add_argument_group(group_title or cls.__name__)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kind, nargs, is_bool = _option_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if use_defaults else None
+        if is_bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            group.add_argument(flag, type=kind, nargs=nargs, default=default,
+                               help=f"(default: {f.default})" if f.default is not None else None)
+    return group
+
+
+def config_from_args(cls, args, skip=()):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in skip}
+    return cls(**values)
+
+
+def _model_fields(kind: str) -> dict:
+    from .models import MODELS
+
+    fields = {}
+    for cls, _ in MODELS.values():
+        if cls.kind == kind:
+            hints = typing.get_type_hints(cls.Config)
+            fields.update({f.name: hints[f.name] for f in dataclasses.fields(cls.Config)})
+    return fields
+
+
+def _add_model_options(parser, kind: str, derived=("image_shape",)):
+    from .models import model_names
+
+    group = parser.add_argument_group("model (defaults: the chosen model's own)")
+    group.add_argument("--model", default="conv", choices=model_names(kind),
+                       help="'seed' is the design document's architecture; 'conv' the default")
+    for name, hint in _model_fields(kind).items():
+        if name in derived:
+            continue
+        kind_, nargs, is_bool = _option_type(hint)
+        flag = "--" + name.replace("_", "-")
+        if is_bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            group.add_argument(flag, type=kind_, nargs=nargs, default=None)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def _default_out(kind: str, data: str) -> Path:
+    """runs/<kind>-<data>, numbered so a repeated command never touches an earlier run."""
+    stem = Path("runs") / f"{kind}-{Path(data.split(':')[0]).stem or 'data'}"
+    out, i = stem, 1
+    while out.exists():
+        i += 1
+        out = stem.with_name(f"{stem.name}-{i}")
+    return out
+
+
+def cmd_train(args) -> None:
+    from . import api
+    from .image import ImageDataConfig
+    from .train import TrainConfig
+
+    if args.resume:
+        if not args.out:
+            raise VaekitError("--resume needs --out RUN (the run to continue)")
+        api.resume(args.out, epochs=args.epochs_given)
+        print(f"done: {args.out}")
+        return
+    data = config_from_args(ImageDataConfig, args)
+    train = config_from_args(TrainConfig, args)
+    model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
+                     if n != "image_shape" and getattr(args, n) is not None}
+    out = Path(args.out) if args.out else _default_out(args.kind, data.data)
+    run = api.train_images(data, out, args.model, train, overwrite=args.overwrite, **model_options)
+    last = run.path / "metrics.jsonl"
+    print(f"done: {run.path}  (metrics: {last}, plots: {run.path / 'plots'}, "
+          f"TensorBoard: tensorboard --logdir {run.path / 'tb'})")
+
+
+def cmd_resume(args) -> None:
+    from . import api
+
+    api.resume(args.run, epochs=args.epochs)
+    print(f"done: {args.run}")
+
+
+def cmd_summary(args) -> None:
+    from .models import build_model
+    from .summary import model_summary
+
+    if args.run:
+        from . import api
+
+        print(model_summary(api.load(args.run).model))
+    else:
+        print(model_summary(build_model(args.model, image_shape=tuple(args.image_shape),
+                                        latent_dim=args.latent_dim)))
+
+
+def _output(path: str | None, default: Path, overwrite: bool) -> Path:
+    """Where to write a result: never over an existing file the user named, unless told to."""
+    out = Path(path) if path else default
+    if path and out.exists() and not overwrite:
+        raise VaekitError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise VaekitError(f"folder {out.parent} does not exist")
+    return out
+
+
+def _images(run, source: str, limit: int | None = None):
+    from .image import read_images
+
+    images = read_images(source, run.data_config, default_split="test")
+    if limit is not None:
+        images.x, images.y = images.x[:limit], None if images.y is None else images.y[:limit]
+    return images
+
+
+def cmd_sample(args) -> None:
+    import numpy as np
+
+    from . import api, visual
+
+    run = api.load(args.run)
+    out = _output(args.out, run.path / "plots" / "samples.png", args.overwrite)
+    x = run.sample(args.n, seed=args.seed, temperature=args.temperature)
+    grid = visual.image_grid(__import__("torch").from_numpy(x))
+    visual.save_image(grid, out, max(1, 400 // grid.shape[0]))
+    np.save(out.with_suffix(".npy"), x)
+    print(f"wrote {out} and {out.with_suffix('.npy')} ({args.n} samples, shape {x.shape[1:]})")
+
+
+def cmd_reconstruct(args) -> None:
+    import torch
+
+    from . import api, visual
+
+    run = api.load(args.run)
+    out = _output(args.out, run.path / "plots" / "reconstruct.png", args.overwrite)
+    images = _images(run, args.data, args.n)
+    x = run.prepare(images.x).cpu()
+    r = torch.from_numpy(run.reconstruct(images.x))
+    grid = visual.image_grid(torch.stack([x, r], 1).flatten(0, 1), nrow=2 * min(8, len(x)))
+    visual.save_image(grid, out, max(1, 400 // grid.shape[1]))
+    print(f"wrote {out} (each input beside its reconstruction, {len(x)} images)")
+
+
+def cmd_embed(args) -> None:
+    import numpy as np
+
+    from . import api, visual
+
+    run = api.load(args.run)
+    out = _output(args.out, run.path / "embedding.npy", args.overwrite)
+    images = _images(run, args.data, args.limit)
+    z = run.encode(images.x)
+    if out.suffix == ".csv":
+        header = ",".join(f"z{i}" for i in range(z.shape[1])) + (",label" if images.y is not None else "")
+        table = z if images.y is None else np.column_stack([z, images.y])
+        fmt = ["%.6g"] * z.shape[1] + (["%d"] if images.y is not None else [])
+        np.savetxt(out, table, delimiter=",", header=header, comments="", fmt=fmt)
+    else:
+        np.save(out, z)
+        if images.y is not None:
+            np.save(out.with_name(out.stem + "_labels.npy"), images.y)
+    print(f"wrote {out}: {z.shape[0]} latent means of dimension {z.shape[1]}")
+    if z.shape[1] == 2:
+        plot = out.with_name(out.stem + "_latent.png")
+        visual.latent_scatter(z, images.y, plot, images.classes)
+        print(f"wrote {plot} (latent means coloured by label)")
+
+
+def cmd_interpolate(args) -> None:
+    import numpy as np
+    import torch
+
+    from . import api, visual
+
+    run = api.load(args.run)
+    out = _output(args.out, run.path / "plots" / "interpolate.png", args.overwrite)
+    images = _images(run, args.data)
+    for i in args.index:
+        if not 0 <= i < len(images.x):
+            raise VaekitError(f"index {i} is out of range: {args.data} has {len(images.x)} images")
+    z = run.encode(images.x[list(args.index)])
+    t = np.linspace(0, 1, args.steps)[:, None]
+    path = (1 - t) * z[0] + t * z[1]  # (steps, D): a straight line between the two codes
+    grid = visual.image_grid(torch.from_numpy(run.decode(path)), nrow=args.steps)
+    visual.save_image(grid, out, max(1, 600 // grid.shape[1]))
+    print(f"wrote {out} ({args.steps} steps from image {args.index[0]} to image {args.index[1]})")
+
+
+def cmd_manifold(args) -> None:
+    from . import api, visual
+
+    run = api.load(args.run)
+    if run.model.latent_dim != 2:
+        raise VaekitError(f"the manifold plot needs a 2-D latent space; this run has {run.model.latent_dim}")
+    out = _output(args.out, run.path / "plots" / "manifold.png", args.overwrite)
+    visual.manifold(run.model, out, n=args.n, span=args.span)
+    print(f"wrote {out} ({args.n}x{args.n} decoded grid over [-{args.span}, {args.span}]^2)")
+
+
+# ---- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .image import ImageDataConfig
+    from .train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a VAE into a run directory")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
+    p.add_argument("--resume", action="store_true", help="continue the run at --out from its checkpoint")
+    add_config_options(p, ImageDataConfig, group_title="data")
+    _add_model_options(p, "image")
+    add_config_options(p, TrainConfig, group_title="training")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    p.add_argument("run")
+    p.add_argument("--epochs", type=int, help="new total number of epochs")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--model", default="conv")
+    p.add_argument("--image-shape", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"))
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.set_defaults(func=cmd_summary)
+
+    def use_command(name, help_, func, data=True):
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("run")
+        if data:
+            q.add_argument("--data", required=True, help="images: digits, mnist[:test], a folder, .npy/.npz, IDX")
+        q.add_argument("--out", help="output file (default: inside the run directory)")
+        q.add_argument("--overwrite", action="store_true")
+        q.set_defaults(func=func)
+        return q
+
+    q = use_command("sample", "decode draws from the prior: PNG grid + .npy", cmd_sample, data=False)
+    q.add_argument("-n", type=int, default=64)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--temperature", type=float, default=1.0)
+    q = use_command("reconstruct", "inputs beside their reconstructions (PNG)", cmd_reconstruct)
+    q.add_argument("-n", type=int, default=16)
+    q = use_command("embed", "latent means to .npy or .csv (+ scatter plot for 2-D latents)", cmd_embed)
+    q.add_argument("--limit", type=int)
+    q = use_command("interpolate", "decode a straight line between two inputs' codes", cmd_interpolate)
+    q.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
+    q.add_argument("--steps", type=int, default=10)
+    q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
+    q.add_argument("-n", type=int, default=20)
+    q.add_argument("--span", type=float, default=2.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train import TrainingInterrupted
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Remember whether --epochs was typed, so `train --resume` only changes it when asked.
+    args.epochs_given = args.epochs if any(a.startswith("--epochs") for a in argv) else None \
+        if hasattr(args, "epochs") else None
+    try:
+        args.func(args)
+    except VaekitError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as e:
+        print(f"vaekit: interrupted: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Data as the trainer sees it: a tensor of examples (+ labels) and how to turn a batch into input.
+
+Readers for each modality (data/images.py, ...) produce arrays; `TensorData` holds them in memory
+(uint8 images stay uint8 until a batch is taken, a quarter of the float32 memory) and
+`iterate_batches` walks them in a seeded order that a resumed run can replay exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import VaekitError
+
+Prepare = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class TensorData:
+    x: Tensor  # (N, ...) raw examples: uint8 images, float features or token ids
+    y: Tensor | None = None  # (N,) labels
+    prepare: str = "none"  # name in PREPARE: how a raw batch becomes model input
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, index: Tensor) -> TensorData:
+        return TensorData(self.x[index], None if self.y is None else self.y[index], self.prepare)
+
+    def to(self, device: torch.device) -> TensorData:
+        y = None if self.y is None else self.y.to(device)
+        return TensorData(self.x.to(device), y, self.prepare)
+
+
+def rescale(batch: Tensor) -> Tensor:
+    """uint8 0..255 -> float32 in [0, 1], as the document prepares images."""
+    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+
+
+def binarize(batch: Tensor) -> Tensor:
+    """Dynamic binarisation: a fresh Bernoulli draw per batch (uses the global torch RNG, which
+    the trainer checkpoints, so a resumed run draws the same pixels)."""
+    return torch.bernoulli(rescale(batch))
+
+
+PREPARE: dict[str, Prepare] = {"none": lambda b: b, "rescale": rescale, "binarize": binarize}
+
+
+def prepare_batch(data: TensorData, batch: Tensor) -> Tensor:
+    return PREPARE[data.prepare](batch)
+
+
+def split(data: TensorData, val_fraction: float, seed: int) -> tuple[TensorData, TensorData]:
+    """Random train/validation split (the document: 20%, seed 42)."""
+    if not 0 < val_fraction < 1:
+        raise VaekitError(f"validation fraction must be between 0 and 1, got {val_fraction}")
+    n_val = int(round(len(data) * val_fraction))
+    if n_val < 1 or n_val >= len(data):
+        raise VaekitError(f"cannot split {len(data)} examples with validation fraction {val_fraction}")
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
+    return data.subset(order[n_val:]), data.subset(order[:n_val])
+
+
+def iterate_batches(data: TensorData, batch_size: int, generator: torch.Generator | None = None,
+                    start: int = 0, rank: int = 0, world: int = 1) -> Iterator[Tensor]:
+    """Prepared batches; shuffled by `generator` (one permutation per call) or in order if None.
+
+    `start` skips that many batches (resume mid-epoch). With world > 1 each rank takes its own
+    contiguous slice of every global batch of `batch_size * world` examples.
+    """
+    n = len(data)
+    if generator is not None:
+        order = torch.randperm(n, generator=generator).to(data.x.device)
+    else:
+        order = torch.arange(n, device=data.x.device)
+    global_batch = batch_size * world
+    for i in range(start * global_batch, n, global_batch):
+        idx = order[i:i + global_batch][rank * batch_size:(rank + 1) * batch_size]
+        if len(idx):
+            yield prepare_batch(data, data.x[idx])
+
+
+def num_batches(n: int, batch_size: int, world: int = 1) -> int:
+    return -(-n // (batch_size * world))

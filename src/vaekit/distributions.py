@@ -1,0 +1,102 @@
+"""The Gaussian posterior and the observation likelihoods shared by every vaekit model.
+
+Every likelihood returns log p(x | z) *summed over the dimensions of one example*, shape (B,),
+so losses are per example in nats and compare with the literature.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class DiagonalGaussian:
+    """q(z | x) = N(mean, diag(exp(log_var))). mean, log_var: (B, D)."""
+
+    mean: Tensor
+    log_var: Tensor
+
+    @property
+    def std(self) -> Tensor:
+        return torch.exp(0.5 * self.log_var)
+
+    def rsample(self, n: int | None = None) -> Tensor:
+        """Reparameterised draw z = mean + std * eps (Kingma & Welling 2014, eq. 10).
+
+        Returns (B, D), or (n, B, D) when n is given.
+        """
+        shape = self.mean.shape if n is None else (n, *self.mean.shape)
+        eps = torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device)
+        return self.mean + self.std * eps
+
+    def kl(self) -> Tensor:
+        """KL(q || N(0, I)) per dimension, (B, D): analytic (Kingma & Welling 2014, appendix B)."""
+        return -0.5 * (1 + self.log_var - self.mean.pow(2) - self.log_var.exp())
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q(z | x) summed over D. z: (..., B, D) -> (..., B)."""
+        return (-0.5 * (LOG_2PI + self.log_var + (z - self.mean).pow(2) / self.log_var.exp())).sum(-1)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension. (..., D) -> (...)."""
+    return (-0.5 * (LOG_2PI + z.pow(2))).sum(-1)
+
+
+class Likelihood(nn.Module):
+    """p(x | z) given the decoder's output `params` (same shape as x for images/tabular)."""
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:  # (B, ...) -> (B,)
+        raise NotImplementedError
+
+    def mean(self, params: Tensor) -> Tensor:
+        """E[x | z], in data space (what a reconstruction or a sample shows)."""
+        raise NotImplementedError
+
+
+class Bernoulli(Likelihood):
+    """Pixels in [0, 1] as Bernoulli probabilities; params are logits.
+
+    Summed binary cross-entropy, as the design document trains; logits rather than a sigmoid
+    output keep it exact where a clipped sigmoid would saturate.
+    """
+
+    def __init__(self, channels: int = 1):
+        super().__init__()  # no parameters: the decoder's logits are the whole distribution
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        bce = F.binary_cross_entropy_with_logits(params.float(), x.float(), reduction="none")
+        return -bce.flatten(1).sum(1)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params.float())
+
+
+class Gaussian(Likelihood):
+    """Continuous data: N(x; params, sigma^2) with one learned log-sigma per channel.
+
+    `channels` is dim 1 of x (image channels, or 1 for tabular features sharing a scale).
+    """
+
+    def __init__(self, channels: int = 1, min_log_scale: float = -7.0):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(channels))
+        self.min_log_scale = min_log_scale
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        log_scale = self.log_scale.clamp(min=self.min_log_scale).view(shape)  # (1, C, 1, 1)
+        z = (x.float() - params.float()) * torch.exp(-log_scale)
+        return (-0.5 * (LOG_2PI + z.pow(2)) - log_scale).flatten(1).sum(1)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return params.float()
+
+
+LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian}

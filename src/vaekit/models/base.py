@@ -1,0 +1,72 @@
+"""What every vaekit model is: an encoder to a Gaussian posterior, a decoder, a likelihood."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from ..distributions import DiagonalGaussian, Likelihood
+from ..objectives import ELBOTerms, elbo_terms
+
+
+class VAE(nn.Module):
+    """Base class. Subclasses define `Config` (a frozen dataclass), `kind`, `encode`, `decode`.
+
+    The trainer, the objectives and the CLI only use this interface, so image, text and tabular
+    models share all of them.
+    """
+
+    Config: type
+    kind: str = "generic"
+    name: str = "?"  # set by the registry
+    likelihood: Likelihood
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Likelihood parameters for z: (B, D) -> (B, *data_shape)."""
+        raise NotImplementedError
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) per example, (B,). Text models override this (teacher forcing)."""
+        return self.likelihood.log_prob(self.decode(z), x)
+
+    def forward(self, x: Tensor) -> ELBOTerms:
+        return elbo_terms(self, x)
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        """A valid input batch, for the summary and the contract tests."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """E[x | z] in data space: (B, D) -> (B, *data_shape)."""
+        return self.likelihood.mean(self.decode(z))
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """n draws from the prior, decoded to their means."""
+        z = temperature * torch.randn(n, self.latent_dim, device=self.device)
+        return self.decode_mean(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Decode the posterior mean of x."""
+        return self.decode_mean(self.encode(x).mean)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)

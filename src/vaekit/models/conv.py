@@ -1,0 +1,104 @@
+"""Convolutional image VAE: the design document's architecture, generalised to C x H x W.
+
+Encoder: Conv(c1, 3, s2) -> ... -> Conv(cn, 3, s2) -> Dense(hidden) -> (z_mean, z_log_var).
+Decoder: Dense(cn * h * w) -> ConvT(cn, 3, s2) -> ... -> ConvT(c1, 3, s2) -> ConvT(C, 3) -> crop.
+With channels (32, 64), hidden 16 and latent 2 this is exactly the document's Keras model
+(Keras 'same' padding == PyTorch padding 1 + output_padding 1 for the stride-2 transposes).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import VaekitError
+from ..distributions import LIKELIHOODS, DiagonalGaussian
+from . import register
+from .base import VAE
+
+
+@dataclass(frozen=True)
+class ConvVAEConfig:
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
+    latent_dim: int = 2
+    channels: tuple[int, ...] = (32, 64)  # one stride-2 conv block per entry
+    hidden_dim: int = 16
+    batch_norm: bool = False  # BN after each conv (the document suggests it)
+    likelihood: str = "bernoulli"  # or "gaussian"
+
+    def __post_init__(self):
+        # JSON round-trips tuples as lists; keep the frozen config hashable and comparable.
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        object.__setattr__(self, "channels", tuple(self.channels))
+        check_config(self)
+
+
+def check_config(config: ConvVAEConfig) -> None:
+    """Refuse values that cannot build a model, with one clear message (configs come from users)."""
+    c, h, w = config.image_shape
+    if not (1 <= c <= 4 and 1 <= h <= 4096 and 1 <= w <= 4096):
+        raise VaekitError(f"image_shape must be (C, H, W) with 1-4 channels, got {config.image_shape}")
+    if not 1 <= config.latent_dim <= 4096:
+        raise VaekitError(f"latent_dim must be in 1..4096, got {config.latent_dim}")
+    if not config.channels or any(not 1 <= ch <= 4096 for ch in config.channels):
+        raise VaekitError(f"channels must be 1..4096 each, got {config.channels}")
+    if not 1 <= config.hidden_dim <= 65536:
+        raise VaekitError(f"hidden_dim must be in 1..65536, got {config.hidden_dim}")
+    if config.likelihood not in LIKELIHOODS:
+        raise VaekitError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got '{config.likelihood}'")
+
+
+def _block(conv: nn.Module, channels: int, batch_norm: bool) -> nn.Sequential:
+    layers = [conv] + ([nn.BatchNorm2d(channels)] if batch_norm else []) + [nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+@register("seed")
+@register("conv", hidden_dim=256, batch_norm=True)
+class ConvVAE(VAE):
+    Config = ConvVAEConfig
+    kind = "image"
+
+    def __init__(self, config: ConvVAEConfig):
+        super().__init__(config)
+        c, h, w = config.image_shape
+        chans = config.channels
+        n_down = len(chans)
+        # Spatial size after n stride-2 convs with padding 1: ceil(s / 2^n).
+        self.bottom = (math.ceil(h / 2**n_down), math.ceil(w / 2**n_down))
+        flat = chans[-1] * self.bottom[0] * self.bottom[1]
+
+        ins = (c,) + chans[:-1]
+        self.encoder = nn.Sequential(
+            *[_block(nn.Conv2d(i, o, 3, 2, 1), o, config.batch_norm) for i, o in zip(ins, chans)],
+            nn.Flatten(),
+            nn.Linear(flat, config.hidden_dim),
+            nn.ReLU(),
+        )
+        self.to_mean = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.to_log_var = nn.Linear(config.hidden_dim, config.latent_dim)
+
+        self.from_latent = nn.Sequential(nn.Linear(config.latent_dim, flat), nn.ReLU())
+        ups = chans[::-1]  # the document: ConvT(64) then ConvT(32)
+        up_ins = (chans[-1],) + ups[:-1]
+        self.decoder = nn.Sequential(
+            *[_block(nn.ConvTranspose2d(i, o, 3, 2, 1, output_padding=1), o, config.batch_norm)
+              for i, o in zip(up_ins, ups)],
+            nn.ConvTranspose2d(ups[-1], c, 3, 1, 1),  # logits / means; the likelihood applies sigmoid
+        )
+        self.likelihood = LIKELIHOODS[config.likelihood](c)
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        h = self.encoder(x)  # (B, hidden)
+        return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))
+
+    def decode(self, z: Tensor) -> Tensor:
+        c, h, w = self.config.image_shape
+        hidden = self.from_latent(z).view(-1, self.config.channels[-1], *self.bottom)
+        out = self.decoder(hidden)  # (B, C, 2^n * bottom_h, 2^n * bottom_w)
+        return out[:, :, :h, :w]
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        return torch.rand(batch_size, *self.config.image_shape, device=self.device)

@@ -1,0 +1,71 @@
+"""The ELBO (Kingma & Welling 2014) and its importance-weighted bound (Burda et al. 2016).
+
+Both are written against the model interface every vaekit model has:
+`encode(x) -> DiagonalGaussian` and `log_likelihood(x, z) -> (B,)`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .distributions import standard_normal_log_prob
+
+
+@dataclass
+class ELBOTerms:
+    """Per-example terms of one ELBO evaluation, in nats."""
+
+    reconstruction: Tensor  # (B,)   -log p(x | z), one z per example
+    kl_per_dim: Tensor  # (B, D) KL(q(z|x) || p(z)) per latent dimension
+    z: Tensor  # (B, D)
+
+    @property
+    def kl(self) -> Tensor:  # (B,)
+        return self.kl_per_dim.sum(1)
+
+    @property
+    def neg_elbo(self) -> Tensor:  # (B,)
+        return self.reconstruction + self.kl
+
+
+def elbo_terms(model, x: Tensor) -> ELBOTerms:
+    """One-sample ELBO terms for a batch x, reparameterised so gradients flow to the encoder."""
+    posterior = model.encode(x)
+    z = posterior.rsample()  # (B, D)
+    return ELBOTerms(-model.log_likelihood(x, z), posterior.kl(), z)
+
+
+def training_loss(terms: ELBOTerms, kl_weight: float = 1.0, free_bits: float = 0.0) -> Tensor:
+    """Mean over the batch of reconstruction + kl_weight * KL.
+
+    free_bits > 0 floors the batch-averaged KL of each latent dimension at that many nats
+    (Kingma et al. 2016, "Improved variational inference with inverse autoregressive flow"),
+    so the optimiser gains nothing by collapsing a dimension below the floor.
+    """
+    kl_dim = terms.kl_per_dim.mean(0)  # (D,)
+    if free_bits > 0:
+        kl_dim = kl_dim.clamp(min=free_bits)
+    return terms.reconstruction.mean() + kl_weight * kl_dim.sum()
+
+
+@torch.no_grad()
+def iw_log_likelihood(model, x: Tensor, k: int, chunk: int = 100) -> Tensor:
+    """Importance-weighted lower bound on log p(x) with k samples (Burda et al. 2016, eq. 8).
+
+    log (1/k) sum_i p(x, z_i) / q(z_i | x),  z_i ~ q(z | x). Returns (B,); k=1 is the ELBO in
+    expectation. Samples are drawn `chunk` at a time so memory stays bounded for large k.
+    """
+    posterior = model.encode(x)
+    log_w = []
+    for start in range(0, k, chunk):
+        n = min(chunk, k - start)
+        z = posterior.rsample(n)  # (n, B, D)
+        flat_z = z.reshape(-1, z.shape[-1])  # (n*B, D)
+        x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(-1, *x.shape[1:])
+        log_px_z = model.log_likelihood(x_rep, flat_z).view(n, -1)  # (n, B)
+        log_w.append(log_px_z + standard_normal_log_prob(z) - posterior.log_prob(z))
+    log_w = torch.cat(log_w, 0)  # (k, B)
+    return torch.logsumexp(log_w, 0) - math.log(k)

@@ -1,0 +1,348 @@
+"""One trainer for every vaekit model. It knows the VAE interface and nothing of images or text.
+
+Resume is exact: the checkpoint holds the weights, the optimizer, the global torch RNG (the
+reparameterisation noise and dynamic binarisation), the shuffling generator's state at the start
+of the epoch and how many batches of the epoch were done, so a resumed run replays the same
+batches with the same noise as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import runs
+from .data import TensorData, iterate_batches, num_batches
+from .errors import VaekitError
+from .objectives import training_loss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 42
+    beta: float = 1.0  # weight of the KL term once annealing is over (Higgins et al. 2017)
+    kl_warmup_steps: int = 0  # linear KL annealing from 0 to beta (Bowman et al. 2016)
+    kl_cycles: int = 0  # >0: cyclical annealing over the run (Fu et al. 2019)
+    free_bits: float = 0.0  # per-dimension KL floor in nats (Kingma et al. 2016)
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only, with loss scaling)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    channels_last: bool = True  # conv models only: NHWC is oneDNN's and cuDNN's fast layout
+    compile: bool = False  # torch.compile the model (fuses pointwise work; first steps are slow)
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch; 0 = each epoch
+    log_every: int = 50  # TensorBoard train scalars every N steps
+    progress: bool = True
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
+            (self.beta >= 0, "beta must be >= 0"),
+            (self.kl_warmup_steps >= 0 and self.kl_cycles >= 0, "KL schedule settings must be >= 0"),
+            (self.free_bits >= 0, "free bits must be >= 0"),
+            (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise VaekitError(message)
+
+
+def kl_weight(step: int, total_steps: int, config: TrainConfig) -> float:
+    """KL weight at a step: linear warm-up, or cyclical (Fu et al. 2019: rise over the first
+    half of each cycle, then hold), times beta."""
+    if config.kl_cycles > 0:
+        period = max(1, total_steps // config.kl_cycles)
+        return config.beta * min(1.0, (step % period) / (0.5 * period))
+    if config.kl_warmup_steps > 0:
+        return config.beta * min(1.0, step / config.kl_warmup_steps)
+    return config.beta
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise VaekitError(f"device '{name}' requested but CUDA is not available here")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise VaekitError(f"unknown device '{name}'") from None
+
+
+def autocast_context(device: torch.device, precision: str):
+    """Mixed precision: bf16 on CUDA or on CPUs with native bf16, fp16 on CUDA."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise VaekitError("fp16 needs a CUDA device; on CPU use --precision bf16")
+    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise VaekitError("this CPU has no native bf16 support; use --precision fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass
+class TrainState:
+    """What the loop has done so far; saved in the checkpoint's metadata as JSON."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps taken
+    batch_in_epoch: int = 0  # batches of the current (incomplete) epoch already taken
+    sums: dict = field(default_factory=dict)  # running sums of the incomplete epoch
+    history: list = field(default_factory=list)  # one metrics dict per completed epoch
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the checkpoint is safely written."""
+
+
+class Trainer:
+    """Fits `model` on `train` (TensorData), validating on `val` each epoch.
+
+    `run` is a run directory (checkpoints, metrics, TensorBoard); None trains in memory only.
+    `callbacks` are objects with optional `on_epoch_end(trainer, metrics)` / `on_train_end(trainer)`.
+    """
+
+    def __init__(self, model, config: TrainConfig, train: TensorData, val: TensorData | None = None,
+                 run: str | Path | None = None, callbacks: list | None = None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.memory_format = torch.channels_last if (
+            config.channels_last and train.x.dim() == 4) else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.train_data = train.to(self.device) if self.device.type == "cuda" else train
+        self.val_data = val
+        self.run = Path(run) if run is not None else None
+        self.callbacks = callbacks or []
+        # The compiled module shares parameters with self.model; checkpoints use self.model.
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+        self.state = TrainState()
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.epoch_start_shuffle = self.shuffle.get_state()
+        self.writer = None
+        self._stop_requested = False
+        torch.manual_seed(config.seed)
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        """Train to config.epochs; returns the per-epoch metrics history."""
+        self._open_writer()
+        self._stop_requested = False
+        with self._deferred_sigint():
+            while self.state.epoch < self.config.epochs:
+                self._train_epoch()
+                if self._stop_requested:
+                    self._interrupted()
+                    raise TrainingInterrupted(
+                        f"stopped in epoch {self.state.epoch + 1} at step {self.state.step}; checkpoint saved"
+                        + (f". Resume with: vaekit resume {self.run}" if self.run else ""))
+                metrics = self._end_epoch()
+                for cb in self.callbacks:
+                    getattr(cb, "on_epoch_end", lambda *a: None)(self, metrics)
+        for cb in self.callbacks:
+            getattr(cb, "on_train_end", lambda *a: None)(self)
+        self._set_status("complete")
+        if self.writer:
+            self.writer.close()
+        return self.state.history
+
+    def _train_epoch(self) -> None:
+        cfg, st = self.config, self.state
+        n_batches = num_batches(len(self.train_data), cfg.batch_size)
+        total_steps = n_batches * cfg.epochs
+        self.shuffle.set_state(self.epoch_start_shuffle)
+        batches = iterate_batches(self.train_data, cfg.batch_size, self.shuffle, start=st.batch_in_epoch)
+        bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, leave=True, dynamic_ncols=True)
+        self.model.train()
+        started = time.perf_counter()
+        for batch in batches:
+            if self._stop_requested:
+                break
+            weight = kl_weight(st.step, total_steps, cfg)
+            rec, kl = self._step(batch, weight)
+            st.step += 1
+            st.batch_in_epoch += 1
+            for key, value in (("rec", rec), ("kl", kl), ("n", len(batch))):
+                st.sums[key] = st.sums.get(key, 0.0) + value * (len(batch) if key != "n" else 1)
+            bar.update(1)
+            if st.batch_in_epoch % 10 == 1 or st.batch_in_epoch == n_batches:
+                bar.set_postfix(loss=f"{rec + kl:.2f}", rec=f"{rec:.2f}", kl=f"{kl:.2f}", kl_w=f"{weight:.2f}")
+            if self.writer and st.step % cfg.log_every == 0:
+                for key, value in (("loss", rec + kl), ("reconstruction", rec), ("kl", kl), ("kl_weight", weight)):
+                    self.writer.add_scalar(f"train_step/{key}", value, st.step)
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batch_in_epoch < n_batches:
+                self.save_checkpoint()
+        bar.close()
+        st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - started
+
+    def _step(self, batch: torch.Tensor, weight: float) -> tuple[float, float]:
+        """One optimizer step; returns the batch's mean reconstruction and KL (nats/example)."""
+        batch = batch.to(self.device, non_blocking=True)
+        if batch.dim() == 4:
+            batch = batch.contiguous(memory_format=self.memory_format)
+        with autocast_context(self.device, self.config.precision):
+            terms = self.forward(batch)
+        loss = training_loss(terms, weight, self.config.free_bits)
+        if not torch.isfinite(loss):
+            raise VaekitError(
+                f"the loss became {loss.item()} at step {self.state.step + 1}; the last good checkpoint "
+                "is kept. Likely causes: a learning rate too high (try --lr 1e-4) or NaN/inf in the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return terms.reconstruction.mean().item(), terms.kl.mean().item()
+
+    def _end_epoch(self) -> dict:
+        st = self.state
+        n = st.sums.get("n", 1)
+        metrics = {"epoch": st.epoch + 1, "step": st.step,
+                   "train_loss": (st.sums["rec"] + st.sums["kl"]) / n,
+                   "train_reconstruction": st.sums["rec"] / n, "train_kl": st.sums["kl"] / n,
+                   "seconds": st.sums["seconds"], "examples_per_s": n / max(st.sums["seconds"], 1e-9)}
+        if self.val_data is not None:
+            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data).items()})
+        st.epoch += 1
+        st.batch_in_epoch = 0
+        st.sums = {}
+        st.history.append(metrics)
+        self.epoch_start_shuffle = self.shuffle.get_state()
+        if self.writer:
+            for key, value in metrics.items():
+                if key not in ("epoch", "step"):
+                    split, _, name = key.partition("_")
+                    self.writer.add_scalar(f"{split}/{name}", value, st.epoch)
+            self.writer.flush()
+        self.save_checkpoint()
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, data: TensorData, batch_size: int = 500) -> dict:
+        """Mean negative ELBO, reconstruction and KL per example (nats), with fixed noise."""
+        was_training = self.model.training
+        self.model.eval()
+        totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed + 1)
+            for batch in iterate_batches(data, batch_size):
+                batch = batch.to(self.device)
+                if batch.dim() == 4:
+                    batch = batch.contiguous(memory_format=self.memory_format)
+                with autocast_context(self.device, self.config.precision):
+                    terms = self.model(batch)
+                totals["reconstruction"] += terms.reconstruction.float().sum().item()
+                totals["kl"] += terms.kl.float().sum().item()
+        totals["loss"] = totals["reconstruction"] + totals["kl"]
+        self.model.train(was_training)
+        return {k: v / len(data) for k, v in totals.items()}
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Write checkpoint, weights, metrics and status; each file atomically."""
+        if self.run is None:
+            return
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        for pid, pstate in opt["state"].items():
+            for key, value in pstate.items():
+                tensors[f"optim.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle_epoch_start"] = self.epoch_start_shuffle
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        meta = {"trainer": json.dumps(asdict(self.state)), "param_groups": json.dumps(opt["param_groups"]),
+                "scaler": json.dumps(self.scaler.state_dict())}
+        runs.save_tensors(self.run / runs.CHECKPOINT, tensors, meta)
+        runs.save_tensors(self.run / runs.WEIGHTS, self.model.state_dict())
+        lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
+        runs.atomic_write(self.run / runs.METRICS, lines.encode())
+        self._set_status("running")
+
+    def load_checkpoint(self) -> None:
+        """Restore everything save_checkpoint wrote, so training continues exactly."""
+        path = self.run / runs.CHECKPOINT
+        tensors = runs.load_tensors(path)
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        try:
+            model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            self.model.load_state_dict(model_state)
+            state = {}
+            for key, value in tensors.items():
+                if key.startswith("optim."):
+                    _, pid, name = key.split(".", 2)
+                    state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
+            self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+            self.scaler.load_state_dict(json.loads(meta["scaler"]))
+            self.state = TrainState(**json.loads(meta["trainer"]))
+            torch.set_rng_state(tensors["rng.torch"])
+            self.epoch_start_shuffle = tensors["rng.shuffle_epoch_start"]
+            if "rng.cuda" in tensors and self.device.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise VaekitError(f"{path} does not match this run's model or is damaged ({e})") from None
+
+    @contextlib.contextmanager
+    def _deferred_sigint(self):
+        """Ctrl-C finishes the current step, then checkpoints: never a half-applied update."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            if self._stop_requested:  # a second Ctrl-C: the user really wants out now
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # ---- run directory helpers ------------------------------------------------------------------
+    def _open_writer(self) -> None:
+        if self.run is None or self.writer is not None:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a killed run logged after its last checkpoint.
+        self.writer = SummaryWriter(str(self.run / "tb"), purge_step=self.state.step or None)
+
+    def _set_status(self, state: str, message: str = "") -> None:
+        if self.run is None:
+            return
+        status: dict[str, Any] = {"state": state, "epoch": self.state.epoch, "step": self.state.step,
+                                  "epochs": self.config.epochs, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if message:
+            status["message"] = message
+        runs.write_json(self.run / runs.STATUS, status)
+
+    def _interrupted(self) -> None:
+        if self.run is not None:
+            self.save_checkpoint()
+            self._set_status("interrupted", "resume with: vaekit train --resume " + str(self.run))
+        if self.writer:
+            self.writer.close()
