@@ -294,8 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     from .train import TrainingInterrupted
 
+    # Downloads and other long waits report through the "vaekit" logger.
+    logging.basicConfig(level=logging.WARNING, format="vaekit: %(message)s")
+    logging.getLogger("vaekit").setLevel(logging.INFO)
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -6,8 +6,8 @@ Readers for each modality (data/images.py, ...) produce arrays; `TensorData` hol
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch

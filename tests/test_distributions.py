@@ -1,0 +1,47 @@
+import math
+
+import torch
+
+from vaekit.distributions import Bernoulli, DiagonalGaussian, Gaussian, standard_normal_log_prob
+
+
+def test_kl_matches_monte_carlo_estimate():
+    torch.manual_seed(0)
+    q = DiagonalGaussian(torch.tensor([[0.5, -1.0]]), torch.tensor([[-0.3, 0.4]]))
+    z = q.rsample(200_000)  # (n, 1, 2)
+    mc = (q.log_prob(z) - standard_normal_log_prob(z)).mean()
+    assert abs(q.kl().sum().item() - mc.item()) < 0.01
+
+
+def test_kl_is_zero_for_the_prior_and_positive_otherwise():
+    prior = DiagonalGaussian(torch.zeros(3, 4), torch.zeros(3, 4))
+    assert torch.allclose(prior.kl(), torch.zeros(3, 4))
+    other = DiagonalGaussian(torch.ones(3, 4), torch.zeros(3, 4))
+    assert torch.allclose(other.kl(), torch.full((3, 4), 0.5))
+
+
+def test_rsample_is_differentiable_and_has_the_right_moments():
+    torch.manual_seed(0)
+    mean = torch.tensor([[2.0]], requires_grad=True)
+    q = DiagonalGaussian(mean, torch.tensor([[math.log(4.0)]]))
+    z = q.rsample(100_000)
+    assert abs(z.mean().item() - 2.0) < 0.03 and abs(z.std().item() - 2.0) < 0.03
+    z.sum().backward()
+    assert mean.grad is not None
+
+
+def test_bernoulli_is_summed_bce():
+    logits = torch.tensor([[0.0, 2.0], [-1.0, 3.0]])
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.sigmoid(logits)
+    expected = (x * p.log() + (1 - x) * (1 - p).log()).sum(1)
+    assert torch.allclose(Bernoulli().log_prob(logits, x), expected)
+
+
+def test_gaussian_matches_torch_normal():
+    lik = Gaussian(channels=1)
+    with torch.no_grad():
+        lik.log_scale.fill_(math.log(0.5))
+    mean, x = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
+    expected = torch.distributions.Normal(mean, 0.5).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(lik.log_prob(mean, x), expected, atol=1e-5)

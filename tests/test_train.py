@@ -1,0 +1,105 @@
+import json
+
+import pytest
+import torch
+
+from vaekit import runs
+from vaekit.errors import VaekitError
+from vaekit.models import build_model
+from vaekit.train import TrainConfig, Trainer, kl_weight
+
+
+def make_trainer(data, run=None, epochs=3, seed=0, model="seed", **config):
+    train, val = data
+    torch.manual_seed(seed)
+    vae = build_model(model, image_shape=(1, 8, 8), latent_dim=4)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, progress=False, seed=seed, **config)
+    return Trainer(vae, cfg, train, val, run)
+
+
+def test_loss_falls(digits_split):
+    trainer = make_trainer(digits_split, epochs=4)
+    untrained = trainer.evaluate(digits_split[1])["loss"]
+    history = trainer.fit()
+    assert history[-1]["val_loss"] < 0.7 * untrained
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_same_seed_same_numbers(digits_split):
+    a = make_trainer(digits_split, epochs=2).fit()
+    b = make_trainer(digits_split, epochs=2).fit()
+    assert [m["val_loss"] for m in a] == [m["val_loss"] for m in b]
+
+
+def _weights_equal(a, b):
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("prepare", ["rescale", "binarize"])
+def test_resume_at_epoch_boundary_continues_exactly(digits_split, tmp_path, prepare):
+    train, val = digits_split
+    data = (train.subset(torch.arange(len(train))), val)
+    data[0].prepare = prepare
+    full = make_trainer(data, runs.prepare_run_dir(tmp_path / "full"), epochs=4, model="conv")
+    full.fit()
+    make_trainer(data, runs.prepare_run_dir(tmp_path / "part"), epochs=2, model="conv").fit()
+    resumed = make_trainer(data, tmp_path / "part", epochs=4, model="conv")
+    resumed.load_checkpoint()
+    resumed.fit()
+    assert _weights_equal(full, resumed)
+    assert [m["val_loss"] for m in full.state.history] == [m["val_loss"] for m in resumed.state.history]
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
+
+
+def test_resume_mid_epoch_continues_exactly(digits_split, tmp_path):
+    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), epochs=2)
+    full.fit()
+
+    # Simulate a crash at step 30, after the mid-epoch checkpoint at step 28 (23 steps per epoch).
+    part = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), epochs=2, checkpoint_every=7)
+    original_step = part._step
+
+    def crashing_step(batch, weight):
+        if part.state.step == 30:
+            raise RuntimeError("simulated crash")
+        return original_step(batch, weight)
+
+    part._step = crashing_step
+    with pytest.raises(RuntimeError):
+        part.fit()
+    resumed = make_trainer(digits_split, tmp_path / "part", epochs=2, checkpoint_every=7)
+    resumed.load_checkpoint()
+    assert resumed.state.step == 28 and resumed.state.batch_in_epoch == 5
+    resumed.fit()
+    assert _weights_equal(full, resumed)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(digits_split, tmp_path):
+    run = runs.prepare_run_dir(tmp_path / "run")
+    trainer = make_trainer(digits_split, run, epochs=3)
+    trainer.fit()  # a good checkpoint at epoch 3
+    good = (run / runs.CHECKPOINT).read_bytes()
+    bad = make_trainer(digits_split, run, epochs=4, lr=1e-3)
+    bad.load_checkpoint()
+    with torch.no_grad():
+        for p in bad.model.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(VaekitError, match="step 70"):
+        bad.fit()
+    assert (run / runs.CHECKPOINT).read_bytes() == good
+
+
+def test_kl_schedules():
+    assert kl_weight(0, 100, TrainConfig(kl_warmup_steps=10)) == 0.0
+    assert kl_weight(5, 100, TrainConfig(kl_warmup_steps=10)) == 0.5
+    assert kl_weight(50, 100, TrainConfig(kl_warmup_steps=10, beta=2.0)) == 2.0
+    cyc = TrainConfig(kl_cycles=2)
+    assert [kl_weight(s, 100, cyc) for s in (0, 25, 40, 50, 75)] == [0.0, 1.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(precision="fp8")])
+def test_invalid_train_settings_are_refused(bad):
+    with pytest.raises(VaekitError):
+        TrainConfig(**bad)
