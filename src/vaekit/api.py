@@ -20,7 +20,7 @@ from .errors import VaekitError
 from .image import ImageCallback, ImageDataConfig, load_image_data
 from .models import MODELS, build_model
 from .summary import model_summary
-from .train import TrainConfig, Trainer, resolve_device
+from .train import TrainConfig, Trainer, check_runtime, resolve_device
 
 DATA_CONFIGS = {"image": ImageDataConfig}
 
@@ -127,6 +127,7 @@ def train_images(data: ImageDataConfig = ImageDataConfig(), out: str | Path | No
                  echo=print, **model_options) -> Run | Trainer:
     """Train an image VAE. With `out`, writes a run directory and returns the loaded Run;
     without, trains in memory and returns the Trainer (model in `trainer.model`)."""
+    check_runtime(train)
     train_set, val_set, shape = load_image_data(data)
     torch.manual_seed(train.seed)  # the initial weights are part of what the seed reproduces
     vae = build_model(model, image_shape=shape, **model_options)

@@ -301,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     # Downloads and other long waits report through the "vaekit" logger.
     logging.basicConfig(level=logging.WARNING, format="vaekit: %(message)s")
     logging.getLogger("vaekit").setLevel(logging.INFO)
+    import warnings
+
+    warnings.formatwarning = lambda message, *args, **kwargs: f"vaekit: warning: {message}\n"
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)

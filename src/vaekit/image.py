@@ -22,7 +22,7 @@ class ImageDataConfig:
     split_seed: int = 42
     binarize: bool = False  # dynamic binarisation: fresh Bernoulli pixels every batch
     image_size: tuple[int, int] | None = None  # resize to (H, W)
-    channels: int | None = None  # 1 or 3; default: as the data is
+    image_channels: int | None = None  # 1 (grey) or 3 (RGB); default: as the data is
     data_dir: str | None = None  # where named data sets are looked up (else $VAEKIT_DATA)
     limit: int | None = None  # use only the first N training examples (quick runs)
 
@@ -33,8 +33,8 @@ class ImageDataConfig:
             if len(size) != 2 or min(size) < 1 or max(size) > 4096:
                 raise VaekitError(f"image size must be H W between 1 and 4096, got {self.image_size}")
             object.__setattr__(self, "image_size", size)
-        if self.channels not in (None, 1, 3):
-            raise VaekitError(f"channels must be 1 or 3, got {self.channels}")
+        if self.image_channels not in (None, 1, 3):
+            raise VaekitError(f"image channels must be 1 or 3, got {self.image_channels}")
         if self.limit is not None and self.limit < 2:
             raise VaekitError(f"limit must be at least 2, got {self.limit}")
 
@@ -46,8 +46,10 @@ def read_images(source: str, config: ImageDataConfig, default_split: str = "trai
     name, _, split_name = source.partition(":")
     if split_name and name in NAMED_SPLITS and not Path(source).exists():
         source, default_split = name, split_name
+    if source == "digits":
+        default_split = "train"  # the bundled digits have one split only
     return load_images(source, split=default_split, data_dir=config.data_dir,
-                       image_size=config.image_size, channels=config.channels)
+                       image_size=config.image_size, channels=config.image_channels)
 
 
 def to_tensor_data(images, binarize: bool) -> TensorData:
@@ -67,7 +69,7 @@ def load_image_data(config: ImageDataConfig) -> tuple[TensorData, TensorData, tu
         val_images = read_images(config.val_data, config, default_split="test")
         if val_images.x.shape[1:] != images.x.shape[1:]:
             raise VaekitError(f"validation images are {val_images.x.shape[1:]} but training images are "
-                              f"{images.x.shape[1:]} (C, H, W); pass --image-size/--channels to match")
+                              f"{images.x.shape[1:]} (C, H, W); pass --image-size/--image-channels to match")
         train, val = data, to_tensor_data(val_images, config.binarize)
     else:
         train, val = split(data, config.val_fraction, config.split_seed)

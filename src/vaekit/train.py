@@ -94,6 +94,22 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def epoch_line(m: dict) -> str:
+    """One readable line per epoch: the numbers a user watches, in nats per example."""
+    line = (f"epoch {m['epoch']}: train -ELBO {m['train_loss']:.2f} (rec {m['train_reconstruction']:.2f}, "
+            f"KL {m['train_kl']:.2f})")
+    if "val_loss" in m:
+        line += f" | val -ELBO {m['val_loss']:.2f} (rec {m['val_reconstruction']:.2f}, KL {m['val_kl']:.2f})"
+    return line + f" | {m['examples_per_s']:.0f} examples/s"
+
+
+def check_runtime(config: TrainConfig) -> torch.device:
+    """Fail before anything is written if the device or precision cannot work here."""
+    device = resolve_device(config.device)
+    autocast_context(device, config.precision)
+    return device
+
+
 @dataclass
 class TrainState:
     """What the loop has done so far; saved in the checkpoint's metadata as JSON."""
@@ -119,7 +135,7 @@ class Trainer:
     def __init__(self, model, config: TrainConfig, train: TensorData, val: TensorData | None = None,
                  run: str | Path | None = None, callbacks: list | None = None):
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = check_runtime(config)
         self.model = model.to(self.device)
         self.memory_format = torch.channels_last if (
             config.channels_last and train.x.dim() == 4) else torch.contiguous_format
@@ -183,7 +199,8 @@ class Trainer:
                 st.sums[key] = st.sums.get(key, 0.0) + value * (len(batch) if key != "n" else 1)
             bar.update(1)
             if st.batch_in_epoch % 10 == 1 or st.batch_in_epoch == n_batches:
-                bar.set_postfix(loss=f"{rec + kl:.2f}", rec=f"{rec:.2f}", kl=f"{kl:.2f}", kl_w=f"{weight:.2f}")
+                bar.set_postfix({"loss": f"{rec + kl:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",
+                                 "kl_w": f"{weight:.2f}"})
             if self.writer and st.step % cfg.log_every == 0:
                 for key, value in (("loss", rec + kl), ("reconstruction", rec), ("kl", kl), ("kl_weight", weight)):
                     self.writer.add_scalar(f"train_step/{key}", value, st.step)
@@ -234,6 +251,8 @@ class Trainer:
                     self.writer.add_scalar(f"{split}/{name}", value, st.epoch)
             self.writer.flush()
         self.save_checkpoint()
+        if self.config.progress:
+            tqdm.write(epoch_line(metrics))
         return metrics
 
     @torch.no_grad()

@@ -102,6 +102,6 @@ def manifold(model, path: str | Path, n: int = 20, span: float = 2.0) -> np.ndar
     manifold plot); rows go from high z[1] at the top to low at the bottom."""
     axis = torch.linspace(-span, span, n)
     z = torch.stack([torch.stack([x, y]) for y in axis.flip(0) for x in axis]).to(model.device)
-    grid = image_grid(model.decode_mean(z), nrow=n, pad=0)
+    grid = image_grid(model.decode_mean(z), nrow=n, pad=1)
     save_image(grid, path, scale=max(1, 560 // grid.shape[0]))
     return grid

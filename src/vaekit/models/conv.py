@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import VaekitError
 from ..distributions import LIKELIHOODS, DiagonalGaussian
+from ..errors import VaekitError
 from . import register
 from .base import VAE
 
