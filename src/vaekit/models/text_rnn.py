@@ -1,0 +1,107 @@
+"""The default sentence VAE: an autoregressive LSTM decoder conditioned on z (Bowman et al. 2016,
+"Generating sentences from a continuous space").
+
+Encoder: Embedding -> bidirectional LSTM (packed, so padding is never read) -> (z_mean, z_log_var).
+Decoder: LSTM over [embedding of the previous word ; z], initial state from z -> softmax.
+Word dropout (Bowman et al. 2016, sec. 3.2) replaces decoder inputs by <unk> during training so the
+decoder must lean on z; with KL annealing and free bits (train.py) it keeps the code in use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from ..distributions import DiagonalGaussian
+from ..errors import VaekitError
+from . import register
+from .base import VAE
+from .text_seed import PAD, check_text_config, token_nll
+
+UNK, BOS, EOS = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class TextRNNConfig:
+    vocab_size: int = 10_000
+    max_len: int = 50  # longest sentence generated (tokens, with <eos>)
+    embed_dim: int = 256
+    encoder_dim: int = 256  # per direction
+    decoder_dim: int = 512
+    latent_dim: int = 32
+    word_dropout: float = 0.3  # share of decoder inputs replaced by <unk> while training
+
+    def __post_init__(self):
+        check_text_config(self)
+        if not 0 <= self.word_dropout < 1:
+            raise VaekitError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+
+
+@register("text-rnn")
+class TextRNNVAE(VAE):
+    Config = TextRNNConfig
+    kind = "text"
+
+    def __init__(self, config: TextRNNConfig):
+        super().__init__(config)
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD)
+        self.encoder = nn.LSTM(c.embed_dim, c.encoder_dim, batch_first=True, bidirectional=True)
+        self.to_mean = nn.Linear(2 * c.encoder_dim, c.latent_dim)
+        self.to_log_var = nn.Linear(2 * c.encoder_dim, c.latent_dim)
+        self.to_state = nn.Linear(c.latent_dim, 2 * c.decoder_dim)  # initial (h, c) of the decoder
+        self.decoder = nn.LSTM(c.embed_dim + c.latent_dim, c.decoder_dim, batch_first=True)
+        self.to_vocab = nn.Linear(c.decoder_dim, c.vocab_size)
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        lengths = (x != PAD).sum(1).clamp(min=1).cpu()  # (B,)
+        packed = pack_padded_sequence(self.embedding(x), lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.encoder(packed)  # h: (2, B, encoder_dim), final forward and backward states
+        h = torch.cat([h[0], h[1]], -1)  # (B, 2*encoder_dim)
+        return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))
+
+    def init_state(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        h, c = torch.tanh(self.to_state(z)).chunk(2, -1)  # (B, decoder_dim) each
+        return h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()
+
+    def step(self, tokens: Tensor, z: Tensor, state):
+        """One decoding step: tokens (B, L) -> logits (B, L, V) and the new state."""
+        inputs = torch.cat([self.embedding(tokens), z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], -1)
+        out, state = self.decoder(inputs, state)  # (B, L, decoder_dim)
+        return self.to_vocab(out), state
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """Teacher forcing: predict x[t] from <bos>, x[:t] and z. x: (B, T) -> (B,)."""
+        inputs = torch.cat([torch.full_like(x[:, :1], BOS), x[:, :-1]], 1)  # (B, T)
+        if self.training and self.config.word_dropout > 0:
+            drop = torch.rand(inputs.shape, device=x.device) < self.config.word_dropout
+            drop[:, 0] = False  # keep <bos>
+            inputs = inputs.masked_fill(drop & (inputs != PAD), UNK)
+        logits, _ = self.step(inputs, z, self.init_state(z))
+        return -token_nll(logits, x)
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """Greedy decoding's logits, (B, max_len, V); see vaekit.generate for other strategies."""
+        tokens = torch.full((len(z), 1), BOS, dtype=torch.long, device=z.device)
+        state, steps = self.init_state(z), []
+        for _ in range(self.config.max_len):
+            logits, state = self.step(tokens, z, state)
+            steps.append(logits[:, -1])
+            tokens = logits[:, -1:].argmax(-1)
+        return torch.stack(steps, 1)
+
+    @torch.no_grad()
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """Greedy decoding: token ids (B, max_len), padded with 0 after <eos>."""
+        ids = self.decode(z).argmax(-1)  # (B, T)
+        after_eos = (ids == EOS).long().cumsum(1) - (ids == EOS).long() > 0
+        return ids.masked_fill(after_eos, PAD)
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        x = torch.randint(4, self.config.vocab_size, (batch_size, 7), device=self.device)
+        x[:, -2:] = PAD
+        x[:, -3] = EOS
+        return x

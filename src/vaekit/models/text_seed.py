@@ -1,0 +1,119 @@
+"""The design document's sentence VAE, kept faithfully as the baseline.
+
+Encoder: Embedding(64) -> BiGRU(32) -> BiGRU(16) -> Dense(16) -> (z_mean, z_log_var), latent 32.
+Decoder: Dense(16) -> RepeatVector(T) -> BiGRU(16) -> BiGRU(32) -> softmax over the vocabulary.
+The decoder never sees the previous words, so it can only learn lengths and frequent words: it is
+the collapse-prone baseline the autoregressive default (text_rnn.py) is measured against. Unlike
+the document, padding positions never count in the loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..distributions import DiagonalGaussian
+from ..errors import VaekitError
+from . import register
+from .base import VAE
+
+PAD = 0
+
+
+@dataclass(frozen=True)
+class TextSeedConfig:
+    vocab_size: int = 10_000
+    max_len: int = 50  # T: decoder length when sampling (training uses the batch's length)
+    embed_dim: int = 64
+    encoder_units: tuple[int, ...] = (32, 16)  # BiGRU sizes (per direction)
+    hidden_dim: int = 16
+    latent_dim: int = 32
+    decoder_units: tuple[int, ...] = (16, 32)
+
+    def __post_init__(self):
+        object.__setattr__(self, "encoder_units", tuple(self.encoder_units))
+        object.__setattr__(self, "decoder_units", tuple(self.decoder_units))
+        check_text_config(self)
+
+
+def check_text_config(config) -> None:
+    """Refuse sizes that cannot build a model (configs can come from hostile files)."""
+    if not 5 <= config.vocab_size <= 2_000_000:
+        raise VaekitError(f"vocab_size must be in 5..2,000,000, got {config.vocab_size}")
+    if not 2 <= config.max_len <= 10_000:
+        raise VaekitError(f"max_len must be in 2..10,000, got {config.max_len}")
+    if not 1 <= config.latent_dim <= 4096:
+        raise VaekitError(f"latent_dim must be in 1..4096, got {config.latent_dim}")
+    sizes = []
+    for name, value in vars(config).items():
+        if name.endswith(("_dim", "_units")) and name != "latent_dim":
+            sizes += list(value) if isinstance(value, tuple) else [value]
+    if any(not 1 <= s <= 16384 for s in sizes):
+        raise VaekitError(f"layer sizes must be in 1..16384, got {sizes}")
+
+
+def stacked_bigru(input_size: int, units: tuple[int, ...]) -> nn.ModuleList:
+    layers, size = [], input_size
+    for u in units:
+        layers.append(nn.GRU(size, u, batch_first=True, bidirectional=True))
+        size = 2 * u
+    return nn.ModuleList(layers)
+
+
+def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
+    for gru in layers:
+        h, _ = gru(h)
+    return h
+
+
+def token_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """Summed negative log-likelihood of the non-padding tokens of each sentence.
+    logits: (B, T, V), x: (B, T) -> (B,)."""
+    nll = F.cross_entropy(logits.float().transpose(1, 2), x, reduction="none")  # (B, T)
+    return (nll * (x != PAD)).sum(1)
+
+
+@register("text-seed")
+class TextSeedVAE(VAE):
+    Config = TextSeedConfig
+    kind = "text"
+
+    def __init__(self, config: TextSeedConfig):
+        super().__init__(config)
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD)
+        self.encoder = stacked_bigru(config.embed_dim, config.encoder_units)
+        self.to_hidden = nn.Sequential(nn.Linear(2 * config.encoder_units[-1], config.hidden_dim), nn.ReLU())
+        self.to_mean = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.to_log_var = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.from_latent = nn.Sequential(nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU())
+        self.decoder = stacked_bigru(config.hidden_dim, config.decoder_units)
+        self.to_vocab = nn.Linear(2 * config.decoder_units[-1], config.vocab_size)
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        h = run_stack(self.encoder, self.embedding(x))  # (B, T, 2*units)
+        # The document's Keras GRU returns the last step's state; take it at each sentence's end.
+        last = ((x != PAD).sum(1) - 1).clamp(min=0)  # (B,)
+        h = self.to_hidden(h[torch.arange(len(x), device=x.device), last])  # (B, hidden)
+        return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))
+
+    def decode(self, z: Tensor, length: int | None = None) -> Tensor:
+        """Logits (B, T, V): z repeated over time, as the document's RepeatVector."""
+        steps = length or self.config.max_len
+        h = self.from_latent(z).unsqueeze(1).expand(-1, steps, -1)  # (B, T, hidden)
+        return self.to_vocab(run_stack(self.decoder, h.contiguous()))
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        return -token_nll(self.decode(z, x.shape[1]), x)
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        x = torch.randint(4, self.config.vocab_size, (batch_size, 7), device=self.device)
+        x[:, -2:] = PAD
+        x[:, -3] = 3  # <eos>
+        return x
+
+    @torch.no_grad()
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """Most likely token at each position, (B, T) ids (a non-autoregressive decoder)."""
+        return self.decode(z).argmax(-1)
