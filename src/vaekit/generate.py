@@ -1,0 +1,110 @@
+"""Decoding sentences from latent codes: greedy, beam search, and top-k / top-p sampling.
+
+Works with any autoregressive text model exposing `init_state(z)` and `step(tokens, z, state)`
+(models/text_rnn.py). Models without them (the document's non-autoregressive `text-seed`) decode
+position-wise: argmax, or sampling from each position's softmax.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import VaekitError
+
+PAD, BOS, EOS = 0, 2, 3
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    strategy: str = "greedy"  # greedy | beam | sample
+    beam_size: int = 5
+    top_k: int = 0  # sample only from the k most likely words; 0 = all
+    top_p: float = 1.0  # nucleus sampling (Holtzman et al. 2020): smallest set with mass >= p
+    temperature: float = 1.0  # softmax temperature when sampling
+    max_len: int | None = None  # default: the model's max_len
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise VaekitError(f"decoding strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
+        if self.beam_size < 1 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
+            raise VaekitError("need beam size >= 1, top-k >= 0, 0 < top-p <= 1 and temperature > 0")
+
+
+def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
+    """Set logits outside the top-k / nucleus to -inf. logits: (B, V)."""
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), -1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(-1, descending=True)
+        mass_before = sorted_logits.softmax(-1).cumsum(-1) - sorted_logits.softmax(-1)
+        remove = mass_before >= top_p  # keep the smallest prefix whose mass reaches top_p
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def decode(model, z: Tensor, config: DecodeConfig = DecodeConfig()) -> Tensor:
+    """Token ids (B, T) for latent codes z (B, D), padded with 0 after <eos>."""
+    max_len = config.max_len or model.config.max_len
+    if not hasattr(model, "step"):
+        return _decode_positionwise(model, z, config, max_len)
+    if config.strategy == "beam":
+        return torch.stack([_beam(model, z[i:i + 1], config.beam_size, max_len) for i in range(len(z))])
+    tokens = torch.full((len(z), 1), BOS, dtype=torch.long, device=z.device)
+    state, out = model.init_state(z), []
+    done = torch.zeros(len(z), dtype=torch.bool, device=z.device)
+    for _ in range(max_len):
+        logits, state = model.step(tokens, z, state)
+        logits = logits[:, -1].float()  # (B, V)
+        if config.strategy == "sample":
+            probs = filter_logits(logits / config.temperature, config.top_k, config.top_p).softmax(-1)
+            tokens = torch.multinomial(probs, 1)
+        else:
+            tokens = logits.argmax(-1, keepdim=True)
+        out.append(tokens[:, 0].masked_fill(done, PAD))
+        done |= tokens[:, 0] == EOS
+        if done.all():
+            break
+    return _pad_to(torch.stack(out, 1), max_len)
+
+
+def _beam(model, z: Tensor, beam_size: int, max_len: int) -> Tensor:
+    """Beam search for one code z (1, D): the most likely sentence by summed log-probability."""
+    beams = [(0.0, [BOS], model.init_state(z))]
+    finished: list[tuple[float, list[int]]] = []
+    for _ in range(max_len):
+        candidates = []
+        for score, seq, state in beams:
+            logits, new_state = model.step(torch.tensor([[seq[-1]]], device=z.device), z, state)
+            log_probs = logits[0, -1].float().log_softmax(-1)
+            top = log_probs.topk(beam_size)
+            candidates += [(score + lp.item(), seq + [tok.item()], new_state) for lp, tok in zip(*top)]
+        candidates.sort(key=lambda c: c[0], reverse=True)
+        beams = []
+        for score, seq, state in candidates[:beam_size]:
+            (finished if seq[-1] == EOS else beams).append((score, seq) if seq[-1] == EOS else (score, seq, state))
+        if not beams or (finished and max(f[0] for f in finished) > beams[0][0]):
+            break
+    best = max(finished or [(s, q) for s, q, _ in beams], key=lambda f: f[0])[1][1:]
+    return _pad_to(torch.tensor(best, device=z.device).unsqueeze(0), max_len)[0]
+
+
+def _decode_positionwise(model, z: Tensor, config: DecodeConfig, max_len: int) -> Tensor:
+    logits = model.decode(z, max_len).float()  # (B, T, V)
+    if config.strategy == "sample":
+        flat = filter_logits(logits.flatten(0, 1) / config.temperature, config.top_k, config.top_p)
+        ids = torch.multinomial(flat.softmax(-1), 1).view(logits.shape[:2])
+    else:  # beam search over independent positions is the argmax
+        ids = logits.argmax(-1)
+    after_eos = (ids == EOS).long().cumsum(1) - (ids == EOS).long() > 0
+    return ids.masked_fill(after_eos, PAD)
+
+
+def _pad_to(ids: Tensor, length: int) -> Tensor:
+    if ids.shape[1] >= length:
+        return ids[:, :length]
+    return torch.cat([ids, ids.new_zeros(len(ids), length - ids.shape[1])], 1)

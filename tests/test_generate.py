@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from vaekit.errors import VaekitError
+from vaekit.generate import DecodeConfig, decode, filter_logits
+from vaekit.models import build_model
+
+EOS = 3
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("text-rnn", vocab_size=30, max_len=8, embed_dim=16, encoder_dim=16, decoder_dim=32).eval()
+
+
+def sentence_log_prob(model, ids, z):
+    """log p(ids | z) of one decoded sentence, counting up to and including <eos>."""
+    length = int((ids != 0).sum())
+    return model.log_likelihood(ids[:, :length], z).item()
+
+
+def test_greedy_matches_the_models_own_greedy_and_top1_sampling(model):
+    z = torch.randn(4, model.latent_dim)
+    greedy = decode(model, z)
+    assert torch.equal(greedy, model.decode_mean(z))
+    assert torch.equal(decode(model, z, DecodeConfig("sample", top_k=1)), greedy)
+    assert torch.equal(decode(model, z, DecodeConfig("beam", beam_size=1)), greedy)
+
+
+def test_beam_search_finds_sentences_at_least_as_likely_as_greedy(model):
+    torch.manual_seed(1)
+    z = torch.randn(6, model.latent_dim)
+    greedy, beam = decode(model, z), decode(model, z, DecodeConfig("beam", beam_size=5))
+    for i in range(len(z)):
+        g, b = greedy[i:i + 1], beam[i:i + 1]
+        if (b == EOS).any() and (g == EOS).any():
+            assert sentence_log_prob(model, b, z[i:i + 1]) >= sentence_log_prob(model, g, z[i:i + 1]) - 1e-4
+
+
+def test_nothing_follows_eos(model):
+    torch.manual_seed(2)
+    ids = decode(model, torch.randn(16, model.latent_dim), DecodeConfig("sample", temperature=2.0))
+    for row in ids:
+        ends = (row == EOS).nonzero()
+        if len(ends):
+            assert (row[ends[0, 0] + 1:] == 0).all()
+
+
+def test_top_k_and_nucleus_filtering():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isfinite(filter_logits(logits, 2, 1.0)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, 0, 0.8)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, 0, 0.81)).tolist() == [[True, True, True, False]]
+
+
+def test_position_wise_decoding_for_the_documents_model():
+    seed = build_model("text-seed", vocab_size=30, max_len=6).eval()
+    ids = decode(seed, torch.randn(3, seed.latent_dim))
+    assert ids.shape == (3, 6)
+
+
+@pytest.mark.parametrize("bad", [dict(strategy="nope"), dict(top_p=0.0), dict(temperature=0.0), dict(beam_size=0)])
+def test_bad_decoding_settings(bad):
+    with pytest.raises(VaekitError):
+        DecodeConfig(**bad)
