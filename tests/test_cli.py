@@ -41,7 +41,8 @@ def test_train_writes_a_complete_run(trained):
     metrics = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert {"train_loss", "train_kl", "val_loss", "val_reconstruction"} <= set(metrics[0])
-    assert {"training_curve.png", "reconstructions.png", "samples.png"} <= {p.name for p in (trained / "plots").iterdir()}
+    plots = {p.name for p in (trained / "plots").iterdir()}
+    assert {"training_curve.png", "reconstructions.png", "samples.png"} <= plots
     assert any((trained / "tb").iterdir())
     assert "Total params" in (trained / "summary.txt").read_text()
 
@@ -96,8 +97,8 @@ def test_train_on_a_folder_of_pngs_with_labels(tmp_path, capsys):
     _pngs(tmp_path / "imgs", 20, mode="RGB")
     (tmp_path / "imgs" / "a" / "notes.txt").write_text("not an image")
     out = tmp_path / "run"
-    code, _, _ = run_cli(capsys, "train", "image", "--data", tmp_path / "imgs", "--out", out, "--image-size", "16", "16",
-                         *FAST)
+    code, _, _ = run_cli(capsys, "train", "image", "--data", tmp_path / "imgs", "--out", out,
+                         "--image-size", "16", "16", *FAST)
     assert code == 0
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["config"]["image_shape"] == [3, 16, 16]

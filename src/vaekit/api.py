@@ -1,6 +1,6 @@
 """The Python API: train a model into a run directory, load a run and use it.
 
-    run = vaekit.train_images(ImageDataConfig("digits"), out="runs/digits")
+    run = vaekit.train(ImageDataConfig("digits"), out="runs/digits")
     run = vaekit.load("runs/digits")
     z = run.encode(images)            # latent means, (N, D)
     x = run.decode(z)                 # decoded means, (N, C, H, W) in [0, 1]
@@ -17,12 +17,9 @@ import torch
 
 from . import __version__, runs
 from .errors import VaekitError
-from .image import ImageCallback, ImageDataConfig, load_image_data
 from .models import MODELS, build_model
 from .summary import model_summary
 from .train import TrainConfig, Trainer, check_runtime, resolve_device
-
-DATA_CONFIGS = {"image": ImageDataConfig}
 
 
 def from_dict(cls, values: Any, what: str):
@@ -54,7 +51,7 @@ class Run:
                               f"({str(e).splitlines()[0]})") from None
         self.device = resolve_device(device)
         self.model.to(self.device).eval()
-        self.data_config = from_dict(DATA_CONFIGS[self.kind], self.config["data"], "config.json 'data'")
+        self.data_config = from_dict(_job(self.kind).DataConfig, self.config.get("data"), "config.json 'data'")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.model.name!r}, latent_dim={self.model.latent_dim})"
@@ -104,7 +101,8 @@ class Run:
 
 def load(path: str | Path, device: str = "cpu") -> Run:
     """Load a run directory (config.json + model.safetensors). Never executes code from it."""
-    return Run(path, device)
+    kind = runs.read_config(path).get("kind")
+    return getattr(_job(kind), "RUN_CLASS", Run)(path, device)
 
 
 def model_from_config(config: dict):
@@ -122,25 +120,44 @@ def model_from_config(config: dict):
         raise VaekitError(f"config.json has an invalid model config ({e})") from None
 
 
-def train_images(data: ImageDataConfig = ImageDataConfig(), out: str | Path | None = None,
-                 model: str = "conv", train: TrainConfig = TrainConfig(), overwrite: bool = False,
-                 echo=print, **model_options) -> Run | Trainer:
-    """Train an image VAE. With `out`, writes a run directory and returns the loaded Run;
-    without, trains in memory and returns the Trainer (model in `trainer.model`)."""
+def _job(kind: str):
+    """The module that knows a modality's data: image.py, text.py. A plain lookup, no ladder."""
+    from . import image, text
+
+    jobs = {"image": image, "text": text}
+    if kind not in jobs:
+        raise VaekitError(f"unknown kind '{kind}'; choose one of: {', '.join(jobs)}")
+    return jobs[kind]
+
+
+def train(data, out: str | Path | None = None, model: str | None = None, train: TrainConfig = TrainConfig(),
+          overwrite: bool = False, echo=print, **model_options) -> Run | Trainer:
+    """Train a VAE on `data` (an ImageDataConfig or TextDataConfig; its type picks the job).
+
+    With `out`, writes a run directory and returns the loaded Run; without, trains in memory and
+    returns the Trainer (the model is `trainer.model`). Everything the user can get wrong is checked
+    before the run directory is created.
+    """
+    job = next((j for j in map(_job, ("image", "text")) if isinstance(data, j.DataConfig)), None)
+    if job is None:
+        raise VaekitError(f"data must be an ImageDataConfig or TextDataConfig, got {type(data).__name__}")
+    model = model or job.DEFAULT_MODEL
     check_runtime(train)
-    train_set, val_set, shape = load_image_data(data)
+    prepared = job.prepare(data)
     torch.manual_seed(train.seed)  # the initial weights are part of what the seed reproduces
-    vae = build_model(model, image_shape=shape, **model_options)
-    if vae.kind != "image":
-        raise VaekitError(f"model '{model}' is a {vae.kind} model, not an image model")
+    vae = build_model(model, **{**prepared.model_options, **model_options})
+    if vae.kind != job.KIND:
+        raise VaekitError(f"model '{model}' is a {vae.kind} model, not a {job.KIND} model")
     echo(model_summary(vae))
-    echo(f"data: {len(train_set)} training and {len(val_set)} validation images of shape {shape}")
+    echo(f"data: {prepared.description}")
     run = None
     if out is not None:
         run = runs.prepare_run_dir(out, overwrite)
-        runs.write_json(run / runs.CONFIG, run_config("image", vae, data, train))
+        for name, content in prepared.files.items():
+            runs.atomic_write(run / name, content)
         runs.atomic_write(run / "summary.txt", (model_summary(vae) + "\n").encode())
-    trainer = Trainer(vae, train, train_set, val_set, run, [ImageCallback(val_set)])
+        runs.write_json(run / runs.CONFIG, run_config(job.KIND, vae, data, train))  # last: marks a run
+    trainer = Trainer(vae, train, prepared.train, prepared.val, run, job.callbacks(prepared))
     _fit(trainer)
     return load(run) if run is not None else trainer
 
@@ -151,17 +168,15 @@ def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
     config = runs.read_config(path)
     if not (path / runs.CHECKPOINT).exists():
         raise VaekitError(f"{path} has no checkpoint to resume from")
-    train = from_dict(TrainConfig, config["train"], "config.json 'train'")
+    job = _job(config.get("kind"))
+    train = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
+    data = from_dict(job.DataConfig, config.get("data"), "config.json 'data'")
     if epochs is not None:
         train = dataclasses.replace(train, epochs=epochs)
         config["train"] = dataclasses.asdict(train)
         runs.write_json(path / runs.CONFIG, config)
-    kind = config.get("kind")
-    if kind not in DATA_CONFIGS:
-        raise VaekitError(f"config.json has an unknown kind '{kind}'")
-    data = from_dict(DATA_CONFIGS[kind], config["data"], "config.json 'data'")
-    train_set, val_set, _ = load_image_data(data)
-    trainer = Trainer(model_from_config(config), train, train_set, val_set, path, [ImageCallback(val_set)])
+    prepared = job.prepare(data, path)
+    trainer = Trainer(model_from_config(config), train, prepared.train, prepared.val, path, job.callbacks(prepared))
     trainer.load_checkpoint()
     echo(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
     _fit(trainer)

@@ -106,7 +106,7 @@ def cmd_train(args) -> None:
     model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
                      if n != "image_shape" and getattr(args, n) is not None}
     out = Path(args.out) if args.out else _default_out(args.kind, data.data)
-    run = api.train_images(data, out, args.model, train, overwrite=args.overwrite, **model_options)
+    run = api.train(data, out, args.model, train, overwrite=args.overwrite, **model_options)
     last = run.path / "metrics.jsonl"
     print(f"done: {run.path}  (metrics: {last}, plots: {run.path / 'plots'}, "
           f"TensorBoard: tensorboard --logdir {run.path / 'tb'})")

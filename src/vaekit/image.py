@@ -8,9 +8,11 @@ import numpy as np
 import torch
 
 from . import visual
-from .data import TensorData, split
+from .data import Prepared, TensorData, split
 from .errors import VaekitError
 
+KIND = "image"
+DEFAULT_MODEL = "conv"
 NAMED_SPLITS = ("mnist", "fashion-mnist", "digits")
 
 
@@ -74,6 +76,20 @@ def load_image_data(config: ImageDataConfig) -> tuple[TensorData, TensorData, tu
     else:
         train, val = split(data, config.val_fraction, config.split_seed)
     return train, val, tuple(int(s) for s in images.x.shape[1:])
+
+
+DataConfig = ImageDataConfig
+
+
+def prepare(config: ImageDataConfig, run: Path | None = None) -> Prepared:
+    """The job's data for training or resuming (images need nothing from the run directory)."""
+    train, val, shape = load_image_data(config)
+    return Prepared(train, val, {"image_shape": shape}, {},
+                    f"{len(train)} training and {len(val)} validation images of shape {shape}")
+
+
+def callbacks(prepared: Prepared) -> list:
+    return [ImageCallback(prepared.val)]
 
 
 class ImageCallback:

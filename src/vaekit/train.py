@@ -129,7 +129,8 @@ class Trainer:
     """Fits `model` on `train` (TensorData), validating on `val` each epoch.
 
     `run` is a run directory (checkpoints, metrics, TensorBoard); None trains in memory only.
-    `callbacks` are objects with optional `on_epoch_end(trainer, metrics)` / `on_train_end(trainer)`.
+    `callbacks` are objects with optional `on_metrics(trainer, metrics)` (add to an epoch's metrics
+    before they are saved), `on_epoch_end(trainer, metrics)` and `on_train_end(trainer)`.
     """
 
     def __init__(self, model, config: TrainConfig, train: TensorData, val: TensorData | None = None,
@@ -239,6 +240,8 @@ class Trainer:
                    "seconds": st.sums["seconds"], "examples_per_s": n / max(st.sums["seconds"], 1e-9)}
         if self.val_data is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data).items()})
+        for cb in self.callbacks:  # derived figures (e.g. perplexity) join the epoch's metrics
+            getattr(cb, "on_metrics", lambda *a: None)(self, metrics)
         st.epoch += 1
         st.batch_in_epoch = 0
         st.sums = {}

@@ -35,6 +35,17 @@ class TensorData:
         return TensorData(self.x.to(device), y, self.prepare)
 
 
+@dataclass
+class Prepared:
+    """What a job (image, text, ...) hands the generic training code."""
+
+    train: TensorData
+    val: TensorData
+    model_options: dict  # settings the data decides: image_shape, or vocab_size and max_len
+    files: dict  # name -> bytes, written into a new run directory (e.g. tokenizer.json)
+    description: str  # one line for the user: what was loaded
+
+
 def rescale(batch: Tensor) -> Tensor:
     """uint8 0..255 -> float32 in [0, 1], as the document prepares images."""
     return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
