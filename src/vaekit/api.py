@@ -143,7 +143,9 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
         raise VaekitError(f"data must be an ImageDataConfig or TextDataConfig, got {type(data).__name__}")
     model = model or job.DEFAULT_MODEL
     check_runtime(train)
-    prepared = job.prepare(data)
+    # Options that shape the data rather than the model (text: `tokenizer=TokenizerConfig(...)`).
+    data_options = {k: model_options.pop(k) for k in getattr(job, "PREPARE_OPTIONS", ()) if k in model_options}
+    prepared = job.prepare(data, **data_options)
     torch.manual_seed(train.seed)  # the initial weights are part of what the seed reproduces
     vae = build_model(model, **{**prepared.model_options, **model_options})
     if vae.kind != job.KIND:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .errors import VaekitError
 
-KINDS = ("image",)
+KINDS = ("image", "text")
+DERIVED = ("image_shape", "vocab_size", "max_len")  # model settings the data decides
 
 
 # ---- options from dataclasses -------------------------------------------------------------------
@@ -62,14 +63,15 @@ def _model_fields(kind: str) -> dict:
     return fields
 
 
-def _add_model_options(parser, kind: str, derived=("image_shape",)):
+def _add_model_options(parser, kind: str, default: str):
     from .models import model_names
 
     group = parser.add_argument_group("model (defaults: the chosen model's own)")
-    group.add_argument("--model", default="conv", choices=model_names(kind),
-                       help="'seed' is the design document's architecture; 'conv' the default")
+    group.add_argument("--model", default=default, choices=model_names(kind),
+                       help=f"'{'seed' if kind == 'image' else 'text-seed'}' is the design document's "
+                            f"architecture; '{default}' the default")
     for name, hint in _model_fields(kind).items():
-        if name in derived:
+        if name in DERIVED or (kind == "text" and name == "max_len"):
             continue
         kind_, nargs, is_bool = _option_type(hint)
         flag = "--" + name.replace("_", "-")
@@ -92,7 +94,6 @@ def _default_out(kind: str, data: str) -> Path:
 
 def cmd_train(args) -> None:
     from . import api
-    from .image import ImageDataConfig
     from .train import TrainConfig
 
     if args.resume:
@@ -101,10 +102,15 @@ def cmd_train(args) -> None:
         api.resume(args.out, epochs=args.epochs_given)
         print(f"done: {args.out}")
         return
-    data = config_from_args(ImageDataConfig, args)
+    job = api._job(args.kind)
+    data = config_from_args(job.DataConfig, args)
     train = config_from_args(TrainConfig, args)
     model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
-                     if n != "image_shape" and getattr(args, n) is not None}
+                     if n not in DERIVED and getattr(args, n, None) is not None}
+    if args.kind == "text":
+        from .tokenizer import TokenizerConfig
+
+        model_options["tokenizer"] = config_from_args(TokenizerConfig, args)
     out = Path(args.out) if args.out else _default_out(args.kind, data.data)
     run = api.train(data, out, args.model, train, overwrite=args.overwrite, **model_options)
     last = run.path / "metrics.jsonl"
@@ -157,6 +163,10 @@ def cmd_sample(args) -> None:
     from . import api, visual
 
     run = api.load(args.run)
+    if run.kind == "text":
+        _print_sentences(run.sample(args.n, seed=args.seed, temperature=args.temperature,
+                                    config=_decode_config(args)), args)
+        return
     out = _output(args.out, run.path / "plots" / "samples.png", args.overwrite)
     x = run.sample(args.n, seed=args.seed, temperature=args.temperature)
     grid = visual.image_grid(__import__("torch").from_numpy(x))
@@ -171,6 +181,13 @@ def cmd_reconstruct(args) -> None:
     from . import api, visual
 
     run = api.load(args.run)
+    if run.kind == "text":
+        from .text import read_texts
+
+        sentences = read_texts(args.data, run.data_config, default_split="test")[:args.n]
+        outputs = run.reconstruct(sentences, _decode_config(args))
+        _print_sentences([f"{a}\t{b}" for a, b in zip(sentences, outputs)], args, header="input\treconstruction")
+        return
     out = _output(args.out, run.path / "plots" / "reconstruct.png", args.overwrite)
     images = _images(run, args.data, args.n)
     x = run.prepare(images.x).cpu()
@@ -187,8 +204,16 @@ def cmd_embed(args) -> None:
 
     run = api.load(args.run)
     out = _output(args.out, run.path / "embedding.npy", args.overwrite)
-    images = _images(run, args.data, args.limit)
-    z = run.encode(images.x)
+    if run.kind == "text":
+        from .data.images import ImageSet
+        from .text import read_texts
+
+        sentences = read_texts(args.data, run.data_config, default_split="test")[:args.limit]
+        images = ImageSet(np.zeros((len(sentences), 0)), None, None, args.data)  # no labels for text
+        z = run.encode(sentences)
+    else:
+        images = _images(run, args.data, args.limit)
+        z = run.encode(images.x)
     if out.suffix == ".csv":
         header = ",".join(f"z{i}" for i in range(z.shape[1])) + (",label" if images.y is not None else "")
         table = z if images.y is None else np.column_stack([z, images.y])
@@ -212,6 +237,13 @@ def cmd_interpolate(args) -> None:
     from . import api, visual
 
     run = api.load(args.run)
+    if run.kind == "text":
+        if len(args.sentences) != 2:
+            raise VaekitError('give two sentences: vaekit interpolate RUN "first sentence" "second sentence"')
+        _print_sentences(run.interpolate(*args.sentences, steps=args.steps, config=_decode_config(args)), args)
+        return
+    if not args.data:
+        raise VaekitError("give the images with --data (and two of them with --index A B)")
     out = _output(args.out, run.path / "plots" / "interpolate.png", args.overwrite)
     images = _images(run, args.data)
     for i in args.index:
@@ -236,23 +268,74 @@ def cmd_manifold(args) -> None:
     print(f"wrote {out} ({args.n}x{args.n} decoded grid over [-{args.span}, {args.span}]^2)")
 
 
+def _decode_config(args):
+    from .generate import DecodeConfig
+
+    return DecodeConfig(args.strategy, args.beam_size, args.top_k, args.top_p, args.decode_temperature)
+
+
+def _print_sentences(lines: list[str], args, header: str | None = None) -> None:
+    """Print sentences; with --out also write them, one per line (never over a user's file)."""
+    for line in lines:
+        print(line)
+    if args.out:
+        out = _output(args.out, Path(args.out), args.overwrite)
+        from .runs import atomic_write
+
+        atomic_write(out, ("\n".join(([header] if header else []) + lines) + "\n").encode())
+        print(f"wrote {out}")
+
+
+def cmd_vary(args) -> None:
+    from . import api
+
+    run = api.load(args.run)
+    if run.kind != "text":
+        raise VaekitError("vary works on text runs; for images use sample, reconstruct or interpolate")
+    unknown = run.unknown_words(args.sentence)
+    if unknown:
+        print(f"vaekit: note: not in the vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
+    if not run.tokenizer.encode(args.sentence)[:-1] or len(unknown) == len(run.tokenizer.tokenize(args.sentence)):
+        print("vaekit: note: the sentence has no known words; variations come from an uninformed code",
+              file=sys.stderr)
+    _print_sentences(run.vary(args.sentence, args.n, args.spread, _decode_config(args), seed=args.seed), args)
+
+
+def _add_decode_options(parser) -> None:
+    group = parser.add_argument_group("decoding (text)")
+    group.add_argument("--strategy", default="greedy", choices=("greedy", "beam", "sample"))
+    group.add_argument("--beam-size", type=int, default=5)
+    group.add_argument("--top-k", type=int, default=0)
+    group.add_argument("--top-p", type=float, default=1.0)
+    group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .image import ImageDataConfig
+    from .text import TextDataConfig
     from .train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a VAE into a run directory")
-    p.add_argument("kind", choices=KINDS)
-    p.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
-    p.add_argument("--resume", action="store_true", help="continue the run at --out from its checkpoint")
-    add_config_options(p, ImageDataConfig, group_title="data")
-    _add_model_options(p, "image")
-    add_config_options(p, TrainConfig, group_title="training")
-    p.set_defaults(func=cmd_train)
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, data_cls, default_model, train_defaults in (
+            ("image", ImageDataConfig, "conv", {}),
+            ("text", TextDataConfig, "text-rnn", {"batch_size": 32})):
+        q = kinds.add_parser(kind, help=f"train a {kind} VAE")
+        q.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
+        q.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
+        q.add_argument("--resume", action="store_true", help="continue the run at --out from its checkpoint")
+        add_config_options(q, data_cls, group_title="data")
+        if kind == "text":
+            from .tokenizer import TokenizerConfig
+
+            add_config_options(q, TokenizerConfig, group_title="tokenizer")
+        _add_model_options(q, kind, default_model)
+        add_config_options(q, TrainConfig, group_title="training")
+        q.set_defaults(func=cmd_train, **train_defaults)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
     p.add_argument("run")
@@ -276,17 +359,32 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(func=func)
         return q
 
-    q = use_command("sample", "decode draws from the prior: PNG grid + .npy", cmd_sample, data=False)
+    q = use_command("sample", "decode draws from the prior (images: PNG grid + .npy; text: sentences)",
+                    cmd_sample, data=False)
     q.add_argument("-n", type=int, default=64)
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--temperature", type=float, default=1.0)
-    q = use_command("reconstruct", "inputs beside their reconstructions (PNG)", cmd_reconstruct)
+    q.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draws")
+    _add_decode_options(q)
+    q = use_command("reconstruct", "inputs beside their reconstructions (images: PNG; text: lines)",
+                    cmd_reconstruct)
     q.add_argument("-n", type=int, default=16)
+    _add_decode_options(q)
+    q = use_command("vary", "variations of a given sentence", cmd_vary, data=False)
+    q.add_argument("sentence")
+    q.add_argument("-n", type=int, default=5)
+    q.add_argument("--spread", type=float, default=1.0,
+                   help="scale of the posterior's standard deviation (0: always the mean)")
+    q.add_argument("--seed", type=int, default=0)
+    _add_decode_options(q)
     q = use_command("embed", "latent means to .npy or .csv (+ scatter plot for 2-D latents)", cmd_embed)
     q.add_argument("--limit", type=int)
-    q = use_command("interpolate", "decode a straight line between two inputs' codes", cmd_interpolate)
+    q = use_command("interpolate", "decode a straight line between two inputs' codes", cmd_interpolate,
+                    data=False)
+    q.add_argument("sentences", nargs="*", help="text runs: the two sentences")
+    q.add_argument("--data", help="image runs: the images (with --index A B)")
     q.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
     q.add_argument("--steps", type=int, default=10)
+    _add_decode_options(q)
     q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
     q.add_argument("-n", type=int, default=20)
     q.add_argument("--span", type=float, default=2.0)

@@ -76,6 +76,8 @@ def read_json(path: str | Path) -> Any:
         raise VaekitError(f"{path} is missing") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise VaekitError(f"{path} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise VaekitError(f"{path} is nested too deeply; not a vaekit file") from None
 
 
 def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:

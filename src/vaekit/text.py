@@ -23,6 +23,7 @@ from .generate import DecodeConfig, decode
 KIND = "text"
 DEFAULT_MODEL = "text-rnn"
 TOKENIZER = "tokenizer.json"
+PREPARE_OPTIONS = ("tokenizer",)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ def read_texts(source: str, config: TextDataConfig, default_split: str = "train"
     name, _, split_name = source.partition(":")
     if split_name and name == "ptb" and not Path(source).exists():
         source, default_split = name, split_name
+    if source != "ptb":
+        default_split = "train"  # files and the embedded corpus have one split only
     return load_texts(source, split=default_split, data_dir=config.data_dir, column=config.column)
 
 
@@ -62,7 +65,7 @@ def encode_sentences(tokenizer, sentences: list[str], max_len: int) -> torch.Ten
                                        dtype=np.int64))
 
 
-def prepare(config: TextDataConfig, run: Path | None = None, tokenizer_config=None) -> Prepared:
+def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> Prepared:
     """Train/validation id tensors. A new run fits the tokenizer on the training split; a resumed
     run reuses its saved tokenizer.json so the ids stay exactly the same."""
     from .tokenizer import Tokenizer, TokenizerConfig, length_percentile
@@ -83,7 +86,7 @@ def prepare(config: TextDataConfig, run: Path | None = None, tokenizer_config=No
     if run is not None and (Path(run) / TOKENIZER).exists():
         tokenizer = Tokenizer.load(Path(run) / TOKENIZER)
     else:
-        tokenizer = Tokenizer(tokenizer_config or TokenizerConfig()).fit(train_s)
+        tokenizer = Tokenizer(tokenizer or TokenizerConfig()).fit(train_s)
     max_len = config.max_len or length_percentile(tokenizer.texts_to_sequences(train_s), 95)
     train = TensorData(encode_sentences(tokenizer, train_s, max_len))
     val = TensorData(encode_sentences(tokenizer, val_s, max_len))

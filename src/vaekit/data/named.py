@@ -1,4 +1,5 @@
-"""Named data sets (MNIST, Fashion-MNIST): find the IDX files locally, else download and verify them.
+"""Named data sets (MNIST, Fashion-MNIST; text corpora in data/text.py): find the files locally, else
+download and verify them.
 
 Where files are looked for, in order:
 1. the `data_dir` argument, then the `VAEKIT_DATA` folder: in `<dir>/<name>/` or `<dir>/` itself;
@@ -43,12 +44,16 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class NamedDataset:
-    """A named IDX data set: its URL bases, (images, labels) files per split and class names."""
+    """A named data set: its URL bases, the files of each split and class names.
+
+    An IDX image set has (images, labels) per split; a text corpus has one file per split and no
+    classes. `locate_files` finds or downloads a split's files whatever they hold.
+    """
 
     name: str
     mirrors: tuple[str, ...]
-    splits: Mapping[str, tuple[RemoteFile, RemoteFile]]
-    classes: tuple[str, ...]
+    splits: Mapping[str, tuple[RemoteFile, ...]]
+    classes: tuple[str, ...] = ()
 
 
 def _idx_splits(checksums: dict[str, tuple[str, str | None]]) -> dict[str, tuple[RemoteFile, RemoteFile]]:
@@ -106,9 +111,7 @@ def load_named(name: str, split: str = "train", data_dir: str | os.PathLike | No
     spec = DATASETS.get(name)
     if spec is None:
         raise VaekitError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    if split not in spec.splits:
-        raise VaekitError(f"{name} has no split {split!r}; choose one of {', '.join(spec.splits)}")
-    images_path, labels_path = _locate(spec, spec.splits[split], data_dir, download)
+    images_path, labels_path = locate_files(spec, split, data_dir, download)
     images = read_idx_images(images_path, labels_path)
     if images.y.max() >= len(spec.classes):
         raise VaekitError(f"{labels_path}: label {images.y.max()} is out of range for {name} "
@@ -116,8 +119,16 @@ def load_named(name: str, split: str = "train", data_dir: str | os.PathLike | No
     return replace(images, classes=list(spec.classes), source=f"{name}:{split}")
 
 
-def _locate(spec: NamedDataset, files: tuple[RemoteFile, RemoteFile], data_dir, download: bool) -> list[Path]:
-    """The local paths of (images, labels): found, cached, or downloaded."""
+def locate_files(spec: NamedDataset, split: str, data_dir: str | os.PathLike | None = None,
+                 download: bool = True) -> list[Path]:
+    """The local paths of split's files, in spec order: found, cached, or downloaded and verified."""
+    if split not in spec.splits:
+        raise VaekitError(f"{spec.name} has no split {split!r}; choose one of {', '.join(spec.splits)}")
+    return _locate(spec, spec.splits[split], data_dir, download)
+
+
+def _locate(spec: NamedDataset, files: tuple[RemoteFile, ...], data_dir, download: bool) -> list[Path]:
+    """The local paths of files: found, cached, or downloaded."""
     for folder in _local_folders(spec, data_dir):
         found = _find_files(folder, files)
         if found:
@@ -127,7 +138,7 @@ def _locate(spec: NamedDataset, files: tuple[RemoteFile, RemoteFile], data_dir, 
     if all(cached):
         return cached
     if not download:
-        raise VaekitError(f"{spec.name}: {files[0].name} / {files[1].name} not found locally and "
+        raise VaekitError(f"{spec.name}: {' / '.join(f.name for f in files)} not found locally and "
                           f"downloading is off; {_by_hand(spec)}")
     return [path or _download(spec, file, cache) for path, file in zip(cached, files, strict=True)]
 
@@ -152,8 +163,10 @@ def _find_files(folder: Path, files: tuple[RemoteFile, ...]) -> list[Path] | Non
     if all(found):
         return found
     if any(found):
-        have, missing = (files[0], files[1]) if found[0] else (files[1], files[0])
-        raise VaekitError(f"{folder} holds {have.name} but not {missing.name}; put both files there")
+        have = next(f for f, path in zip(files, found) if path)
+        missing = next(f for f, path in zip(files, found) if not path)
+        raise VaekitError(f"{folder} holds {have.name} but not {missing.name}; put "
+                          f"{' and '.join(f.name for f in files)} there")
     return None
 
 
@@ -172,7 +185,7 @@ def _urls(spec: NamedDataset, file: RemoteFile) -> list[str]:
 
 
 def _by_hand(spec: NamedDataset) -> str:
-    names = sorted({f.name for pair in spec.splits.values() for f in pair})
+    names = sorted({f.name for files in spec.splits.values() for f in files})
     return (f"to supply them by hand, put {', '.join(names)} in <dir>/{spec.name}/ and pass "
             "--data-dir <dir> or set VAEKIT_DATA=<dir>")
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributions import LIKELIHOODS, DiagonalGaussian
@@ -50,9 +51,33 @@ def check_config(config: ConvVAEConfig) -> None:
         raise VaekitError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got '{config.likelihood}'")
 
 
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d that adds its bias after the convolution: same parameters, same result.
+
+    Why: on CPU, oneDNN's bf16 transposed-convolution backward takes ~4x longer when it also
+    computes the bias gradient (the seed model's 64->32 layer: 12.9 ms vs 3.5 ms on one core);
+    autograd's plain sum for the bias costs 0.1 ms. The class keeps nn.ConvTranspose2d's name so
+    summaries and checkpoints are unchanged.
+    """
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        output_padding = self._output_padding(x, output_size, self.stride, self.padding,
+                                              self.kernel_size, 2, self.dilation)
+        y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, output_padding,
+                               self.groups, self.dilation)  # (B, C_out, H_out, W_out)
+        if self.bias is None:
+            return y
+        # In y's dtype: an fp32 bias would promote autocast's bf16 activations to fp32.
+        return y + self.bias.to(y.dtype).view(-1, 1, 1)
+
+
 def _block(conv: nn.Module, channels: int, batch_norm: bool) -> nn.Sequential:
     layers = [conv] + ([nn.BatchNorm2d(channels)] if batch_norm else []) + [nn.ReLU()]
     return nn.Sequential(*layers)
+
+
+def _memory_format(t: Tensor) -> torch.memory_format:
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 @register("seed")
@@ -84,9 +109,9 @@ class ConvVAE(VAE):
         ups = chans[::-1]  # the document: ConvT(64) then ConvT(32)
         up_ins = (chans[-1],) + ups[:-1]
         self.decoder = nn.Sequential(
-            *[_block(nn.ConvTranspose2d(i, o, 3, 2, 1, output_padding=1), o, config.batch_norm)
+            *[_block(ConvTranspose2d(i, o, 3, 2, 1, output_padding=1), o, config.batch_norm)
               for i, o in zip(up_ins, ups)],
-            nn.ConvTranspose2d(ups[-1], c, 3, 1, 1),  # logits / means; the likelihood applies sigmoid
+            ConvTranspose2d(ups[-1], c, 3, 1, 1),  # logits / means; the likelihood applies sigmoid
         )
         self.likelihood = LIKELIHOODS[config.likelihood](c)
 
@@ -96,7 +121,10 @@ class ConvVAE(VAE):
 
     def decode(self, z: Tensor) -> Tensor:
         c, h, w = self.config.image_shape
-        hidden = self.from_latent(z).view(-1, self.config.channels[-1], *self.bottom)
+        hidden = self.from_latent(z).view(-1, self.config.channels[-1], *self.bottom)  # (B, C, h, w)
+        # Give the first transposed conv the layout its weight has (channels_last after the
+        # trainer's model.to(memory_format=...)): mixed layouts cost oneDNN a reorder each way.
+        hidden = hidden.contiguous(memory_format=_memory_format(self.decoder[0][0].weight))
         out = self.decoder(hidden)  # (B, C, 2^n * bottom_h, 2^n * bottom_w)
         return out[:, :, :h, :w]
 

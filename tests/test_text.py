@@ -1,0 +1,134 @@
+"""The text job end to end: train on sentences, vary, sample, interpolate, reconstruct, resume,
+and bad input, through the command line as a user runs it."""
+import json
+
+import pytest
+
+import vaekit
+from vaekit.cli import main
+
+from .conftest import shared_data
+
+# Real sentences (the opening of the Python tutorial's prose would do as well); repeated with small
+# changes so a tiny model can learn something in seconds.
+BASE = ["the cat sat on the mat", "a dog ran in the park", "the bird sang in the tree",
+        "a man read the paper", "the child ate an apple", "a woman drove the car to town",
+        "the sun rose over the hills", "a boy kicked the ball", "the rain fell on the roof",
+        "a girl painted the fence"]
+SENTENCES = [s if i % 2 else s.replace("the ", "the big ", 1) for i in range(30) for s in BASE]
+SMALL = ["--embed-dim", "16", "--encoder-dim", "16", "--decoder-dim", "32", "--latent-dim", "8",
+         "--epochs", "3", "--no-progress", "--batch-size", "32"]
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "sentences.txt"
+    path.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def text_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "text"
+    assert main(["train", "text", "--data", str(corpus), "--out", str(out), "--kl-warmup-steps", "10", *SMALL]) == 0
+    return out
+
+
+def test_train_text_writes_a_run_with_tokenizer_and_perplexity(text_run):
+    assert (text_run / "tokenizer.json").exists()
+    metrics = [json.loads(x) for x in (text_run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]
+    assert 1 < metrics[-1]["val_ppl"] < metrics[0]["val_ppl"]
+    assert metrics[-1]["tokens_per_s"] > 0
+    config = json.loads((text_run / "config.json").read_text())
+    assert config["kind"] == "text" and config["model"]["name"] == "text-rnn"
+    assert config["train"]["batch_size"] == 32
+
+
+def test_vary_sample_interpolate_reconstruct(text_run, corpus, capsys, tmp_path):
+    code, out, _ = cli(capsys, "vary", text_run, "the cat sat on the mat", "-n", "4")
+    assert code == 0 and len(out.strip().splitlines()) == 4
+    for strategy in (["--strategy", "beam"], ["--strategy", "sample", "--top-p", "0.9"],
+                     ["--strategy", "sample", "--top-k", "5"]):
+        code, out, _ = cli(capsys, "vary", text_run, "a dog ran in the park", "-n", "2", *strategy)
+        assert code == 0 and len(out.strip().splitlines()) == 2
+    code, out, _ = cli(capsys, "sample", text_run, "-n", "3", "--out", tmp_path / "s.txt")
+    assert code == 0 and len((tmp_path / "s.txt").read_text().splitlines()) == 3
+    code, out, _ = cli(capsys, "interpolate", text_run, "the cat sat on the mat", "a girl painted the fence",
+                       "--steps", "4")
+    assert code == 0 and len(out.strip().splitlines()) == 4
+    code, out, _ = cli(capsys, "reconstruct", text_run, "--data", corpus, "-n", "5")
+    assert code == 0 and len(out.strip().splitlines()) == 5 and "\t" in out
+
+
+def test_unknown_words_are_reported(text_run, capsys):
+    code, out, err = cli(capsys, "vary", text_run, "the zebra sat on the xylophone", "-n", "2")
+    assert code == 0 and "zebra" in err and "xylophone" in err
+    code, out, err = cli(capsys, "vary", text_run, "qqq zzz", "-n", "2")
+    assert code == 0 and "no known words" in err
+
+
+def test_python_api(text_run):
+    run = vaekit.load(text_run)
+    z = run.encode(["the cat sat on the mat", "a dog ran in the park"])
+    assert z.shape == (2, 8)
+    assert len(run.vary("the cat sat on the mat", n=3, spread=0.0)) == 3
+    # spread 0 and greedy decoding: every variation is the reconstruction of the mean
+    assert len(set(run.vary("the cat sat on the mat", n=3, spread=0.0))) == 1
+    assert len(run.sample(2, seed=0)) == 2
+
+
+def test_resume_text_run(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(capsys, "train", "text", "--data", corpus, "--out", out, *SMALL[:-5], "--epochs", "1",
+               "--no-progress")[0] == 0
+    tokenizer = (out / "tokenizer.json").read_bytes()
+    assert cli(capsys, "resume", out, "--epochs", "2")[0] == 0
+    assert (out / "tokenizer.json").read_bytes() == tokenizer
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_documents_text_model_trains(corpus, tmp_path, capsys):
+    code, _, _ = cli(capsys, "train", "text", "--data", corpus, "--model", "text-seed", "--out", tmp_path / "seed",
+                     "--epochs", "1", "--no-progress")
+    assert code == 0
+    assert cli(capsys, "vary", tmp_path / "seed", "the cat sat on the mat", "-n", "2")[0] == 0
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "empty"), (b"\n   \n\t\n", "no sentences"), (b"good line\n\xff\xfe bad bytes\n", "line 2"),
+])
+def test_bad_text_files(tmp_path, capsys, content, match):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    code, _, err = cli(capsys, "train", "text", "--data", path, "--out", tmp_path / "never", "--no-progress")
+    assert code == 2 and match in err.lower()
+    assert not (tmp_path / "never").exists()
+
+
+def test_tokenizer_that_does_not_match_the_model_is_refused(text_run, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(text_run, broken)
+    tok = json.loads((broken / "tokenizer.json").read_text())
+    tok["words"] = tok["words"][:-3] if "words" in tok else tok
+    (broken / "tokenizer.json").write_text(json.dumps(tok))
+    code, _, err = cli(capsys, "vary", broken, "the cat", "-n", "1")
+    assert code == 2 and "tokenizer" in err.lower()
+
+
+@pytest.mark.skipif(shared_data() is None, reason="../shared/data not present")
+def test_ptb_from_the_shared_data(tmp_path, capsys):
+    code, _, _ = cli(capsys, "train", "text", "--data", "ptb", "--data-dir", shared_data(), "--val-data", "ptb:valid",
+                     "--limit", "300", "--out", tmp_path / "ptb", *SMALL[:-5], "--epochs", "1", "--no-progress")
+    assert code == 0
+    config = json.loads((tmp_path / "ptb" / "config.json").read_text())
+    assert config["model"]["config"]["vocab_size"] > 100
