@@ -28,7 +28,7 @@ PREPARE_OPTIONS = ("tokenizer",)
 
 @dataclass(frozen=True)
 class TextDataConfig:
-    data: str = "default"  # the embedded corpus, "ptb", a text file (one sentence per line) or a CSV
+    data: str = "stdlib-docs"  # the embedded corpus (Python docs prose, PSF licence), "ptb", a text file or a CSV
     column: str | None = None  # CSV column (name or 0-based index)
     val_data: str | None = None  # an explicit validation file / "ptb:valid" instead of a random split
     val_fraction: float = 0.2  # the document's split: 20%, seed 42

@@ -39,6 +39,12 @@ class TextRNNConfig:
             raise VaekitError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
 
 
+def trim_padding(x: Tensor) -> Tensor:
+    """Drop the columns that are padding in every sentence of the batch: (B, T) -> (B, T')."""
+    longest = int((x != PAD).sum(1).max()) if len(x) else 1
+    return x[:, :max(longest, 1)]
+
+
 @register("text-rnn")
 class TextRNNVAE(VAE):
     Config = TextRNNConfig
@@ -56,6 +62,7 @@ class TextRNNVAE(VAE):
         self.to_vocab = nn.Linear(c.decoder_dim, c.vocab_size)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
+        x = trim_padding(x)
         lengths = (x != PAD).sum(1).clamp(min=1).cpu()  # (B,)
         packed = pack_padded_sequence(self.embedding(x), lengths, batch_first=True, enforce_sorted=False)
         _, (h, _) = self.encoder(packed)  # h: (2, B, encoder_dim), final forward and backward states
@@ -66,21 +73,26 @@ class TextRNNVAE(VAE):
         h, c = torch.tanh(self.to_state(z)).chunk(2, -1)  # (B, decoder_dim) each
         return h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()
 
+    def run_decoder(self, tokens: Tensor, z: Tensor, state):
+        """Decoder states for input tokens (B, L): (B, L, decoder_dim) and the new state."""
+        inputs = torch.cat([self.embedding(tokens), z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], -1)
+        return self.decoder(inputs, state)
+
     def step(self, tokens: Tensor, z: Tensor, state):
         """One decoding step: tokens (B, L) -> logits (B, L, V) and the new state."""
-        inputs = torch.cat([self.embedding(tokens), z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], -1)
-        out, state = self.decoder(inputs, state)  # (B, L, decoder_dim)
+        out, state = self.run_decoder(tokens, z, state)
         return self.to_vocab(out), state
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """Teacher forcing: predict x[t] from <bos>, x[:t] and z. x: (B, T) -> (B,)."""
+        x = trim_padding(x)
         inputs = torch.cat([torch.full_like(x[:, :1], BOS), x[:, :-1]], 1)  # (B, T)
         if self.training and self.config.word_dropout > 0:
             drop = torch.rand(inputs.shape, device=x.device) < self.config.word_dropout
             drop[:, 0] = False  # keep <bos>
             inputs = inputs.masked_fill(drop & (inputs != PAD), UNK)
-        logits, _ = self.step(inputs, z, self.init_state(z))
-        return -token_nll(logits, x)
+        states, _ = self.run_decoder(inputs, z, self.init_state(z))
+        return -token_nll(states, x, self.to_vocab)
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:

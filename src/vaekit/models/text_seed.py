@@ -68,11 +68,18 @@ def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
     return h
 
 
-def token_nll(logits: Tensor, x: Tensor) -> Tensor:
+def token_nll(hidden: Tensor, x: Tensor, to_vocab: nn.Module) -> Tensor:
     """Summed negative log-likelihood of the non-padding tokens of each sentence.
-    logits: (B, T, V), x: (B, T) -> (B,)."""
-    nll = F.cross_entropy(logits.float().transpose(1, 2), x, reduction="none")  # (B, T)
-    return (nll * (x != PAD)).sum(1)
+
+    hidden: (B, T, H) decoder states, x: (B, T) targets -> (B,). The softmax layer runs on the
+    real tokens only: padding never counts, so it is never computed either (the vocabulary
+    projection is most of a text VAE's cost).
+    """
+    mask = x != PAD  # (B, T)
+    logits = to_vocab(hidden[mask])  # (N_tokens, V)
+    nll = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    nll[mask] = F.cross_entropy(logits.float(), x[mask], reduction="none")
+    return nll.sum(1)
 
 
 @register("text-seed")
@@ -98,14 +105,17 @@ class TextSeedVAE(VAE):
         h = self.to_hidden(h[torch.arange(len(x), device=x.device), last])  # (B, hidden)
         return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))
 
-    def decode(self, z: Tensor, length: int | None = None) -> Tensor:
-        """Logits (B, T, V): z repeated over time, as the document's RepeatVector."""
-        steps = length or self.config.max_len
+    def decoder_states(self, z: Tensor, steps: int) -> Tensor:
+        """z repeated over time (the document's RepeatVector) through the BiGRUs: (B, T, 2*units)."""
         h = self.from_latent(z).unsqueeze(1).expand(-1, steps, -1)  # (B, T, hidden)
-        return self.to_vocab(run_stack(self.decoder, h.contiguous()))
+        return run_stack(self.decoder, h.contiguous())
+
+    def decode(self, z: Tensor, length: int | None = None) -> Tensor:
+        """Logits (B, T, V) for every position."""
+        return self.to_vocab(self.decoder_states(z, length or self.config.max_len))
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        return -token_nll(self.decode(z, x.shape[1]), x)
+        return -token_nll(self.decoder_states(z, x.shape[1]), x, self.to_vocab)
 
     def example_input(self, batch_size: int = 2) -> Tensor:
         x = torch.randint(4, self.config.vocab_size, (batch_size, 7), device=self.device)

@@ -1,0 +1,144 @@
+"""Sentence VAEs on Penn Treebank: the design document's model beside its Keras peer, and the default.
+
+Part 1 (`seed`): vaekit's `text-seed` (the document's BiGRU/RepeatVector VAE) trains on PTB train
+for the same number of epochs as ../shared/peers/keras_seed_text.py, in the same run, batch 32,
+same maximum length (the peer's 99th percentile of words, +1 for <eos>). Reported: test negative
+ELBO, KL and reconstruction per sentence (nats), per-word perplexity, and training words/s counted
+as the peer counts them (real words, no <eos>, training time only). vaekit's numbers include
+predicting <eos>, which the peer does not model, so its per-sentence figures carry an extra term.
+
+Part 2 (`default`): the default `text-rnn` (autoregressive LSTM decoder, word dropout, KL annealing,
+free bits), trained on train, validated on valid, reported on test: negative ELBO, KL, perplexity.
+
+    python bench/text_ptb.py                  # 3 epochs each side; --rnn-epochs for part 2
+    python bench/text_ptb.py --quick          # 4,000 training sentences, 1 epoch each
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import REPO, data_dir, machine, run_peer  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "text_ptb.json"
+
+
+def peer_max_len(ptb: Path) -> int:
+    """The peer's T: the 99th percentile of training sentence lengths in words."""
+    lengths = [len(line.split()) for line in (ptb / "ptb.train.txt").read_text().splitlines() if line.split()]
+    return int(np.ceil(np.percentile(lengths, 99)))
+
+
+def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_options: dict) -> dict:
+    """Train `model` with vaekit's own data pipeline and Trainer; figures on PTB test."""
+    import torch
+
+    from vaekit import text
+    from vaekit.data import TensorData
+    from vaekit.models import build_model
+    from vaekit.tokenizer import Tokenizer, TokenizerConfig
+    from vaekit.train import TrainConfig, Trainer
+
+    config = text.TextDataConfig("ptb", val_data="ptb:valid", data_dir=str(args.ptb_root), max_len=max_len,
+                                 limit=args.limit)
+    prepared = text.prepare(config, tokenizer=TokenizerConfig(max_vocab=None))
+    tokenizer = Tokenizer.from_json(json.loads(prepared.files[text.TOKENIZER]))
+    test_sentences = text.read_texts("ptb:test", config)
+    test = TensorData(text.encode_sentences(tokenizer, test_sentences, max_len))
+    torch.manual_seed(0)
+    vae = build_model(model, **prepared.model_options, **model_options)
+    train_config = TrainConfig(**{"batch_size": 32, "progress": args.progress, **train_overrides})
+    trainer = Trainer(vae, train_config, prepared.train, prepared.val, callbacks=text.callbacks(prepared))
+    history = trainer.fit()
+    scores = trainer.evaluate(test)
+    n_tokens = int((test.x != 0).sum())  # words + <eos>, within max_len
+    words = int((prepared.train.x > 3).sum())  # real words (ids 0-3 are specials), as the peer counts
+    seconds = sum(h["seconds"] for h in history)
+    return {"model": model, "epochs": train_config.epochs, "train_sentences": len(prepared.train),
+            "vocab_size": tokenizer.vocab_size, "max_len": max_len,
+            "test_neg_elbo": scores["loss"], "test_rec": scores["reconstruction"], "test_kl": scores["kl"],
+            "test_ppl": math.exp(scores["loss"] * len(test) / n_tokens),
+            "words_per_s": words * len(history) / seconds, "train_seconds": seconds,
+            "history": history, "train_config": {k: v for k, v in vars(train_config).items()}}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="4,000 sentences, 1 epoch each (same code path)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs for the seed model and its peer")
+    p.add_argument("--rnn-epochs", type=int, default=10, help="epochs for the default model (0: skip)")
+    p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--peer-python")
+    p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    args.ptb_root = data_dir(args.data_dir)
+    args.limit = 4000 if args.quick else None
+    if args.quick:
+        args.epochs, args.rnn_epochs = 1, min(args.rnn_epochs, 1)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    ptb = args.ptb_root / "ptb" if (args.ptb_root / "ptb").is_dir() else args.ptb_root
+    max_len = peer_max_len(ptb) + 1
+    report = {"settings": {"quick": args.quick, "epochs": args.epochs, "rnn_epochs": args.rnn_epochs,
+                           "limit": args.limit, "precision": args.precision, "max_len": max_len},
+              "machine": machine()}
+    print(f"seed: text-seed, {args.epochs} epochs, max_len {max_len} ...", flush=True)
+    seed = train_and_test("text-seed", args, max_len, {"epochs": args.epochs, "precision": args.precision}, {})
+    report["seed"] = {k: v for k, v in seed.items() if k != "history"}
+    report["seed"]["history"] = seed["history"]
+    peer = {}
+    if not args.no_peer:
+        print("keras peer ...", flush=True)
+        env = {"DATA": ptb, "EPOCHS": args.epochs, **({"LIMIT": args.limit} if args.limit else {})}
+        peer = run_peer("keras_seed_text.py", "keras-text", env, args.peer_python)
+    report["peer"] = peer
+    if "tokens_per_s" in peer:
+        report["seed"]["ratio_words_per_s"] = seed["words_per_s"] / peer["tokens_per_s"]
+    if args.rnn_epochs:
+        print(f"default: text-rnn, {args.rnn_epochs} epochs ...", flush=True)
+        steps_per_epoch = math.ceil((args.limit or 42068) / 32)
+        rnn = train_and_test("text-rnn", args, max_len,
+                             {"epochs": args.rnn_epochs, "precision": args.precision, "free_bits": 0.25,
+                              "kl_warmup_steps": 2 * steps_per_epoch, "grad_clip": 5.0}, {})
+        report["default"] = rnn
+    # The flat keys other tools read.
+    report.update({"test_neg_elbo": seed["test_neg_elbo"], "test_kl": seed["test_kl"], "test_ppl": seed["test_ppl"],
+                   "tokens_per_s": seed["words_per_s"], "peer_tokens_per_s": peer.get("tokens_per_s"),
+                   "peer_test_neg_elbo": peer.get("test_neg_elbo"), "peer_test_kl": peer.get("test_kl"),
+                   "ratio": report["seed"].get("ratio_words_per_s")})
+    print_report(report)
+    out = RESULTS.with_name("text_ptb-quick.json") if args.quick else RESULTS
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
+
+
+def print_report(r: dict) -> None:
+    s, p = r["seed"], r["peer"]
+    print(f"\n{'':<22}{'words/s':>10}{'test -ELBO':>12}{'rec':>9}{'KL':>7}{'ppl':>9}")
+    print(f"{'vaekit text-seed':<22}{s['words_per_s']:>10,.0f}{s['test_neg_elbo']:>12.2f}{s['test_rec']:>9.2f}"
+          f"{s['test_kl']:>7.2f}{s['test_ppl']:>9.1f}")
+    if "tokens_per_s" in p:
+        print(f"{'keras peer':<22}{p['tokens_per_s']:>10,.0f}{p['test_neg_elbo']:>12.2f}"
+              f"{p['test_rec_nats_per_sentence']:>9.2f}{p['test_kl']:>7.2f}{'-':>9}")
+        print(f"ratio (words/s): {s['words_per_s'] / p['tokens_per_s']:.2f}x")
+    elif p:
+        print(f"keras peer failed: {p.get('error', '')[-300:]}")
+    if "default" in r:
+        d = r["default"]
+        print(f"{'vaekit text-rnn':<22}{d['words_per_s']:>10,.0f}{d['test_neg_elbo']:>12.2f}{d['test_rec']:>9.2f}"
+              f"{d['test_kl']:>7.2f}{d['test_ppl']:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
