@@ -132,3 +132,15 @@ def test_ptb_from_the_shared_data(tmp_path, capsys):
     assert code == 0
     config = json.loads((tmp_path / "ptb" / "config.json").read_text())
     assert config["model"]["config"]["vocab_size"] > 100
+
+
+def test_csv_column_and_enormous_lines(tmp_path, capsys):
+    rows = ["id,text"] + [f"{i},{s}" for i, s in enumerate(SENTENCES[:60])]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    code, _, err = cli(capsys, "train", "text", "--data", tmp_path / "t.csv", "--column", "text", "--out",
+                       tmp_path / "run", *SMALL[:-5], "--epochs", "1", "--no-progress")
+    assert code == 0, err
+    huge = tmp_path / "huge.txt"
+    huge.write_text("a fine line\n" + "word " * 300_000 + "\n")
+    code, _, err = cli(capsys, "train", "text", "--data", huge, "--out", tmp_path / "never", "--no-progress")
+    assert code == 2 and "line 2" in err and not (tmp_path / "never").exists()
