@@ -53,7 +53,8 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     test = TensorData(text.encode_sentences(tokenizer, test_sentences, max_len))
     torch.manual_seed(0)
     vae = build_model(model, **prepared.model_options, **model_options)
-    train_config = TrainConfig(**{"batch_size": 32, "progress": args.progress, **train_overrides})
+    train_config = TrainConfig(**{"batch_size": 32, "progress": args.progress, "threads": args.threads,
+                                  **train_overrides})
     trainer = Trainer(vae, train_config, prepared.train, prepared.val, callbacks=text.callbacks(prepared))
     history = trainer.fit()
     scores = trainer.evaluate(test)
@@ -75,6 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--rnn-epochs", type=int, default=10, help="epochs for the default model (0: skip)")
     p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for vaekit (0: torch's default)")
     p.add_argument("--peer-python")
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--progress", action="store_true")
@@ -91,7 +93,9 @@ def main(argv=None) -> None:
     ptb = args.ptb_root / "ptb" if (args.ptb_root / "ptb").is_dir() else args.ptb_root
     max_len = peer_max_len(ptb) + 1
     report = {"settings": {"quick": args.quick, "epochs": args.epochs, "rnn_epochs": args.rnn_epochs,
-                           "limit": args.limit, "precision": args.precision, "max_len": max_len},
+                           "limit": args.limit, "precision": args.precision, "threads": args.threads,
+                           "max_len": max_len,
+                           "command": " ".join(["python bench/text_ptb.py", *(argv or sys.argv[1:])])},
               "machine": machine()}
     print(f"seed: text-seed, {args.epochs} epochs, max_len {max_len} ...", flush=True)
     seed = train_and_test("text-seed", args, max_len, {"epochs": args.epochs, "precision": args.precision}, {})
