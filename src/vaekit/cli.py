@@ -312,8 +312,6 @@ def _add_decode_options(parser) -> None:
 
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .image import ImageDataConfig
-    from .text import TextDataConfig
     from .train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.split("\n")[0])
@@ -321,9 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a VAE into a run directory")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
-    for kind, data_cls, default_model, train_defaults in (
-            ("image", ImageDataConfig, "conv", {}),
-            ("text", TextDataConfig, "text-rnn", {"batch_size": 32})):
+    from . import image, text
+
+    for job in (image, text):
+        kind, data_cls, default_model = job.KIND, job.DataConfig, job.DEFAULT_MODEL
         q = kinds.add_parser(kind, help=f"train a {kind} VAE")
         q.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
@@ -335,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
             add_config_options(q, TokenizerConfig, group_title="tokenizer")
         _add_model_options(q, kind, default_model)
         add_config_options(q, TrainConfig, group_title="training")
-        q.set_defaults(func=cmd_train, **train_defaults)
+        q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
     p.add_argument("run")

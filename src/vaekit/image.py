@@ -13,6 +13,7 @@ from .errors import VaekitError
 
 KIND = "image"
 DEFAULT_MODEL = "conv"
+TRAIN_DEFAULTS: dict = {}  # TrainConfig's own defaults are the document's (Adam, batch 128)
 NAMED_SPLITS = ("mnist", "fashion-mnist", "digits")
 
 
