@@ -1,0 +1,266 @@
+"""Training throughput of the design document's conv VAE on MNIST: vaekit vs the Keras peer.
+
+For each configuration below, a fresh process trains the `seed` model with vaekit's own Trainer
+(the product's code path: TensorData -> iterate_batches -> Trainer._step) on the 60k MNIST
+training images (continuous [0, 1] targets, batch 128, Adam 1e-3, 5 epochs), then evaluates the
+negative ELBO on the 10k test images with `Trainer.evaluate`. In the same run the Keras peer
+(../shared/peers/keras_seed_image.py, its own virtual environment) trains the same architecture.
+
+Steady-state images/s leave out epoch 1 (warm-up, compilation), as the peer's figure does;
+ratio = our steady images/s / the peer's. The machine is shared: compare figures within one run.
+
+    python bench/image_throughput.py                 # full: 5 epochs, with the peer (~7 minutes)
+    python bench/image_throughput.py --peer-runs 2   # the peer before and after ours (as in RESULTS.md)
+    python bench/image_throughput.py --quick         # 12,800 images x 2 epochs (the peer: 2 epochs)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import peers  # bench/peers.py: the peer runner, data folder and machine facts the benchmarks share
+
+BATCH, LR = 128, 1e-3
+
+# "+malloc": glibc keeps freed buffers of up to 32 MiB in its heap instead of unmapping them, so a
+# step stops page-faulting its activations in afresh. Set by environment here; Trainer would do
+# the same with mallopt (see bench/RESULTS.md), after which "+malloc" equals the plain config.
+MALLOC_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"}
+
+# name -> (TrainConfig overrides, extra environment); channels_last is TrainConfig's default (on).
+CONFIGS = {  # the matrix run by default
+    "fp32": ({"precision": "fp32"}, {}),
+    "fp32+malloc": ({"precision": "fp32"}, MALLOC_ENV),
+    "bf16": ({"precision": "bf16"}, {}),
+    "bf16+malloc": ({"precision": "bf16"}, MALLOC_ENV),
+}
+# Only with --configs: torch.compile measured slower here (bf16: 20.7 vs 17.5 ms a step). The
+# convolutions stay oneDNN calls, and its fused CPU kernels for the ReLU work also convert layouts.
+EXTRA_CONFIGS = {
+    "bf16+malloc+compile": ({"precision": "bf16", "compile": True}, MALLOC_ENV),
+}
+ALL_CONFIGS = {**CONFIGS, **EXTRA_CONFIGS}
+
+
+def measured(run_child):
+    """run_child() (which runs and waits for a subprocess), and the CPU cores other processes kept
+    busy meanwhile: 0 means a quiet machine, 1 a whole core taken from the two we compare on."""
+    busy, children, started = _cpu_busy_seconds(), _children_cpu_seconds(), time.perf_counter()
+    result = run_child()
+    others = (_cpu_busy_seconds() - busy) - (_children_cpu_seconds() - children)
+    return result, round(max(0.0, others / (time.perf_counter() - started)), 2)
+
+
+def _cpu_busy_seconds() -> float:
+    with open("/proc/stat") as f:  # "cpu user nice system idle iowait irq softirq steal ..."
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---- one configuration (runs in its own process) ---------------------------------------------
+def mnist(split: str, data_dir: Path, limit: int | None = None):
+    import torch
+
+    from vaekit.data import TensorData
+    from vaekit.data.images import load_images
+
+    images = load_images("mnist", split=split, data_dir=str(data_dir), download=False)
+    x, y = torch.from_numpy(images.x), torch.from_numpy(images.y)
+    return TensorData(x[:limit], y[:limit], "rescale")  # uint8 -> [0, 1] floats per batch
+
+
+def train_one(name: str, data_dir: Path, epochs: int, limit: int | None) -> dict:
+    """Train and evaluate one configuration; the figures as a dict."""
+    import torch
+
+    from vaekit.models import build_model
+    from vaekit.train import TrainConfig, Trainer
+
+    overrides, env = ALL_CONFIGS[name]
+    train, test = mnist("train", data_dir, limit), mnist("test", data_dir)
+    config = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, progress=False, **overrides)
+    trainer = Trainer(build_model("seed"), config, train)
+    started = time.perf_counter()
+    history = trainer.fit()
+    train_seconds = time.perf_counter() - started
+    test_metrics = trainer.evaluate(test)
+    seconds = [m["seconds"] for m in history]
+    return {
+        "config": {k: v for k, v in vars(config).items() if k in ("precision", "channels_last", "compile")},
+        "env": env,
+        "steady_img_per_s": len(train) * (len(seconds) - 1) / sum(seconds[1:]),
+        "img_per_s": len(train) * len(seconds) / train_seconds,
+        "epoch_seconds": [round(s, 2) for s in seconds],
+        "train_loss_last_epoch": history[-1]["train_loss"],
+        "test_neg_elbo": test_metrics["loss"],
+        "test_rec": test_metrics["reconstruction"],
+        "test_kl": test_metrics["kl"],
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run_config(name: str, args) -> dict:
+    """train_one in a fresh process: a clean allocator, thread pool and compile cache per config."""
+    command = [sys.executable, __file__, "--worker", name, "--data-dir", str(args.data_dir),
+               "--epochs", str(args.epochs)] + (["--limit", str(args.limit)] if args.limit else [])
+    env = {**os.environ, **ALL_CONFIGS[name][1]}
+    done, others = measured(lambda: subprocess.run(command, env=env, capture_output=True, text=True))
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        return {"error": (done.stderr or done.stdout).strip()[-2000:]}
+    return {**json.loads(lines[-1][len("RESULT "):]), "background_cores": others}
+
+
+# ---- the Keras peer -------------------------------------------------------------------------
+def run_peer(python: str, args) -> dict:
+    """One run of the Keras peer (always the full 60k images: it has no option for fewer)."""
+    from vaekit.data import named
+
+    images_path, _ = named.locate_files(named.DATASETS["mnist"], "train", args.data_dir, download=False)
+    env = {"DATA": images_path.parent, "EPOCHS": args.epochs}
+    print(f"keras peer: {args.epochs} epochs on 60,000 images ...", flush=True)
+    figures, others = measured(lambda: peers.run_peer("keras_seed_image.py", "keras-image", env, python))
+    return {**figures, "background_cores": others}
+
+
+def peer_summary(runs: list[dict], python: str) -> dict:
+    """The fastest run's speed (the conservative choice for our ratio); -ELBO averaged over runs."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[-1]["error"] if runs else "not run", "runs": runs}
+    version = subprocess.run([python, "-c", "import tensorflow as tf; print(tf.__version__)"],
+                             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    mean = {k: sum(r[k] for r in ok) / len(ok) for k in ("test_neg_elbo", "test_rec", "test_kl")}
+    return {"steady_img_per_s": max(r["steady_img_per_s"] for r in ok), **mean, "runs": runs,
+            "python": python, "tensorflow": version.stdout.strip()}
+
+
+# ---- report -----------------------------------------------------------------------------------
+def machine() -> dict:
+    """peers.machine() plus what decides conv speed here: the CPU generation, oneDNN, native bf16."""
+    import torch
+
+    with open("/proc/cpuinfo") as f:
+        first_cpu = f.read().split("\n\n")[0].splitlines()
+    info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_cpu if ":" in line)}
+    onednn = next((line.strip(" -") for line in torch.__config__.show().splitlines() if "DNN" in line), "")
+    return {**peers.machine(), "cpu_family_model": f"{info.get('cpu family')}/{info.get('model')}",
+            "onednn": onednn, "bf16_native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
+
+
+def summarise(results: dict, peer: dict, args) -> dict:
+    """The JSON report: the default configuration's figures up front, the best one's ratio."""
+    from vaekit.train import TrainConfig
+
+    peer_rate = peer.get("steady_img_per_s")
+    ok = {n: r for n, r in results.items() if "error" not in r}
+    for r in ok.values():
+        r["ratio"] = r["steady_img_per_s"] / peer_rate if peer_rate else None
+    default = next((n for n, r in ok.items() if not r["env"] and r["config"] == {
+        "precision": TrainConfig.precision, "channels_last": TrainConfig.channels_last,
+        "compile": TrainConfig.compile}), None)
+    best = max(ok, key=lambda n: ok[n]["steady_img_per_s"], default=None)
+    head = ok.get(default, {})
+    return {
+        "default_config": default, "best_config": best,
+        "steady_img_per_s": head.get("steady_img_per_s"), "peer_steady_img_per_s": peer_rate,
+        "ratio": head.get("ratio"), "best_ratio": ok[best]["ratio"] if best else None,
+        "test_neg_elbo": head.get("test_neg_elbo"), "peer_test_neg_elbo": peer.get("test_neg_elbo"),
+        "best_test_neg_elbo": ok[best]["test_neg_elbo"] if best else None,
+        "configs": results, "peer": peer, "machine": machine(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {"model": "seed", "train_images": args.limit or 60000, "test_images": 10000,
+                     "epochs": args.epochs, "batch_size": BATCH, "lr": LR, "targets": "continuous [0, 1]",
+                     "quick": args.quick, "command": " ".join(["python"] + sys.argv)},
+    }
+
+
+def print_report(report: dict) -> None:
+    peer = report["peer"]
+    print(f"\n{'config':<14}{'steady img/s':>14}{'ratio':>8}{'test -ELBO':>12}{'rec':>9}{'KL':>7}"
+          f"{'busy':>6}  epoch s   (busy: cores other processes used meanwhile)")
+    for name, r in report["configs"].items():
+        if "error" in r:
+            print(f"{name:<14} failed: {r['error'].splitlines()[-1] if r['error'] else '?'}")
+            continue
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+        print(f"{name:<14}{r['steady_img_per_s']:>14,.0f}{ratio:>8}{r['test_neg_elbo']:>12.2f}"
+              f"{r['test_rec']:>9.2f}{r['test_kl']:>7.2f}{r['background_cores']:>6.2f}  {r['epoch_seconds']}")
+    if "error" in peer:
+        print(f"{'keras peer':<14} failed: {peer['error'].splitlines()[-1] if peer['error'] else '?'}")
+    for i, r in enumerate(peer.get("runs", [])):
+        if "error" not in r:
+            print(f"{f'keras peer #{i + 1}':<14}{r['steady_img_per_s']:>14,.0f}{'':>8}{r['test_neg_elbo']:>12.2f}"
+                  f"{r['test_rec']:>9.2f}{r['test_kl']:>7.2f}{r['background_cores']:>6.2f}")
+    print(f"\ndefault config ({report['default_config']}): ratio {report['ratio'] or float('nan'):.2f}; "
+          f"best ({report['best_config']}): ratio {report['best_ratio'] or float('nan'):.2f}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", help="folder with MNIST's IDX .gz files, in it or in its mnist/ "
+                                      "(default: $VAEKIT_DATA or ../shared/data)")
+    p.add_argument("--quick", action="store_true", help="12,800 training images, 2 epochs")
+    p.add_argument("--epochs", type=int, help="default 5 (2 with --quick); at least 2")
+    p.add_argument("--configs", nargs="+", choices=list(ALL_CONFIGS), default=list(CONFIGS),
+                   help=f"default: {' '.join(CONFIGS)}")
+    p.add_argument("--peer-python", help="the peer venv's python (default: from ../shared/peers/setup.sh)")
+    p.add_argument("--no-peer", action="store_true", help="skip the Keras peer")
+    p.add_argument("--peer-runs", type=int, default=1,
+                   help="runs of the peer, split before and after ours; its fastest counts (default 1)")
+    p.add_argument("--out", type=Path, help="JSON report (default bench/results/image_throughput[-quick].json)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one config, print RESULT json
+    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.data_dir = peers.data_dir(args.data_dir)
+    args.epochs = args.epochs or (2 if args.quick else 5)
+    args.limit = args.limit or (12800 if args.quick else None)
+    if args.epochs < 2:
+        p.error("--epochs must be at least 2: the steady-state rate leaves out epoch 1")
+    if args.peer_runs < 1:
+        p.error("--peer-runs must be at least 1 (use --no-peer to skip the peer)")
+    suffix = "-quick" if args.quick else ""
+    args.out = args.out or peers.REPO / "bench" / "results" / f"image_throughput{suffix}.json"
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(train_one(args.worker, args.data_dir, args.epochs, args.limit)))
+        return
+    mnist("test", args.data_dir)  # fail early, with vaekit's message, if the data is not there
+    peer, python, peer_runs = {}, None, 0
+    if not args.no_peer:
+        try:
+            python, peer_runs = peers.peer_python(args.peer_python), args.peer_runs
+        except RuntimeError as e:
+            peer = {"error": str(e)}
+    runs, results = [], {}
+    for _ in range(peer_runs - peer_runs // 2):  # the peer before ours, and after when run twice+
+        runs.append(run_peer(python, args))
+    for name in args.configs:
+        print(f"vaekit {name}: {args.epochs} epochs on {args.limit or 60000:,} images ...", flush=True)
+        results[name] = run_config(name, args)
+    for _ in range(peer_runs // 2):
+        runs.append(run_peer(python, args))
+    report = summarise(results, peer_summary(runs, python) if python else peer, args)
+    print_report(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
