@@ -8,6 +8,7 @@ import vaekit
 from vaekit.cli import main
 
 from .conftest import shared_data
+from .test_cli import run_cli as cli
 
 # Real sentences (the opening of the Python tutorial's prose would do as well); repeated with small
 # changes so a tiny model can learn something in seconds.
@@ -18,13 +19,6 @@ BASE = ["the cat sat on the mat", "a dog ran in the park", "the bird sang in the
 SENTENCES = [s if i % 2 else s.replace("the ", "the big ", 1) for i in range(30) for s in BASE]
 SMALL = ["--embed-dim", "16", "--encoder-dim", "16", "--decoder-dim", "32", "--latent-dim", "8",
          "--epochs", "3", "--no-progress", "--batch-size", "32"]
-
-
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
