@@ -63,8 +63,12 @@ def stacked_bigru(input_size: int, units: tuple[int, ...]) -> nn.ModuleList:
 
 
 def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
-    for gru in layers:
-        h, _ = gru(h)
+    # Recurrences stay in fp32 under bf16/fp16 autocast: CPU RNN kernels are slower in bf16 and
+    # the gain of mixed precision is in the vocabulary projection, which autocast still covers.
+    with torch.autocast(h.device.type, enabled=False):
+        h = h.float()
+        for gru in layers:
+            h, _ = gru(h)
     return h
 
 
