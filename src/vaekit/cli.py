@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
+import re
 import sys
 import types
 import typing
@@ -29,8 +32,24 @@ def _option_type(hint):
     return hint, None, False
 
 
-def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None):
-    """One --option per field of the dataclass `cls` (underscores become dashes)."""
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """The comment beside each field of a config dataclass: the one place a setting is explained."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)}
+
+
+def _help(cls, name: str, default) -> str | None:
+    parts = [field_docs(cls).get(name, "")] + ([f"(default: {default})"] if default is not None else [])
+    return " ".join(p for p in parts if p).replace("%", "%%") or None
+
+
+def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None, defaults=None):
+    """One --option per field of the dataclass `cls` (underscores become dashes); `defaults`
+    overrides the dataclass's own (a job's training defaults)."""
     group = parser.add_argument_group(group_title or cls.__name__)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -38,12 +57,13 @@ def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None
             continue
         kind, nargs, is_bool = _option_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if use_defaults else None
+        shown = (defaults or {}).get(f.name, f.default)
+        default = shown if use_defaults else None
+        help_ = _help(cls, f.name, shown if not is_bool else None)
         if is_bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         else:
-            group.add_argument(flag, type=kind, nargs=nargs, default=default,
-                               help=f"(default: {f.default})" if f.default is not None else None)
+            group.add_argument(flag, type=kind, nargs=nargs, default=default, help=help_)
     return group
 
 
@@ -56,10 +76,13 @@ def _model_fields(kind: str) -> dict:
     from .models import MODELS
 
     fields = {}
-    for cls, _ in MODELS.values():
+    for name, (cls, _) in sorted(MODELS.items()):
         if cls.kind == kind:
             hints = typing.get_type_hints(cls.Config)
-            fields.update({f.name: hints[f.name] for f in dataclasses.fields(cls.Config)})
+            for f in dataclasses.fields(cls.Config):
+                doc = field_docs(cls.Config).get(f.name, "")
+                _, models, docs = fields.get(f.name, (None, [], []))
+                fields[f.name] = (hints[f.name], models + [name], docs + ([doc] if doc and doc not in docs else []))
     return fields
 
 
@@ -70,15 +93,16 @@ def _add_model_options(parser, kind: str, default: str):
     group.add_argument("--model", default=default, choices=model_names(kind),
                        help=f"'{'seed' if kind == 'image' else 'text-seed'}' is the design document's "
                             f"architecture; '{default}' the default")
-    for name, hint in _model_fields(kind).items():
+    for name, (hint, models, docs) in _model_fields(kind).items():
         if name in DERIVED or (kind == "text" and name == "max_len"):
             continue
         kind_, nargs, is_bool = _option_type(hint)
         flag = "--" + name.replace("_", "-")
+        help_ = " ".join(docs + [f"[{', '.join(models)}]"]).replace("%", "%%")
         if is_bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
-            group.add_argument(flag, type=kind_, nargs=nargs, default=None)
+            group.add_argument(flag, type=kind_, nargs=nargs, default=None, help=help_)
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -333,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
             add_config_options(q, TokenizerConfig, group_title="tokenizer")
         _add_model_options(q, kind, default_model)
-        add_config_options(q, TrainConfig, group_title="training")
+        add_config_options(q, TrainConfig, group_title="training", defaults=job.TRAIN_DEFAULTS)
         q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
