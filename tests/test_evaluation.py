@@ -250,6 +250,7 @@ def test_bad_input_gives_one_clear_error(image_run, text_run, capsys, tmp_path):
         (("evaluate", image_run, "--data", "digits", "--k", "0"), "k must be at least 1"),
         (("evaluate", text_run[0], "--data", "digits"), "no such file: digits"),
         (("compare", tmp_path, image_run), "has no evaluation yet"),
+        (("evaluate", image_run, "--data", "digits", "--out", tmp_path / "big.npy"), "is a file"),
         (("compare", tmp_path / "big.npy", image_run), "not valid JSON"),
     ]
     for args, message in cases:

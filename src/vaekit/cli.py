@@ -305,10 +305,8 @@ def cmd_evaluate(args) -> None:
     from .evaluation import EvalConfig, evaluate
 
     settings = config_from_args(EvalConfig, args)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
     result = evaluate(args.run, args.data, out=args.out, overwrite=args.overwrite, data_dir=args.data_dir,
-                      **vars(settings))
+                      device=args.device, **vars(settings))
     for name, m in result["metrics"].items():
         value = f"{m['value']:.4g}" if isinstance(m["value"], float) else m["value"]
         print(f"{name:<22}{value!s:>12}  {m['unit']}")
@@ -426,6 +424,7 @@ def _add_evaluation_commands(sub) -> None:
     q.add_argument("--out", help="folder for the report (default: the run directory)")
     q.add_argument("--overwrite", action="store_true",
                    help="replace evaluation.json (default: a new evaluation-N.json beside earlier ones)")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     add_config_options(q, EvalConfig, group_title="evaluation (k default: 1000 images, 500 text)")
     q.set_defaults(func=cmd_evaluate)
     q = sub.add_parser("compare", help="two evaluations side by side (runs or evaluation.json files)")

@@ -26,15 +26,23 @@ def evaluation_paths(folder: Path, overwrite: bool = False) -> tuple[Path, Path,
     return folder / f"{NAME}{suffix}.json", folder / f"{NAME}{suffix}.md", suffix
 
 
-def write_evaluation(result: dict, run, bounds: dict, labels, out=None, overwrite: bool = False, echo=print) -> None:
-    """evaluation.json, evaluation.md and plots/ into `out` (default: the run directory)."""
-    from . import visual
-
+def output_folder(run, out=None) -> Path:
+    """The folder an evaluation goes to (made if missing, with plots/), or a clear error."""
     folder = Path(out) if out is not None else run.path
+    if folder.exists() and not folder.is_dir():
+        raise VaekitError(f"{folder} is a file; --out takes a folder")
     try:
         (folder / "plots").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VaekitError(f"cannot write to {folder}: {e.strerror or e}") from None
+    return folder
+
+
+def write_evaluation(result: dict, run, bounds: dict, labels, out=None, overwrite: bool = False, echo=print) -> None:
+    """evaluation.json, evaluation.md and plots/ into `out` (default: the run directory)."""
+    from . import visual
+
+    folder = output_folder(run, out)
     json_path, md_path, suffix = evaluation_paths(folder, overwrite)
     plots = {"kl_per_dim": f"plots/kl_per_dim{suffix}.png"}
     active = [v > 0.01 for v in result["posterior_mean_variance"]]
