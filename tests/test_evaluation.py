@@ -219,6 +219,8 @@ def test_evaluate_a_text_run(text_run, capsys):
     assert m["ppl"] == pytest.approx(math.exp(m["iw_nll"] * 30 / result["settings"]["tokens"]), rel=1e-4)
     assert m["ppl"] <= m["ppl_elbo"] * 1.05 and m["unk_share"] == 0.0
     assert "knn_accuracy" not in m and "bits_per_dim" not in m
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= h["val_active_units"] <= 3 for h in history)  # the text job watches for collapse too
 
 
 def test_text_variations_call_text_quality(text_run, monkeypatch):
