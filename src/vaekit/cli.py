@@ -325,6 +325,29 @@ def cmd_vary(args) -> None:
     _print_sentences(run.vary(args.sentence, args.n, args.spread, _decode_config(args), seed=args.seed), args)
 
 
+def cmd_evaluate(args) -> None:
+    from .evaluation import EvalConfig, evaluate
+
+    settings = config_from_args(EvalConfig, args)
+    result = evaluate(args.run, args.data, out=args.out, overwrite=args.overwrite, data_dir=args.data_dir,
+                      device=args.device, **vars(settings))
+    for name, m in result["metrics"].items():
+        value = f"{m['value']:.4g}" if isinstance(m["value"], float) else m["value"]
+        print(f"{name:<22}{value!s:>12}  {m['unit']}")
+
+
+def cmd_compare(args) -> None:
+    from .evaluation_report import compare
+
+    table = compare(args.a, args.b)
+    print(table, end="")
+    if args.out:
+        from .runs import atomic_write
+
+        atomic_write(_output(args.out, Path(args.out), args.overwrite), table.encode())
+        print(f"wrote {args.out}")
+
+
 def _add_decode_options(parser) -> None:
     group = parser.add_argument_group("decoding (text)")
     group.add_argument("--strategy", default="greedy", choices=("greedy", "beam", "sample"))
@@ -411,7 +434,29 @@ def build_parser() -> argparse.ArgumentParser:
     q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
     q.add_argument("-n", type=int, default=20)
     q.add_argument("--span", type=float, default=2.0)
+    _add_evaluation_commands(sub)
     return parser
+
+
+def _add_evaluation_commands(sub) -> None:
+    from .evaluation import EvalConfig
+
+    q = sub.add_parser("evaluate", help="likelihood bounds, latent health and probes -> evaluation.json + .md")
+    q.add_argument("run")
+    q.add_argument("--data", required=True, help="as for training: digits, mnist:test, a folder, ptb:test, a file")
+    q.add_argument("--data-dir", help="where named data sets are looked up (default: the run's, else $VAEKIT_DATA)")
+    q.add_argument("--out", help="folder for the report (default: the run directory)")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace evaluation.json (default: a new evaluation-N.json beside earlier ones)")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_config_options(q, EvalConfig, group_title="evaluation (k default: 1000 images, 500 text)")
+    q.set_defaults(func=cmd_evaluate)
+    q = sub.add_parser("compare", help="two evaluations side by side (runs or evaluation.json files)")
+    q.add_argument("a")
+    q.add_argument("b")
+    q.add_argument("--out", help="also write the Markdown table to this file")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_compare)
 
 
 def main(argv: list[str] | None = None) -> int:

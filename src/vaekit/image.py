@@ -90,7 +90,9 @@ def prepare(config: ImageDataConfig, run: Path | None = None) -> Prepared:
 
 
 def callbacks(prepared: Prepared) -> list:
-    return [ImageCallback(prepared.val)]
+    from .evaluation import CollapseMonitor
+
+    return [ImageCallback(prepared.val), CollapseMonitor(prepared.val)]
 
 
 class ImageCallback:

@@ -103,7 +103,9 @@ def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> 
 
 
 def callbacks(prepared: Prepared) -> list:
-    return [TextCallback(prepared)]
+    from .evaluation import CollapseMonitor
+
+    return [TextCallback(prepared), CollapseMonitor(prepared.val)]
 
 
 def token_count(data: TensorData) -> int:
