@@ -1,6 +1,7 @@
 """Rating sheets for human judges: export (CSV, HTML, hidden key), read back, summarise, bad input."""
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -25,11 +26,26 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def text_runs(corpus, tmp_path_factory):
-    """Two tiny text runs that differ only in their seed."""
+    """Two text runs: a tiny trained one and a copy (the sheet tells runs apart by path, not weights)."""
     out = tmp_path_factory.mktemp("runs")
-    for name, seed in (("a", "0"), ("b", "1")):
-        assert main(["train", "text", "--data", str(corpus), "--out", str(out / name), "--seed", seed, *TINY]) == 0
+    assert main(["train", "text", "--data", str(corpus), "--out", str(out / "a"), *TINY]) == 0
+    shutil.copytree(out / "a", out / "b")
     return out / "a", out / "b"
+
+
+def untrained_image_run(path):
+    """A valid image run directory (untrained weights): all the kind check needs, in milliseconds."""
+    from vaekit import runs
+    from vaekit.api import run_config
+    from vaekit.image import ImageDataConfig
+    from vaekit.models import build_model
+    from vaekit.train import TrainConfig
+
+    model = build_model("seed", image_shape=(1, 8, 8), latent_dim=2)
+    path.mkdir()
+    runs.save_tensors(path / runs.WEIGHTS, model.state_dict())
+    runs.write_json(path / runs.CONFIG, run_config("image", model, ImageDataConfig("digits"), TrainConfig()))
+    return path
 
 
 def read_sheet(path):
@@ -134,8 +150,7 @@ def test_cli_export_and_summarise_two_text_runs(text_runs, corpus, tmp_path, cap
 
 def test_cli_bad_input(text_runs, corpus, tmp_path, capsys):
     run_a, _ = text_runs
-    image_run = tmp_path / "image"
-    assert main(["train", "image", "--out", str(image_run), "--model", "seed", "--epochs", "1", "--no-progress"]) == 0
+    image_run = untrained_image_run(tmp_path / "image")
     code, _, err = cli(capsys, "raters", "export", image_run, "--data", corpus, "--out", tmp_path / "x")
     assert code == 2 and "is an image run: rating sheets are for text runs" in err
     code, _, err = cli(capsys, "raters", "export", run_a, run_a, "--data", corpus, "--out", tmp_path / "x")
