@@ -25,7 +25,8 @@ def test_disjoint_variations_score_bleu_0_and_full_change():
                           embedder=None)
     assert m["bleu_to_input"] == pytest.approx(0)
     assert m["self_bleu"] == pytest.approx(0)
-    assert m["changed_share"] == 1
+    assert m["changed_share"] == 1 and m["empty_share"] == 0
+    assert variation_metrics(["a b"], [["", "a b"]], embedder=None)["empty_share"] == 0.5
 
 
 def test_bleu_matches_sacrebleu_directly():

