@@ -62,7 +62,12 @@ def model_view(run) -> Callable[[str], str]:
     """A normaliser showing a sentence as a TextRun can reproduce it: its words through the run's
     tokenizer and back (unknown words -> <unk>), then `normalize_13a`."""
     tokenizer = run.tokenizer
-    return lambda s: normalize_13a(tokenizer.decode(tokenizer.encode(s)))
+
+    def view(sentence: str) -> str:
+        return normalize_13a(tokenizer.decode(tokenizer.encode(sentence)))
+
+    view.__name__ = f"model_view({getattr(run, 'path', 'run')})"  # recorded in the metrics' settings
+    return view
 
 
 def variation_metrics(inputs: list[str], variations: list[list[str]], train_sentences: set[str] | None = None,
