@@ -50,6 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for vaekit")
     p.add_argument("--embedder", default="auto", help="'auto' (packaged all-MiniLM-L6-v2) or 'none'")
     p.add_argument("--work", help="keep the runs trained here in this folder (default: a temporary one)")
+    p.add_argument("--out", default=str(RESULTS), help="the JSON results file")
     p.add_argument("--peer-python")
     p.add_argument("--no-peer", action="store_true")
     args = p.parse_args(argv)
@@ -147,9 +148,10 @@ def main(argv=None) -> None:
         report["models"][name].update(metrics=metrics, examples=[
             {"input": inputs[i], "variations": variations[i]} for i in range(min(3, len(inputs)))])
     print_report(report, inputs)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {RESULTS}")
+    out = Path(args.out)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
 
 
 COLUMNS = [("bleu_to_input", "BLEU-in", ".1f"), ("self_bleu", "self-BLEU", ".1f"), ("distinct_1", "dist-1", ".3f"),
