@@ -346,6 +346,25 @@ def cmd_compare(args) -> None:
 
         atomic_write(_output(args.out, Path(args.out), args.overwrite), table.encode())
         print(f"wrote {args.out}")
+def cmd_raters_export(args) -> None:
+    from .raters import export_runs
+
+    paths = export_runs([args.run, *([args.run_b] if args.run_b else [])], args.data, args.out, args.n,
+                        args.variations, args.seed, args.spread, _decode_config(args))
+    print(f"wrote {paths['csv']} and {paths['html']} for the raters; keep {paths['key']} from them "
+          f"(it says which run wrote each output)")
+
+
+def cmd_raters_summarise(args) -> None:
+    from .raters import format_summary, summarise
+
+    summary = summarise(args.ratings, args.key, args.allow_missing)
+    print(format_summary(summary))
+    if args.json:
+        from .runs import write_json
+
+        write_json(_output(args.json, Path(args.json), args.overwrite), summary)
+        print(f"wrote {args.json}")
 
 
 def _add_decode_options(parser) -> None:
@@ -435,6 +454,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-n", type=int, default=20)
     q.add_argument("--span", type=float, default=2.0)
     _add_evaluation_commands(sub)
+
+    p = sub.add_parser("raters", help="rating sheets for human judges: export, then summarise their scores")
+    raters = p.add_subparsers(dest="raters_command", required=True, metavar="ACTION")
+    q = raters.add_parser("export", help="CSV + HTML sheet of shuffled, unlabeled variations (one or two runs)")
+    q.add_argument("run")
+    q.add_argument("run_b", nargs="?", help="a second text run, mixed in blind")
+    q.add_argument("--data", required=True, help="the input sentences: a text file, a CSV (--column), ptb:test")
+    q.add_argument("-n", type=int, default=20, help="number of input sentences (drawn at random with --seed)")
+    q.add_argument("--variations", type=int, default=3, help="outputs per input and run")
+    q.add_argument("--out", required=True, help="a new folder for sheet.csv, sheet.html and key.json")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--spread", type=float, default=1.0, help="as in vary")
+    _add_decode_options(q)
+    q.set_defaults(func=cmd_raters_export)
+    q = raters.add_parser("summarise", help="per-run means of the raters' scores (+ a paired test for two runs)")
+    q.add_argument("ratings", nargs="+", help="filled CSV(s), or the sheet's folder holding ratings*.csv")
+    q.add_argument("--key", help="the key.json (default: beside the first CSV)")
+    q.add_argument("--allow-missing", action="store_true", help="skip empty scores instead of refusing them")
+    q.add_argument("--json", help="also write the summary to this JSON file")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_raters_summarise)
     return parser
 
 
