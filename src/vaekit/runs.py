@@ -16,6 +16,7 @@ pickled: weights are safetensors, everything else is JSON.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except OSError as e:
         raise write_error(path, e) from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide runs from the user's group
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -89,6 +91,23 @@ def check_writable(folder: str | Path, needed_bytes: int = 0) -> None:
     if needed_bytes and free < needed_bytes:
         raise VaekitError(f"only {free / 2**20:.1f} MiB free in {folder}, but the checkpoints of this run need "
                           f"about {needed_bytes / 2**20:.1f} MiB; free some space or choose another --out")
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def remove_temporaries(folder: str | Path) -> list[str]:
+    """Delete the temporary files of writes that a crash (SIGKILL, power loss) cut short."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file() and tmp.name.count(".") >= 3:  # .NAME.XXXXXXXX.tmp, as atomic_write names them
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

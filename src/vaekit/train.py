@@ -192,6 +192,7 @@ class Trainer:
         """Train to config.epochs; returns the per-epoch metrics history."""
         if self.run is not None:  # a read-only folder or a full disk fails now, not at the first save
             runs.check_writable(self.run, self.checkpoint_bytes())
+            runs.remove_temporaries(self.run)  # left by a write that a kill cut short
         self._open_writer()
         self._stop_requested = False
         with self._deferred_sigint():
