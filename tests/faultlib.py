@@ -300,6 +300,7 @@ def crafted_inputs(folder: Path) -> list[Case]:
         "older-version": {**base, "format_version": 0},
         "latent-negative": {**base, "model": {"name": "seed", "config": {"latent_dim": -1}}},
         "vocab-huge": {**base, "kind": "text", "model": {"name": "text-rnn", "config": {"vocab_size": 10**12}}},
+        "units-empty": {**base, "kind": "text", "model": {"name": "text-seed", "config": {"encoder_units": []}}},
         "image-huge": {**base, "model": {"name": "conv", "config": {"image_shape": [4, 4096, 4096]}}},
         "image-shape-long": {**base, "model": {"name": "conv", "config": {"image_shape": [1] * 10**5}}},
         "latent-string": {**base, "model": {"name": "seed", "config": {"latent_dim": "2"}}},

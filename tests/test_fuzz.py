@@ -234,7 +234,8 @@ def test_crafted_corpus_is_handled_cleanly(tmp_path):
     expect = {"idx-size-beyond-file": "announces shape", "idx-gzip-truncated": "truncated",
               "run-newer-version": "upgrade vaekit", "run-older-version": "version 0",
               "run-vocab-huge": "vocab_size", "run-latent-negative": "latent_dim",
-              "run-image-huge": "parameters", "run-latent-string": "whole number",
+              "run-image-huge": "parameters", "run-units-empty": "at least one layer",
+              "run-latent-string": "whole number",
               "run-pickle-weights": "safetensors", "run-pickle-checkpoint": "safetensors",
               "csv-ragged.csv": "fields", "text-invalid-utf8.txt": "UTF-8", "text-1mb-line.txt": "longer than"}
     for name, words in expect.items():
