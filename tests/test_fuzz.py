@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from vaekit import api, image, runs, text
@@ -89,6 +90,27 @@ def test_random_bytes_as_idx_npy_and_pictures(tmp_path, data):
     folder.mkdir(exist_ok=True)
     (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + data)
     outcome(load_images, str(folder))
+
+
+ARRAY_DTYPES = [np.uint8, np.int8, np.int64, np.uint16, np.float16, np.float32, np.float64, np.bool_,
+                np.complex64, np.dtype("U2"), np.dtype("M8[s]")]
+
+
+@FUZZ
+@given(hnp.arrays(st.sampled_from(ARRAY_DTYPES), hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=6)),
+       st.one_of(st.none(), hnp.arrays(st.sampled_from([np.int64, np.float32, np.uint8]),
+                                       hnp.array_shapes(min_dims=1, max_dims=2, max_side=6))),
+       st.sampled_from(["x", "images", "arr_0", "other"]))
+def test_npy_and_npz_arrays_of_any_dtype_and_shape(tmp_path, x, y, key):
+    np.save(tmp_path / "a.npy", x)
+    images = outcome(read_array, tmp_path / "a.npy")
+    if images is not None:
+        assert images.x.dtype == np.uint8 and images.x.ndim == 4 and images.x.shape[1] in (1, 3, 4)
+    arrays = {key: x} if y is None else {key: x, "labels": y}
+    np.savez(tmp_path / "a.npz", **arrays)
+    images = outcome(read_array, tmp_path / "a.npz")
+    if images is not None and images.y is not None:
+        assert images.y.dtype == np.int64 and len(images.y) == len(images.x) and images.y.min() >= 0
 
 
 # ---- pictures of any mode and size ---------------------------------------------------------------

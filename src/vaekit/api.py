@@ -107,7 +107,7 @@ def model_from_config(config: dict):
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise VaekitError("config.json has no valid 'model' entry")
     if model["name"] not in MODELS:
-        raise VaekitError(f"config.json names an unknown model '{model['name']}'")
+        raise VaekitError(f"config.json names an unknown model {model['name']!r}")
     options = check_fields(MODELS[model["name"]][0].Config, model.get("config", {}), "config.json 'model.config'")
     try:
         return build_model(model["name"], **options)
@@ -121,7 +121,7 @@ def _job(kind: str):
 
     jobs = {"image": image, "text": text}
     if kind not in jobs:
-        raise VaekitError(f"unknown kind '{kind}'; choose one of: {', '.join(jobs)}")
+        raise VaekitError(f"unknown kind {kind!r}; choose one of: {', '.join(jobs)}")
     return jobs[kind]
 
 

@@ -31,7 +31,7 @@ def check_fields(cls, values: Any, what: str) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(map(str, set(values) - names))
     if unknown:
-        raise VaekitError(f"{what} has unknown keys: {', '.join(unknown)}")
+        raise VaekitError(f"{what} has unknown keys: {', '.join(k if k.isprintable() else repr(k) for k in unknown)}")
     return {key: _check(value, hints[key], f"{what} '{key}'") for key, value in values.items()}
 
 
