@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -119,6 +120,11 @@ def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: fl
     return False
 
 
+def _checkpoint_since(run: Path, since: float) -> bool:
+    checkpoint = run / "checkpoint.safetensors"
+    return checkpoint.exists() and checkpoint.stat().st_mtime > since
+
+
 def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = None, max_delay: float = 2.0,
                      timeout: float = 120.0, epochs: int = 2, checkpoint_every: int = 2) -> KillReport:
     """Train into `out`, SIGKILL the process `kills` times at random moments (seeded), resuming
@@ -130,7 +136,7 @@ def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = 
     command = train_command(out, epochs, checkpoint_every)
     for attempt in range(kills + 1):
         log = logs / f"{attempt}.out"
-        started = time.monotonic()
+        started, wall_started = time.monotonic(), time.time()
         with open(log, "wb") as sink:
             proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
         try:
@@ -150,6 +156,8 @@ def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = 
             if attempt == kills:
                 proc.wait(timeout=timeout)
                 break
+            if attempt:  # the first kill may land during start-up; later ones once training again
+                _wait_for(functools.partial(_checkpoint_since, out, wall_started), proc, timeout)
             time.sleep(rng.uniform(0, max_delay))
             if proc.poll() is not None:  # finished before the kill: nothing left to interrupt
                 report.log.append(f"attempt {attempt}: finished before the kill")
