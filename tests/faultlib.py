@@ -237,6 +237,7 @@ def crafted_inputs(folder: Path) -> list[Case]:
         "idx-bad-magic": idx_bytes((3, 4, 4), magic=b"\x12\x34\x08\x03"),
         "idx-wrong-type": idx_bytes((3, 4, 4), magic=b"\x00\x00\x0d\x03"),
         "idx-zero-dims": b"\x00\x00\x08\x00",
+        "idx-empty-but-huge": idx_bytes((0, 6, 2**30, 2**30), payload=b""),
         "idx-size-beyond-file": idx_bytes((60000, 28, 28), payload=bytes(100)),
         "idx-huge-dims": idx_bytes((2**32 - 1, 2**32 - 1, 2**32 - 1), payload=b""),
         "idx-header-cut": good[:7],
