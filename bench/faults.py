@@ -12,7 +12,7 @@ corpus of hostile files. Prints and writes bench/results/faults.json (faults-qui
                                    (process start, imports, data, checkpoint load)
 
 Usage: python bench/faults.py [--quick] [--rounds R] [--kills K] [--seed S]
-The training is tiny (digits, the design document's conv model, 2 epochs, one thread), so the run
+The training is tiny (digits, the design document's conv model, 3 epochs, one thread), so the run
 takes a few minutes even on a busy 2-core machine.
 """
 from __future__ import annotations
@@ -32,15 +32,15 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from tests.faultlib import crafted_inputs, kill_resume_loop, reference_run, try_case  # noqa: E402
 
 
-def kill_figures(work: Path, rounds: int, kills: int, seed: int) -> dict:
+def kill_figures(work: Path, rounds: int, kills: int, seed: int, epochs: int) -> dict:
     reference = work / "reference"
     started = time.monotonic()
-    reference_run(reference)
+    reference_run(reference, epochs=epochs)
     uninterrupted = time.monotonic() - started
     tried = survived = 0
     corrupt, resume, identical = [], [], []
     for r in range(rounds):
-        report = kill_resume_loop(work / f"run-{r}", kills=kills, seed=seed + r, reference=reference)
+        report = kill_resume_loop(work / f"run-{r}", kills=kills, seed=seed + r, reference=reference, epochs=epochs)
         print(f"round {r + 1}: {report.kills_survived}/{report.kills_tried} kills survived, resumed at "
               f"(checkpoint step, resumed step) {report.resumed_at}, identical to uninterrupted: {report.identical}"
               + (f", corrupt: {report.corrupt}" if report.corrupt else "") + "".join(f"\n  {x}" for x in report.log))
@@ -72,12 +72,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="separate runs to kill (default 2; quick 1)")
     parser.add_argument("--kills", type=int, help="kills per run (default 4; quick 3)")
     parser.add_argument("--seed", type=int, default=20261121, help="seeds the kill moments")
+    parser.add_argument("--epochs", type=int, default=3, help="of 45 steps each (enough for every kill to land)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 2)
     kills = args.kills or (3 if args.quick else 4)
     with tempfile.TemporaryDirectory(prefix="vaekit-faults-") as tmp:
-        figures = {**kill_figures(Path(tmp), rounds, kills, args.seed), **input_figures(Path(tmp))}
-    figures.update(rounds=rounds, kills_per_round=kills, seed=args.seed, quick=args.quick,
+        figures = {**kill_figures(Path(tmp), rounds, kills, args.seed, args.epochs), **input_figures(Path(tmp))}
+    figures.update(rounds=rounds, kills_per_round=kills, seed=args.seed, epochs=args.epochs, quick=args.quick,
                    date=time.strftime("%Y-%m-%d"), machine=f"{platform.processor() or platform.machine()}, "
                    f"{__import__('os').cpu_count()} cores", python=platform.python_version(),
                    torch=__import__("torch").__version__)

@@ -120,23 +120,33 @@ def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: fl
     return False
 
 
-def _checkpoint_since(run: Path, since: float) -> bool:
-    checkpoint = run / "checkpoint.safetensors"
-    return checkpoint.exists() and checkpoint.stat().st_mtime > since
+def _reached(run: Path, step: int) -> bool:
+    try:
+        return (checkpoint_step(run) or 0) >= step
+    except (OSError, ValueError, KeyError):
+        return False
 
 
-def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = None, max_delay: float = 2.0,
-                     timeout: float = 120.0, epochs: int = 2, checkpoint_every: int = 2) -> KillReport:
+def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = None, max_delay: float = 1.0,
+                     jitter: float = 0.25, timeout: float = 120.0, epochs: int = 2,
+                     checkpoint_every: int = 2) -> KillReport:
     """Train into `out`, SIGKILL the process `kills` times at random moments (seeded), resuming
     after each; then let the last resume finish and compare with `reference` (an uninterrupted
-    run of the same command), if given."""
+    run of the same command), if given.
+
+    The first kill comes 0..max_delay seconds after the run directory appears (start-up or the
+    first steps). Each later one waits for a random step between where the resume started and
+    its share of the steps left, then 0..jitter seconds more: a random point of the step and
+    checkpoint-writing cycle, with training left for the next kills however fast the machine.
+    """
     rng, report, env = random.Random(seed), KillReport(), vaekit_env()
+    total_steps = epochs * -(-1438 // 32)  # the digits' 1438 training images in batches of 32
     logs = out.parent / f"{out.name}-logs"
     logs.mkdir(parents=True, exist_ok=True)
     command = train_command(out, epochs, checkpoint_every)
     for attempt in range(kills + 1):
         log = logs / f"{attempt}.out"
-        started, wall_started = time.monotonic(), time.time()
+        started = time.monotonic()
         with open(log, "wb") as sink:
             proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
         try:
@@ -156,9 +166,13 @@ def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = 
             if attempt == kills:
                 proc.wait(timeout=timeout)
                 break
-            if attempt:  # the first kill may land during start-up; later ones once training again
-                _wait_for(functools.partial(_checkpoint_since, out, wall_started), proc, timeout)
-            time.sleep(rng.uniform(0, max_delay))
+            if attempt:
+                start = report.resumed_at[-1][1] or 0
+                share = max(1, (total_steps - start) // (kills - attempt + 1))
+                _wait_for(functools.partial(_reached, out, start + rng.randint(1, share)), proc, timeout)
+                time.sleep(rng.uniform(0, jitter))
+            else:
+                time.sleep(rng.uniform(0, max_delay))
             if proc.poll() is not None:  # finished before the kill: nothing left to interrupt
                 report.log.append(f"attempt {attempt}: finished before the kill")
                 break
