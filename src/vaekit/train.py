@@ -283,8 +283,8 @@ class Trainer:
         skipped = f" after skipping {self.state.skipped} such batches" if self.config.skip_nonfinite else ""
         raise VaekitError(
             f"{what} at step {self.state.step + 1}{skipped}; training stopped and {kept}. Likely causes: a "
-            "learning rate too high (try --lr 1e-4, or --grad-clip 1), or NaN/inf values in the data; "
-            "--skip-nonfinite N skips up to N such batches")
+            "learning rate too high or NaN/inf values in the data. Train again with a lower --lr (e.g. 1e-4) "
+            "or --grad-clip 1, or with --skip-nonfinite N to skip up to N such batches")
 
     def _end_epoch(self) -> dict:
         st = self.state
