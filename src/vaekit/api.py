@@ -18,17 +18,14 @@ import torch
 from . import __version__, runs
 from .errors import VaekitError
 from .models import MODELS, build_model
+from .schema import check_fields
 from .summary import model_summary
 from .train import TrainConfig, Trainer, check_runtime, resolve_device
 
 
 def from_dict(cls, values: Any, what: str):
     """A frozen config dataclass from JSON, refusing unknown keys and wrong types."""
-    if not isinstance(values, dict):
-        raise VaekitError(f"{what} must be a JSON object")
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise VaekitError(f"{what} has unknown keys: {', '.join(unknown)}")
+    values = check_fields(cls, values, what)  # unknown keys, wrong types, non-finite numbers
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
@@ -110,10 +107,8 @@ def model_from_config(config: dict):
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise VaekitError("config.json has no valid 'model' entry")
     if model["name"] not in MODELS:
-        raise VaekitError(f"config.json names an unknown model '{model['name']}'")
-    options = model.get("config", {})
-    if not isinstance(options, dict):
-        raise VaekitError("config.json 'model.config' must be a JSON object")
+        raise VaekitError(f"config.json names an unknown model {model['name']!r}")
+    options = check_fields(MODELS[model["name"]][0].Config, model.get("config", {}), "config.json 'model.config'")
     try:
         return build_model(model["name"], **options)
     except (TypeError, ValueError) as e:
@@ -126,7 +121,7 @@ def _job(kind: str):
 
     jobs = {"image": image, "text": text}
     if kind not in jobs:
-        raise VaekitError(f"unknown kind '{kind}'; choose one of: {', '.join(jobs)}")
+        raise VaekitError(f"unknown kind {kind!r}; choose one of: {', '.join(jobs)}")
     return jobs[kind]
 
 
@@ -168,8 +163,6 @@ def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
     """Continue a run from its checkpoint, optionally to a new total number of epochs."""
     path = Path(path)
     config = runs.read_config(path)
-    if not (path / runs.CHECKPOINT).exists():
-        raise VaekitError(f"{path} has no checkpoint to resume from")
     job = _job(config.get("kind"))
     train = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
     data = from_dict(job.DataConfig, config.get("data"), "config.json 'data'")
@@ -178,9 +171,13 @@ def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
         config["train"] = dataclasses.asdict(train)
         runs.write_json(path / runs.CONFIG, config)
     prepared = job.prepare(data, path)
+    torch.manual_seed(train.seed)  # as train() does, so a run killed before its first checkpoint restarts exactly
     trainer = Trainer(model_from_config(config), train, prepared.train, prepared.val, path, job.callbacks(prepared))
-    trainer.load_checkpoint()
-    echo(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+    if (path / runs.CHECKPOINT).exists():
+        trainer.load_checkpoint()
+        echo(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+    else:
+        echo(f"{path} was stopped before its first checkpoint; training it from the start")
     _fit(trainer)
     return load(path)
 
@@ -189,7 +186,10 @@ def _fit(trainer: Trainer) -> None:
     try:
         trainer.fit()
     except VaekitError as e:
-        trainer._set_status("failed", str(e))
+        try:
+            trainer._set_status("failed", str(e))
+        except VaekitError:  # the disk that failed the run may refuse the status too
+            pass
         raise
 
 

@@ -15,8 +15,11 @@ pickled: weights are safetensors, everything else is JSON.
 """
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,19 +37,77 @@ MAX_JSON_BYTES = 16 * 2**20  # no config or vocabulary of ours is near this; ref
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write bytes to path via a fsynced temporary file and an atomic rename."""
+    """Write bytes to path via a fsynced temporary file and an atomic rename.
+
+    A failed write (disk full, read-only folder) leaves the previous file untouched, removes the
+    temporary file and raises VaekitError saying why.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_error(path, e) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide runs from the user's group
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied"}
+
+
+def write_error(path: Path, e: OSError) -> VaekitError:
+    """One clear message for a failed write; the earlier file, if any, is still intact."""
+    kept = "; the previous version is kept" if path.exists() else ""
+    return VaekitError(f"cannot write {path}: {_WHY.get(e.errno, e.strerror or str(e))}{kept}")
+
+
+def check_writable(folder: str | Path, needed_bytes: int = 0) -> None:
+    """Fail early, with a clear message, when folder cannot take `needed_bytes` more.
+
+    A probe file catches read-only folders and file systems (also for root, who ignores
+    permission bits but not EROFS); the free-space check catches a disk too full for the next
+    checkpoint before hours of training are spent.
+    """
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".vaekit-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise VaekitError(f"cannot write to {folder}: {_WHY.get(e.errno, e.strerror or str(e))}") from None
+    free = shutil.disk_usage(folder).free
+    if needed_bytes and free < needed_bytes:
+        raise VaekitError(f"only {free / 2**20:.1f} MiB free in {folder}, but the checkpoints of this run need "
+                          f"about {needed_bytes / 2**20:.1f} MiB; free some space or choose another --out")
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def remove_temporaries(folder: str | Path) -> list[str]:
+    """Delete the temporary files of writes that a crash (SIGKILL, power loss) cut short."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file() and tmp.name.count(".") >= 3:  # .NAME.XXXXXXXX.tmp, as atomic_write names them
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -133,18 +194,14 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
         _remove_run(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".vaekit-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as e:
         raise VaekitError(f"cannot write to {path}: {e.strerror or e}") from None
+    check_writable(path)
     return path
 
 
 def _remove_run(path: Path) -> None:
     """Delete a previous run's own files only (never unknown files a user put there)."""
-    import shutil
-
     for name in (CONFIG, WEIGHTS, CHECKPOINT, STATUS, METRICS, "summary.txt"):
         (path / name).unlink(missing_ok=True)
     for folder in ("tb", "plots"):

@@ -239,7 +239,8 @@ class Tokenizer:
 def _check_keys(obj: dict, allowed: set[str], what: str, required: bool = True) -> None:
     unknown = sorted(set(obj) - allowed)
     if unknown:
-        raise VaekitError(f"{what} has unknown keys: {', '.join(map(str, unknown))}")
+        # repr() for keys that are not printable: a hostile key must not break the one-line message
+        raise VaekitError(f"{what} has unknown keys: {', '.join(k if k.isprintable() else repr(k) for k in unknown)}")
     missing = sorted(allowed - set(obj)) if required else []
     if missing:
         raise VaekitError(f"{what} lacks keys: {', '.join(missing)}")

@@ -47,6 +47,8 @@ class TrainConfig:
     # faster on 1 thread, and on a busy machine many tiny parallel regions stall on a descheduled thread.
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch; 0 = each epoch
     log_every: int = 50  # TensorBoard train scalars every N steps
+    skip_nonfinite: int = 0  # skip up to N batches whose loss or gradients are NaN/inf (counted in
+    # the metrics as skipped_batches); 0 = stop at the first one, keeping the last good checkpoint
     progress: bool = True
 
     def __post_init__(self):
@@ -59,6 +61,7 @@ class TrainConfig:
             (self.free_bits >= 0, "free bits must be >= 0"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
             (0 <= self.threads <= 1024, "threads must be between 0 and 1024"),
+            (self.skip_nonfinite >= 0, "skip_nonfinite must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -145,6 +148,7 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of the current (incomplete) epoch already taken
     sums: dict = field(default_factory=dict)  # running sums of the incomplete epoch
     history: list = field(default_factory=list)  # one metrics dict per completed epoch
+    skipped: int = 0  # batches skipped for a non-finite loss or gradient (skip_nonfinite), whole run
 
 
 class TrainingInterrupted(Exception):
@@ -180,11 +184,15 @@ class Trainer:
         self.epoch_start_shuffle = self.shuffle.get_state()
         self.writer = None
         self._stop_requested = False
+        self._saved_step: int | None = None  # step of the last checkpoint written or loaded
         torch.manual_seed(config.seed)
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         """Train to config.epochs; returns the per-epoch metrics history."""
+        if self.run is not None:  # a read-only folder or a full disk fails now, not at the first save
+            runs.check_writable(self.run, self.checkpoint_bytes())
+            runs.remove_temporaries(self.run)  # left by a write that a kill cut short
         self._open_writer()
         self._stop_requested = False
         with self._deferred_sigint():
@@ -222,8 +230,11 @@ class Trainer:
             rec, kl = self._step(batch, weight)
             st.step += 1
             st.batch_in_epoch += 1
-            for key, value in (("rec", rec), ("kl", kl), ("n", len(batch))):
-                st.sums[key] = st.sums.get(key, 0.0) + value * (len(batch) if key != "n" else 1)
+            if math.isnan(rec):  # a skipped non-finite batch: counted, not averaged
+                st.sums["skipped"] = st.sums.get("skipped", 0) + 1
+            else:
+                for key, value in (("rec", rec), ("kl", kl), ("n", len(batch))):
+                    st.sums[key] = st.sums.get(key, 0.0) + value * (len(batch) if key != "n" else 1)
             bar.update(1)
             if st.batch_in_epoch % 10 == 1 or st.batch_in_epoch == n_batches:
                 bar.set_postfix({"loss": f"{rec + kl:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",
@@ -245,25 +256,46 @@ class Trainer:
             terms = self.forward(batch)
         loss = training_loss(terms, weight, self.config.free_bits)
         if not torch.isfinite(loss):
-            raise VaekitError(
-                f"the loss became {loss.item()} at step {self.state.step + 1}; the last good checkpoint "
-                "is kept. Likely causes: a learning rate too high (try --lr 1e-4) or NaN/inf in the data")
+            return self._nonfinite(f"the loss became {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        elif not self.scaler.is_enabled():
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        # fp16's loss scaler skips steps with inf gradients by design (and lowers its scale), so
+        # only an unscaled run checks them: one Adam step on a NaN gradient ruins every weight.
+        if not self.scaler.is_enabled() and not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._nonfinite(f"the gradients became {norm.item()}")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return terms.reconstruction.mean().item(), terms.kl.mean().item()
+
+    def _nonfinite(self, what: str) -> tuple[float, float]:
+        """Skip the batch while skip_nonfinite allows (returns NaNs: not averaged), else stop."""
+        if self.state.skipped < self.config.skip_nonfinite:
+            self.state.skipped += 1
+            return math.nan, math.nan
+        kept = (f"the last good checkpoint (step {self._saved_step}) is kept in {self.run}"
+                if self.run is not None and self._saved_step is not None else "no checkpoint was written yet")
+        skipped = f" after skipping {self.state.skipped} such batches" if self.config.skip_nonfinite else ""
+        raise VaekitError(
+            f"{what} at step {self.state.step + 1}{skipped}; training stopped and {kept}. Likely causes: a "
+            "learning rate too high or NaN/inf values in the data. Train again with a lower --lr (e.g. 1e-4) "
+            "or --grad-clip 1, or with --skip-nonfinite N to skip up to N such batches")
 
     def _end_epoch(self) -> dict:
         st = self.state
         n = st.sums.get("n", 1)
         metrics = {"epoch": st.epoch + 1, "step": st.step,
-                   "train_loss": (st.sums["rec"] + st.sums["kl"]) / n,
-                   "train_reconstruction": st.sums["rec"] / n, "train_kl": st.sums["kl"] / n,
+                   "train_loss": (st.sums.get("rec", math.nan) + st.sums.get("kl", math.nan)) / n,
+                   "train_reconstruction": st.sums.get("rec", math.nan) / n,
+                   "train_kl": st.sums.get("kl", math.nan) / n,
                    "seconds": st.sums["seconds"], "examples_per_s": n / max(st.sums["seconds"], 1e-9)}
+        if self.config.skip_nonfinite:
+            metrics["skipped_batches"] = st.sums.get("skipped", 0)
         if self.val_data is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data).items()})
         for cb in self.callbacks:  # derived figures (e.g. perplexity) join the epoch's metrics
@@ -320,7 +352,10 @@ class Trainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"trainer": json.dumps(asdict(self.state)), "param_groups": json.dumps(opt["param_groups"]),
                 "scaler": json.dumps(self.scaler.state_dict())}
+        # The checkpoint is one file, written first and atomically: it alone is what resume reads,
+        # so a kill between the files below leaves at worst an older model.safetensors/metrics.
         runs.save_tensors(self.run / runs.CHECKPOINT, tensors, meta)
+        self._saved_step = self.state.step
         runs.save_tensors(self.run / runs.WEIGHTS, self.model.state_dict())
         lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
         runs.atomic_write(self.run / runs.METRICS, lines.encode())
@@ -349,6 +384,7 @@ class Trainer:
             self.epoch_start_shuffle = tensors["rng.shuffle_epoch_start"]
             if "rng.cuda" in tensors and self.device.type == "cuda":
                 torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+            self._saved_step = self.state.step
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise VaekitError(f"{path} does not match this run's model or is damaged ({e})") from None
 
@@ -371,6 +407,12 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
 
     # ---- run directory helpers ------------------------------------------------------------------
+    def checkpoint_bytes(self) -> int:
+        """Disk space the next checkpoint needs: checkpoint (weights + two Adam moments) written
+        beside the old one before the rename, model.safetensors, and a MiB for JSON and plots."""
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return 4 * weights + 2**20
+
     def _open_writer(self) -> None:
         if self.run is None or self.writer is not None:
             return
@@ -391,6 +433,6 @@ class Trainer:
     def _interrupted(self) -> None:
         if self.run is not None:
             self.save_checkpoint()
-            self._set_status("interrupted", "resume with: vaekit train --resume " + str(self.run))
+            self._set_status("interrupted", "resume with: vaekit resume " + str(self.run))
         if self.writer:
             self.writer.close()

@@ -85,6 +85,8 @@ def _parse_idx(f, path: Path) -> np.ndarray:
     if len(header) < 4 * ndim:
         raise VaekitError(f"{path}: IDX header is cut short ({ndim} dimensions announced)")
     dims = struct.unpack(f">{ndim}I", header)
+    if 0 in dims:  # found by tests/test_fuzz.py: (0, 6, 2**30, 2**30) is empty, yet too big for numpy
+        raise VaekitError(f"{path}: IDX header announces shape {dims}, which holds no data")
     expected = math.prod(dims)
     # Read at most one byte past the announced size: memory then follows the real data, not a
     # hostile header, and the extra byte reveals trailing garbage.

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
 from ..errors import VaekitError
 from .base import VAE
 
@@ -34,9 +36,27 @@ def build_model(name: str, **overrides: Any) -> VAE:
     if unknown:
         raise VaekitError(f"model '{name}' has no option {', '.join(unknown)}")
     config = cls.Config(**{**defaults, **overrides})
+    check_size(cls, config, name)
     model = cls(config)
     model.name = name
     return model
+
+
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights (+8 GB of Adam state): far beyond a vaekit model
+
+
+def check_size(cls: type[VAE], config, name: str) -> None:
+    """Refuse a config whose model would not fit in memory, before allocating anything.
+
+    Each size may be plausible on its own yet multiply out to billions of weights (a 4096x4096
+    image into a dense layer); a config.json from elsewhere must not be able to exhaust memory.
+    The model is built on the meta device, which records shapes and allocates no storage.
+    """
+    with torch.device("meta"):
+        n = sum(p.numel() for p in cls(config).parameters())
+    if n > MAX_PARAMETERS:
+        raise VaekitError(f"model '{name}' with these settings would have {n:,} parameters "
+                          f"({4 * n / 2**30:.0f} GiB of fp32 weights); vaekit refuses more than {MAX_PARAMETERS:,}")
 
 
 def model_names(kind: str | None = None) -> list[str]:

@@ -52,6 +52,8 @@ def check_text_config(config) -> None:
     sizes = []
     for name, value in vars(config).items():
         if name.endswith(("_dim", "_units")) and name != "latent_dim":
+            if isinstance(value, tuple) and not value:  # found by tests/test_fuzz.py: an empty stack
+                raise VaekitError(f"{name} needs at least one layer size, got {value}")
             sizes += list(value) if isinstance(value, tuple) else [value]
     if any(not 1 <= s <= 16384 for s in sizes):
         raise VaekitError(f"layer sizes must be in 1..16384, got {sizes}")
