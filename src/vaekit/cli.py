@@ -99,6 +99,8 @@ def cmd_train(args) -> None:
     if args.resume:
         if not args.out:
             raise VaekitError("--resume needs --out RUN (the run to continue)")
+        if (code := _launch(args, ["--out", args.out])) is not None:
+            return code
         api.resume(args.out, epochs=args.epochs_given)
         print(f"done: {args.out}")
         return
@@ -112,8 +114,12 @@ def cmd_train(args) -> None:
 
         model_options["tokenizer"] = config_from_args(TokenizerConfig, args)
     out = Path(args.out) if args.out else _default_out(args.kind, data.data)
+    if (code := _launch(args, ["--out", str(out)])) is not None:  # children share this one run directory
+        return code
     run = api.train(data, out, args.model, train, overwrite=args.overwrite, **model_options)
     last = run.path / "metrics.jsonl"
+    if not run_is_main():
+        return
     print(f"done: {run.path}  (metrics: {last}, plots: {run.path / 'plots'}, "
           f"TensorBoard: tensorboard --logdir {run.path / 'tb'})")
 
@@ -121,8 +127,43 @@ def cmd_train(args) -> None:
 def cmd_resume(args) -> None:
     from . import api
 
+    if (code := _launch(args, [])) is not None:
+        return code
     api.resume(args.run, epochs=args.epochs)
-    print(f"done: {args.run}")
+    if run_is_main():
+        print(f"done: {args.run}")
+
+
+def run_is_main() -> bool:
+    """False in the processes of a distributed job other than rank 0 (they stay quiet)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _launch(args, extra: list[str]) -> int | None:
+    """With --nproc N (N > 1): rerun this command in N processes (vaekit.distributed) and return
+    their exit code; None when this process should do the work itself."""
+    import os
+
+    if getattr(args, "nproc", 1) <= 1 or "WORLD_SIZE" in os.environ:
+        return None
+    from . import distributed
+
+    argv = _without_nproc(args.argv) + extra  # a repeated --out: argparse keeps the last, the same one
+    return distributed.launch_local(args.nproc, argv, getattr(args, "device", "auto") or "auto")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def cmd_summary(args) -> None:
@@ -310,6 +351,12 @@ def _add_decode_options(parser) -> None:
     group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
 
 
+def _add_nproc_option(parser) -> None:
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="data-parallel processes on this machine (DDP; gloo on CPU, nccl with one GPU "
+                             "each); --batch-size stays the global batch. Several machines: torchrun")
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
@@ -334,11 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
             add_config_options(q, TokenizerConfig, group_title="tokenizer")
         _add_model_options(q, kind, default_model)
         add_config_options(q, TrainConfig, group_title="training")
+        _add_nproc_option(q)
         q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
     p.add_argument("run")
     p.add_argument("--epochs", type=int, help="new total number of epochs")
+    _add_nproc_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
@@ -404,13 +453,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     # Remember whether --epochs was typed, so `train --resume` only changes it when asked.
     args.epochs_given = args.epochs if any(a.startswith("--epochs") for a in argv) else None \
         if hasattr(args, "epochs") else None
     try:
-        args.func(args)
+        code = args.func(args)  # None, or the exit code of processes it launched
     except VaekitError as e:
-        print(f"vaekit: error: {e}", file=sys.stderr)
+        from . import distributed
+
+        if not distributed.report_child_error(str(e)):  # a --nproc child: the launcher prints it once
+            print(f"vaekit: error: {distributed.error_prefix()}{e}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
         print(f"vaekit: interrupted: {e}", file=sys.stderr)
@@ -418,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -79,20 +79,21 @@ def iterate_batches(data: TensorData, batch_size: int, generator: torch.Generato
                     start: int = 0, rank: int = 0, world: int = 1) -> Iterator[Tensor]:
     """Prepared batches; shuffled by `generator` (one permutation per call) or in order if None.
 
-    `start` skips that many batches (resume mid-epoch). With world > 1 each rank takes its own
-    contiguous slice of every global batch of `batch_size * world` examples.
+    `start` skips that many batches (resume mid-epoch). `batch_size` is the global batch: with
+    world > 1 each rank takes its near-even contiguous share of every global batch
+    (distributed.share_sizes). A rank whose share is empty (a last batch smaller than world) gets
+    the batch's first example, which the trainer weights by 0, so every rank takes every step.
     """
     n = len(data)
     if generator is not None:
         order = torch.randperm(n, generator=generator).to(data.x.device)
     else:
         order = torch.arange(n, device=data.x.device)
-    global_batch = batch_size * world
-    for i in range(start * global_batch, n, global_batch):
-        idx = order[i:i + global_batch][rank * batch_size:(rank + 1) * batch_size]
-        if len(idx):
-            yield prepare_batch(data, data.x[idx])
+    for i in range(start * batch_size, n, batch_size):
+        global_idx = order[i:i + batch_size]
+        idx = global_idx.tensor_split(world)[rank] if world > 1 else global_idx
+        yield prepare_batch(data, data.x[idx if len(idx) else global_idx[:1]])
 
 
-def num_batches(n: int, batch_size: int, world: int = 1) -> int:
-    return -(-n // (batch_size * world))
+def num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
