@@ -351,6 +351,25 @@ def _add_decode_options(parser) -> None:
     group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
 
 
+def cmd_export(args) -> None:
+    from . import api, export
+
+    if not args.onnx:
+        raise VaekitError("choose a format: vaekit export RUN --onnx")
+    manifest = export.export_onnx(args.run, args.out, args.overwrite)
+    out = Path(args.out) if args.out else Path(args.run) / "onnx"
+    for graph in manifest["graphs"].values():
+        ins = ", ".join(i["name"] for i in graph["inputs"])
+        outs = ", ".join(o["name"] for o in graph["outputs"])
+        print(f"wrote {out / graph['file']}: ({ins}) -> ({outs})")
+    try:
+        diffs = export.max_difference(api.load(args.run).model, out)
+        print(f"checked in onnxruntime: max |onnxruntime - torch| = {max(diffs.values()):.2g}")
+    except VaekitError as e:  # no onnxruntime here: the export itself is fine
+        print(f"vaekit: note: not checked ({e})", file=sys.stderr)
+    print(f"wrote {out / 'manifest.json'}")
+
+
 def _add_nproc_option(parser) -> None:
     parser.add_argument("--nproc", type=int, default=1,
                         help="data-parallel processes on this machine (DDP; gloo on CPU, nccl with one GPU "
@@ -433,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
     q.add_argument("--steps", type=int, default=10)
     _add_decode_options(q)
+    q = use_command("export", "the encoder and decoder as ONNX graphs (RUN/onnx)", cmd_export, data=False)
+    q.add_argument("--onnx", action="store_true", help="ONNX graphs with a dynamic batch axis + manifest.json")
     q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
     q.add_argument("-n", type=int, default=20)
     q.add_argument("--span", type=float, default=2.0)
