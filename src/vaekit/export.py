@@ -15,7 +15,8 @@ Writes into DIR, every graph with a dynamic batch axis ("batch"):
 Greedy decoding of a text-rnn run in onnxruntime: token = BOS (2); h, c = decoder_init(z); repeat
 max_len times: logits, h, c = decoder_step(token, z, h, c); token = argmax(logits), stop at EOS (3).
 The README has a complete example. Graphs use the TorchScript-based exporter (torch.onnx.export with
-dynamo=False, opset 17), which needs neither onnxscript nor onnx at export time.
+dynamo=False, opset 17): it needs the onnx package but not onnxscript, and traces the small wrapper
+modules below, which avoid data-dependent Python control flow so the batch axis stays dynamic.
 """
 from __future__ import annotations
 
@@ -170,8 +171,10 @@ def to_onnx(graph: Graph) -> bytes:
             torch.onnx.export(graph.module.eval(), tuple(graph.inputs.values()), buffer, dynamo=False,
                               input_names=list(graph.inputs), output_names=graph.outputs,
                               dynamic_axes=axes, opset_version=OPSET)
-        except ModuleNotFoundError as e:
-            raise VaekitError(f"ONNX export needs {e.name}: pip install 'vaekit[export]'") from None
+        except (ModuleNotFoundError, torch.onnx.OnnxExporterError) as e:
+            if isinstance(e, torch.onnx.OnnxExporterError) and "not installed" not in str(e):
+                raise
+            raise VaekitError(f"ONNX export needs the onnx package: pip install 'vaekit[export]' ({e})") from None
     return buffer.getvalue()
 
 

@@ -197,6 +197,7 @@ class Trainer:
         self.epoch_start_shuffle = self.shuffle.get_state()
         self.writer = None
         self._stop_requested = False
+        self._loss_share = 1.0
         torch.manual_seed(distributed.rank_seed(config.seed, self.dist.rank))
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -238,8 +239,8 @@ class Trainer:
             if self.dist.any(self._stop_requested):  # every rank stops at the same step
                 break
             weight = kl_weight(st.step, total_steps, cfg)
-            n_real, share = self._share(st.batch_in_epoch)
-            rec, kl = self._step(batch, weight, share)
+            n_real, self._loss_share = self._share(st.batch_in_epoch)
+            rec, kl = self._step(batch, weight)
             st.step += 1
             st.batch_in_epoch += 1
             for key, value in (("rec", rec), ("kl", kl), ("n", n_real)):
@@ -264,9 +265,8 @@ class Trainer:
         n_real = distributed.share_sizes(global_len, self.dist.world)[self.dist.rank]
         return n_real, n_real * self.dist.world / global_len
 
-    def _step(self, batch: torch.Tensor, weight: float, share: float = 1.0) -> tuple[float, float]:
-        """One optimizer step; returns the batch's mean reconstruction and KL (nats/example).
-        share: the loss weight of this rank's part of a global batch (see _share)."""
+    def _step(self, batch: torch.Tensor, weight: float) -> tuple[float, float]:
+        """One optimizer step; returns the batch's mean reconstruction and KL (nats/example)."""
         if batch.device.type == "cpu" and self.device.type == "cuda":
             batch = batch.pin_memory()  # from page-locked memory the copy below is asynchronous
         batch = batch.to(self.device, non_blocking=True)
@@ -275,7 +275,8 @@ class Trainer:
         with autocast_context(self.device, self.config.precision):
             terms = self.forward(batch)
         loss = training_loss(terms, weight, self.config.free_bits)
-        loss = loss * share
+        if self.dist.active:  # this rank's part of a global batch (see _share)
+            loss = loss * self._loss_share
         if not torch.isfinite(loss):
             raise VaekitError(
                 f"the loss became {loss.item()} at step {self.state.step + 1}; the last good checkpoint "
