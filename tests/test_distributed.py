@@ -7,8 +7,10 @@ steps) of the seed model the validation -ELBO agrees within 2% (measured: 0.3%).
 """
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,20 @@ def test_shares_cover_each_global_batch_once(n, world):
         means = [shares[r][b][:sizes[r]].mean() if sizes[r] else torch.tensor(0.0) for r in range(world)]
         ddp_mean = sum(m * s * world / len(batch) for m, s in zip(means, sizes)) / world
         assert torch.allclose(ddp_mean, batch.mean())
+
+
+def test_ctrl_c_stops_every_process_at_one_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, "-m", "vaekit.cli", *RUN, "--epochs", "500", "--nproc", "2",
+                                 "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+    deadline = time.time() + 90
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    launcher.send_signal(signal.SIGINT)  # what the terminal sends the launcher on Ctrl-C
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 130, err
+    assert "Traceback" not in err and err.count("vaekit resume") == 1, err
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["step"] >= 23  # after epoch 1 at least

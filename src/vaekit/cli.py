@@ -487,10 +487,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vaekit: error: {distributed.error_prefix()}{e}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
-        print(f"vaekit: interrupted: {e}", file=sys.stderr)
+        if run_is_main():  # one message from a distributed job
+            print(f"vaekit: interrupted: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("vaekit: interrupted", file=sys.stderr)
+        if run_is_main():
+            print("vaekit: interrupted", file=sys.stderr)
         return 130
     return code or 0
 

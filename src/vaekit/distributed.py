@@ -162,6 +162,7 @@ def launch_local(nproc: int, argv: list[str], device: str = "auto") -> int:
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if cuda and nproc > torch.cuda.device_count():
         raise VaekitError(f"--nproc {nproc} needs {nproc} GPUs; this machine has {torch.cuda.device_count()}")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -178,8 +179,10 @@ def launch_local(nproc: int, argv: list[str], device: str = "auto") -> int:
         rank, failure = e.get_first_failure()
         print(f"vaekit: error: {failure_message(rank, nproc, failure)}", file=sys.stderr)
         return 2 if failure.exitcode == 2 else 1
-    except KeyboardInterrupt:
-        print("vaekit: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, SignalException):
+        # Ctrl-C reaches this launcher only (the children run in their own sessions); the elastic
+        # agent passes the signal on, and the children stop at the same step and checkpoint.
+        print("vaekit: interrupted (all training processes stopped)", file=sys.stderr)
         return 130
     finally:
         os.environ.pop(CHILD_ENV, None)
