@@ -16,7 +16,7 @@ no validation or plots); steady-state figures leave out epoch 1.
 - GPU (only with CUDA): seed model, data on the device, large batches, bf16, with and without
   torch.compile (mode "reduce-overhead" = CUDA graphs); images/s and the device's name.
 
-    python bench/scale.py --quick     # small subsets, 2 epochs (several minutes on 2 busy cores)
+    python bench/scale.py --quick     # 3,200 images / 800 sentences, 2 epochs (the peers: 60k images)
     python bench/scale.py             # 60k MNIST / full PTB, 3 epochs, ELBO check on 60k x 5 epochs
 """
 from __future__ import annotations
@@ -192,9 +192,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.data_dir = peers.data_dir(args.data_dir)
     q = args.quick
     args.epochs = 2 if q else 3
-    args.image_limit, args.text_limit = (6400, 2000) if q else (None, None)
+    args.image_limit, args.text_limit = (3200, 800) if q else (None, None)
     args.text_peer_epochs = 1
-    args.elbo_epochs, args.elbo_limit = (2, 12800) if q else (5, None)
+    args.elbo_epochs, args.elbo_limit = (2, 6400) if q else (5, None)
     args.gpu_epochs = 3 if q else 5
     args.out = args.out or RESULTS / f"scale{'-quick' if q else ''}.json"
     return args
