@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, runs
+from . import __version__, distributed, runs
 from .errors import VaekitError
 from .models import MODELS, build_model
 from .schema import check_fields
@@ -137,6 +137,8 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     if job is None:
         raise VaekitError(f"data must be an ImageDataConfig or TextDataConfig, got {type(data).__name__}")
     model = model or job.DEFAULT_MODEL
+    ctx = distributed.setup(train.device)  # several processes (torchrun, --nproc): rank 0 writes the run
+    echo = echo if ctx.is_main else (lambda *a, **k: None)
     check_runtime(train)
     # Options that shape the data rather than the model (text: `tokenizer=TokenizerConfig(...)`).
     data_options = {k: model_options.pop(k) for k in getattr(job, "PREPARE_OPTIONS", ()) if k in model_options}
@@ -149,14 +151,19 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     echo(f"data: {prepared.description}")
     run = None
     if out is not None:
-        run = runs.prepare_run_dir(out, overwrite)
-        for name, content in prepared.files.items():
-            runs.atomic_write(run / name, content)
-        runs.atomic_write(run / "summary.txt", (model_summary(vae) + "\n").encode())
-        runs.write_json(run / runs.CONFIG, run_config(job.KIND, vae, data, train))  # last: marks a run
+        run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, vae, job.KIND, data, train))
     trainer = Trainer(vae, train, prepared.train, prepared.val, run, job.callbacks(prepared))
     _fit(trainer)
     return load(run) if run is not None else trainer
+
+
+def _new_run_dir(out, overwrite: bool, prepared, vae, kind: str, data, train: TrainConfig) -> Path:
+    run = runs.prepare_run_dir(out, overwrite)
+    for name, content in prepared.files.items():
+        runs.atomic_write(run / name, content)
+    runs.atomic_write(run / "summary.txt", (model_summary(vae) + "\n").encode())
+    runs.write_json(run / runs.CONFIG, run_config(kind, vae, data, train))  # last: marks a run
+    return run
 
 
 def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
@@ -166,17 +173,19 @@ def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
     job = _job(config.get("kind"))
     train = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
     data = from_dict(job.DataConfig, config.get("data"), "config.json 'data'")
+    ctx = distributed.setup(train.device)
     if epochs is not None:
         train = dataclasses.replace(train, epochs=epochs)
         config["train"] = dataclasses.asdict(train)
-        runs.write_json(path / runs.CONFIG, config)
+        ctx.on_main(lambda: runs.write_json(path / runs.CONFIG, config))
     prepared = job.prepare(data, path)
     torch.manual_seed(train.seed)  # as train() does, so a run killed before its first checkpoint restarts exactly
     trainer = Trainer(model_from_config(config), train, prepared.train, prepared.val, path, job.callbacks(prepared))
     if (path / runs.CHECKPOINT).exists():
         trainer.load_checkpoint()
-        echo(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
-    else:
+        if ctx.is_main:
+            echo(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+    elif ctx.is_main:
         echo(f"{path} was stopped before its first checkpoint; training it from the start")
     _fit(trainer)
     return load(path)

@@ -123,6 +123,8 @@ def cmd_train(args) -> None:
     if args.resume:
         if not args.out:
             raise VaekitError("--resume needs --out RUN (the run to continue)")
+        if (code := _launch(args, ["--out", args.out])) is not None:
+            return code
         api.resume(args.out, epochs=args.epochs_given)
         print(f"done: {args.out}")
         return
@@ -136,8 +138,12 @@ def cmd_train(args) -> None:
 
         model_options["tokenizer"] = config_from_args(TokenizerConfig, args)
     out = Path(args.out) if args.out else _default_out(args.kind, data.data)
+    if (code := _launch(args, ["--out", str(out)])) is not None:  # children share this one run directory
+        return code
     run = api.train(data, out, args.model, train, overwrite=args.overwrite, **model_options)
     last = run.path / "metrics.jsonl"
+    if not run_is_main():
+        return
     print(f"done: {run.path}  (metrics: {last}, plots: {run.path / 'plots'}, "
           f"TensorBoard: tensorboard --logdir {run.path / 'tb'})")
 
@@ -145,8 +151,43 @@ def cmd_train(args) -> None:
 def cmd_resume(args) -> None:
     from . import api
 
+    if (code := _launch(args, [])) is not None:
+        return code
     api.resume(args.run, epochs=args.epochs)
-    print(f"done: {args.run}")
+    if run_is_main():
+        print(f"done: {args.run}")
+
+
+def run_is_main() -> bool:
+    """False in the processes of a distributed job other than rank 0 (they stay quiet)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _launch(args, extra: list[str]) -> int | None:
+    """With --nproc N (N > 1): rerun this command in N processes (vaekit.distributed) and return
+    their exit code; None when this process should do the work itself."""
+    import os
+
+    if getattr(args, "nproc", 1) <= 1 or "WORLD_SIZE" in os.environ:
+        return None
+    from . import distributed
+
+    argv = _without_nproc(args.argv) + extra  # a repeated --out: argparse keeps the last, the same one
+    return distributed.launch_local(args.nproc, argv, getattr(args, "device", "auto") or "auto")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def cmd_summary(args) -> None:
@@ -376,6 +417,31 @@ def _add_decode_options(parser) -> None:
     group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
 
 
+def cmd_export(args) -> None:
+    from . import api, export
+
+    if not args.onnx:
+        raise VaekitError("choose a format: vaekit export RUN --onnx")
+    manifest = export.export_onnx(args.run, args.out, args.overwrite)
+    out = Path(args.out) if args.out else Path(args.run) / "onnx"
+    for graph in manifest["graphs"].values():
+        ins = ", ".join(i["name"] for i in graph["inputs"])
+        outs = ", ".join(o["name"] for o in graph["outputs"])
+        print(f"wrote {out / graph['file']}: ({ins}) -> ({outs})")
+    try:
+        diffs = export.max_difference(api.load(args.run).model, out)
+        print(f"checked in onnxruntime: max |onnxruntime - torch| = {max(diffs.values()):.2g}")
+    except VaekitError as e:  # no onnxruntime here: the export itself is fine
+        print(f"vaekit: note: not checked ({e})", file=sys.stderr)
+    print(f"wrote {out / 'manifest.json'}")
+
+
+def _add_nproc_option(parser) -> None:
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="data-parallel processes on this machine (DDP; gloo on CPU, nccl with one GPU "
+                             "each); --batch-size stays the global batch. Several machines: torchrun")
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
@@ -400,11 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
             add_config_options(q, TokenizerConfig, group_title="tokenizer")
         _add_model_options(q, kind, default_model)
         add_config_options(q, TrainConfig, group_title="training", defaults=job.TRAIN_DEFAULTS)
+        _add_nproc_option(q)
         q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
     p.add_argument("run")
     p.add_argument("--epochs", type=int, help="new total number of epochs")
+    _add_nproc_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
@@ -450,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
     q.add_argument("--steps", type=int, default=10)
     _add_decode_options(q)
+    q = use_command("export", "the encoder and decoder as ONNX graphs (RUN/onnx)", cmd_export, data=False)
+    q.add_argument("--onnx", action="store_true", help="ONNX graphs with a dynamic batch axis + manifest.json")
     q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
     q.add_argument("-n", type=int, default=20)
     q.add_argument("--span", type=float, default=2.0)
@@ -513,21 +583,27 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     # Remember whether --epochs was typed, so `train --resume` only changes it when asked.
     args.epochs_given = args.epochs if any(a.startswith("--epochs") for a in argv) else None \
         if hasattr(args, "epochs") else None
     try:
-        args.func(args)
+        code = args.func(args)  # None, or the exit code of processes it launched
     except VaekitError as e:
-        print(f"vaekit: error: {e}", file=sys.stderr)
+        from . import distributed
+
+        if not distributed.report_child_error(str(e)):  # a --nproc child: the launcher prints it once
+            print(f"vaekit: error: {distributed.error_prefix()}{e}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
-        print(f"vaekit: interrupted: {e}", file=sys.stderr)
+        if run_is_main():  # one message from a distributed job
+            print(f"vaekit: interrupted: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("vaekit: interrupted", file=sys.stderr)
+        if run_is_main():
+            print("vaekit: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

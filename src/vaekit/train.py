@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import runs
+from . import distributed, runs
 from .data import TensorData, iterate_batches, num_batches
 from .errors import VaekitError
 from .objectives import training_loss
@@ -139,6 +139,21 @@ def keep_freed_memory() -> None:
     libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: give free heap back only beyond 1 GiB
 
 
+def place_data(data: TensorData, device: torch.device, budget: float = 0.5) -> TensorData:
+    """Keep the training data where batches are cheapest to take.
+
+    On CUDA: on the GPU when it fits in `budget` of the free memory (no copy per step), else in
+    pinned host memory, so each batch's copy can run asynchronously (non_blocking). CPU: as is.
+    """
+    if device.type != "cuda":
+        return data
+    nbytes = data.x.numel() * data.x.element_size()
+    free, _ = torch.cuda.mem_get_info(device)
+    if nbytes <= budget * free:
+        return data.to(device)
+    return TensorData(data.x.pin_memory(), data.y, data.prepare)
+
+
 @dataclass
 class TrainState:
     """What the loop has done so far; saved in the checkpoint's metadata as JSON."""
@@ -166,17 +181,19 @@ class Trainer:
     def __init__(self, model, config: TrainConfig, train: TensorData, val: TensorData | None = None,
                  run: str | Path | None = None, callbacks: list | None = None):
         self.config = config
+        self.dist = distributed.setup(config.device)  # several processes: see distributed.py
         self.device = check_runtime(config)
         self.model = model.to(self.device)
         self.memory_format = torch.channels_last if (
             config.channels_last and train.x.dim() == 4) else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        self.train_data = train.to(self.device) if self.device.type == "cuda" else train
+        self.train_data = place_data(train, self.device)
         self.val_data = val
         self.run = Path(run) if run is not None else None
-        self.callbacks = callbacks or []
-        # The compiled module shares parameters with self.model; checkpoints use self.model.
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.callbacks = (callbacks or []) if self.dist.is_main else []  # plots: rank 0 only
+        # The DDP / compiled modules share parameters with self.model; checkpoints use self.model.
+        self.forward = distributed.wrap(self.model, self.dist, self.device)
+        self.forward = torch.compile(self.forward) if config.compile else self.forward
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
         self.state = TrainState()
@@ -185,12 +202,13 @@ class Trainer:
         self.writer = None
         self._stop_requested = False
         self._saved_step: int | None = None  # step of the last checkpoint written or loaded
-        torch.manual_seed(config.seed)
+        self._loss_share = 1.0
+        torch.manual_seed(distributed.rank_seed(config.seed, self.dist.rank))
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         """Train to config.epochs; returns the per-epoch metrics history."""
-        if self.run is not None:  # a read-only folder or a full disk fails now, not at the first save
+        if self.run is not None and self.dist.is_main:  # a read-only folder or a full disk fails now
             runs.check_writable(self.run, self.checkpoint_bytes())
             runs.remove_temporaries(self.run)  # left by a write that a kill cut short
         self._open_writer()
@@ -211,6 +229,7 @@ class Trainer:
         self._set_status("complete")
         if self.writer:
             self.writer.close()
+        self.dist.barrier()  # rank 0's last files are written before any rank returns
         return self.state.history
 
     def _train_epoch(self) -> None:
@@ -218,23 +237,25 @@ class Trainer:
         n_batches = num_batches(len(self.train_data), cfg.batch_size)
         total_steps = n_batches * cfg.epochs
         self.shuffle.set_state(self.epoch_start_shuffle)
-        batches = iterate_batches(self.train_data, cfg.batch_size, self.shuffle, start=st.batch_in_epoch)
+        batches = iterate_batches(self.train_data, cfg.batch_size, self.shuffle, start=st.batch_in_epoch,
+                                  rank=self.dist.rank, world=self.dist.world)
         bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=True, dynamic_ncols=True)
+                   disable=not (cfg.progress and self.dist.is_main), leave=True, dynamic_ncols=True)
         self.model.train()
         started = time.perf_counter()
         for batch in batches:
-            if self._stop_requested:
+            if self.dist.any(self._stop_requested):  # every rank stops at the same step
                 break
             weight = kl_weight(st.step, total_steps, cfg)
+            n_real, self._loss_share = self._share(st.batch_in_epoch)
             rec, kl = self._step(batch, weight)
             st.step += 1
             st.batch_in_epoch += 1
             if math.isnan(rec):  # a skipped non-finite batch: counted, not averaged
                 st.sums["skipped"] = st.sums.get("skipped", 0) + 1
             else:
-                for key, value in (("rec", rec), ("kl", kl), ("n", len(batch))):
-                    st.sums[key] = st.sums.get(key, 0.0) + value * (len(batch) if key != "n" else 1)
+                for key, value in (("rec", rec), ("kl", kl), ("n", n_real)):
+                    st.sums[key] = st.sums.get(key, 0.0) + value * (n_real if key != "n" else 1)
             bar.update(1)
             if st.batch_in_epoch % 10 == 1 or st.batch_in_epoch == n_batches:
                 bar.set_postfix({"loss": f"{rec + kl:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",
@@ -247,16 +268,32 @@ class Trainer:
         bar.close()
         st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - started
 
+    def _share(self, batch_index: int) -> tuple[int, float]:
+        """This rank's real examples in the epoch's batch number batch_index, and its loss weight
+        n_real * world / global batch (1 in one process), so that DDP's mean of the ranks'
+        gradients is the gradient of the global batch's mean loss."""
+        global_len = min(self.config.batch_size, len(self.train_data) - batch_index * self.config.batch_size)
+        n_real = distributed.share_sizes(global_len, self.dist.world)[self.dist.rank]
+        return n_real, n_real * self.dist.world / global_len
+
     def _step(self, batch: torch.Tensor, weight: float) -> tuple[float, float]:
         """One optimizer step; returns the batch's mean reconstruction and KL (nats/example)."""
+        if batch.device.type == "cpu" and self.device.type == "cuda":
+            batch = batch.pin_memory()  # from page-locked memory the copy below is asynchronous
         batch = batch.to(self.device, non_blocking=True)
         if batch.dim() == 4:
             batch = batch.contiguous(memory_format=self.memory_format)
         with autocast_context(self.device, self.config.precision):
             terms = self.forward(batch)
         loss = training_loss(terms, weight, self.config.free_bits)
-        if not torch.isfinite(loss):
-            return self._nonfinite(f"the loss became {loss.item()}")
+        if self.dist.active:  # this rank's part of a global batch (see _share)
+            loss = loss * self._loss_share
+        finite = bool(torch.isfinite(loss))
+        # Every process skips or stops together: one that left the step alone would leave the
+        # others waiting in the gradient all-reduce.
+        if self.dist.any(not finite):
+            return self._nonfinite(f"the loss became {loss.item()}" if not finite
+                                   else "the loss became non-finite in another process")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.grad_clip > 0:
@@ -288,6 +325,7 @@ class Trainer:
 
     def _end_epoch(self) -> dict:
         st = self.state
+        st.sums = self.dist.all_sum(st.sums)  # every rank's examples, once
         n = st.sums.get("n", 1)
         metrics = {"epoch": st.epoch + 1, "step": st.step,
                    "train_loss": (st.sums.get("rec", math.nan) + st.sums.get("kl", math.nan)) / n,
@@ -297,7 +335,7 @@ class Trainer:
         if self.config.skip_nonfinite:
             metrics["skipped_batches"] = st.sums.get("skipped", 0)
         if self.val_data is not None:
-            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data).items()})
+            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data, shard=True).items()})
         for cb in self.callbacks:  # derived figures (e.g. perplexity) join the epoch's metrics
             getattr(cb, "on_metrics", lambda *a: None)(self, metrics)
         st.epoch += 1
@@ -312,27 +350,35 @@ class Trainer:
                     self.writer.add_scalar(f"{split}/{name}", value, st.epoch)
             self.writer.flush()
         self.save_checkpoint()
-        if self.config.progress:
+        if self.config.progress and self.dist.is_main:
             tqdm.write(epoch_line(metrics))
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, data: TensorData, batch_size: int = 500) -> dict:
-        """Mean negative ELBO, reconstruction and KL per example (nats), with fixed noise."""
+    def evaluate(self, data: TensorData, batch_size: int = 500, shard: bool = False) -> dict:
+        """Mean negative ELBO, reconstruction and KL per example (nats), with fixed noise.
+
+        shard=True (a collective: every rank must call it) splits the data over the processes.
+        """
+        ctx = self.dist if shard else distributed.Dist()
         was_training = self.model.training
         self.model.eval()
         totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.config.seed + 1)
-            for batch in iterate_batches(data, batch_size):
-                batch = batch.to(self.device)
+            torch.manual_seed(distributed.rank_seed(self.config.seed + 1, ctx.rank))
+            for i, batch in enumerate(iterate_batches(data, batch_size, rank=ctx.rank, world=ctx.world)):
+                real = distributed.share_sizes(min(batch_size, len(data) - i * batch_size), ctx.world)[ctx.rank]
+                if real == 0:  # a share padded for training's sake; nothing to evaluate
+                    continue
+                batch = batch.to(self.device, non_blocking=True)
                 if batch.dim() == 4:
                     batch = batch.contiguous(memory_format=self.memory_format)
                 with autocast_context(self.device, self.config.precision):
                     terms = self.model(batch)
                 totals["reconstruction"] += terms.reconstruction.float().sum().item()
                 totals["kl"] += terms.kl.float().sum().item()
-        totals["loss"] = totals["reconstruction"] + totals["kl"]
+        summed = ctx.all_sum({"rec": totals["reconstruction"], "kl": totals["kl"]})
+        totals = {"reconstruction": summed["rec"], "kl": summed["kl"], "loss": summed["rec"] + summed["kl"]}
         self.model.train(was_training)
         return {k: v / len(data) for k, v in totals.items()}
 
@@ -341,12 +387,19 @@ class Trainer:
         """Write checkpoint, weights, metrics and status; each file atomically."""
         if self.run is None:
             return
+        sums, rng_states = self.dist.all_sum(self.state.sums), self.dist.gather_rng()  # collectives
+        if not self.dist.is_main:  # rank 0 now holds the global sums; the others restart from 0
+            self.state.sums = {k: 0.0 for k in sums if k in distributed.SUM_KEYS} | {
+                k: v for k, v in self.state.sums.items() if k not in distributed.SUM_KEYS}
+            return
+        self.state.sums = sums
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt = self.optimizer.state_dict()
         for pid, pstate in opt["state"].items():
             for key, value in pstate.items():
                 tensors[f"optim.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.torch"] = rng_states[0]
+        tensors.update({f"rng.torch.{r}": state for r, state in enumerate(rng_states) if r})
         tensors["rng.shuffle_epoch_start"] = self.epoch_start_shuffle
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
@@ -380,13 +433,23 @@ class Trainer:
             self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
             self.scaler.load_state_dict(json.loads(meta["scaler"]))
             self.state = TrainState(**json.loads(meta["trainer"]))
-            torch.set_rng_state(tensors["rng.torch"])
+            self._restore_rng(tensors)
             self.epoch_start_shuffle = tensors["rng.shuffle_epoch_start"]
             if "rng.cuda" in tensors and self.device.type == "cuda":
                 torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
             self._saved_step = self.state.step
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise VaekitError(f"{path} does not match this run's model or is damaged ({e})") from None
+
+    def _restore_rng(self, tensors: dict) -> None:
+        """This rank's saved noise stream; a rank the saved run did not have seeds a fresh one."""
+        key = "rng.torch" if self.dist.rank == 0 else f"rng.torch.{self.dist.rank}"
+        if key in tensors:
+            torch.set_rng_state(tensors[key])
+        else:
+            torch.manual_seed(distributed.rank_seed(self.config.seed, self.dist.rank, self.state.step))
+        if not self.dist.is_main:  # the saved sums are global: rank 0 carries them on
+            self.state.sums = {k: v for k, v in self.state.sums.items() if k not in distributed.SUM_KEYS}
 
     @contextlib.contextmanager
     def _deferred_sigint(self):
@@ -414,7 +477,7 @@ class Trainer:
         return 4 * weights + 2**20
 
     def _open_writer(self) -> None:
-        if self.run is None or self.writer is not None:
+        if self.run is None or self.writer is not None or not self.dist.is_main:
             return
         from torch.utils.tensorboard import SummaryWriter
 
@@ -422,7 +485,7 @@ class Trainer:
         self.writer = SummaryWriter(str(self.run / "tb"), purge_step=self.state.step or None)
 
     def _set_status(self, state: str, message: str = "") -> None:
-        if self.run is None:
+        if self.run is None or not self.dist.is_main:
             return
         status: dict[str, Any] = {"state": state, "epoch": self.state.epoch, "step": self.state.step,
                                   "epochs": self.config.epochs, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}

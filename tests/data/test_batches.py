@@ -41,9 +41,9 @@ def test_bucketed_order_replays_from_generator_state_and_start():
     assert all(torch.equal(a, b) for a, b in zip(full, next_epoch))
 
 
-def test_ranks_split_each_global_batch():
+def test_ranks_split_each_global_batch():  # batch_size is the global batch
     data, _ = _sentences(n=200)
     whole = list(iterate_batches(data, 20, torch.Generator().manual_seed(5), world=1))
-    parts = [list(iterate_batches(data, 10, torch.Generator().manual_seed(5), rank=r, world=2)) for r in (0, 1)]
+    parts = [list(iterate_batches(data, 20, torch.Generator().manual_seed(5), rank=r, world=2)) for r in (0, 1)]
     for w, a, b in zip(whole, *parts):
         assert torch.equal(w, torch.cat([a, b]))

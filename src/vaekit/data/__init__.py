@@ -103,14 +103,16 @@ def iterate_batches(data: TensorData, batch_size: int, generator: torch.Generato
                     start: int = 0, rank: int = 0, world: int = 1) -> Iterator[Tensor]:
     """Prepared batches; shuffled by `generator` (its draws are one epoch's order) or in order if None.
 
-    `start` skips that many batches (resume mid-epoch). With world > 1 each rank takes its own
-    contiguous slice of every global batch of `batch_size * world` examples.
+    `start` skips that many batches (resume mid-epoch). `batch_size` is the global batch: with
+    world > 1 each rank takes its near-even contiguous share of every global batch
+    (distributed.share_sizes). A rank whose share is empty (a last batch smaller than world) gets
+    the batch's first example, which the trainer weights by 0, so every rank takes every step.
     """
-    for idx in batch_order(data, batch_size * world, generator)[start:]:
-        idx = idx[rank * batch_size:(rank + 1) * batch_size].to(data.x.device)
-        if len(idx):
-            yield prepare_batch(data, data.x[idx])
+    for global_idx in batch_order(data, batch_size, generator)[start:]:
+        global_idx = global_idx.to(data.x.device)
+        idx = global_idx.tensor_split(world)[rank] if world > 1 else global_idx
+        yield prepare_batch(data, data.x[idx if len(idx) else global_idx[:1]])
 
 
-def num_batches(n: int, batch_size: int, world: int = 1) -> int:
-    return -(-n // (batch_size * world))
+def num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)

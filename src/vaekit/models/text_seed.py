@@ -112,8 +112,9 @@ class TextSeedVAE(VAE):
     def encode(self, x: Tensor) -> DiagonalGaussian:
         h = run_stack(self.encoder, self.embedding(x))  # (B, T, 2*units)
         # The document's Keras GRU returns the last step's state; take it at each sentence's end.
-        last = ((x != PAD).sum(1) - 1).clamp(min=0)  # (B,)
-        h = self.to_hidden(h[torch.arange(len(x), device=x.device), last])  # (B, hidden)
+        last = ((x != PAD).sum(1) - 1).clamp(min=0).view(-1, 1, 1)  # (B, 1, 1)
+        # gather, not h[arange(B), last]: the same numbers, and it exports to ONNX with any batch size
+        h = self.to_hidden(h.gather(1, last.expand(-1, 1, h.shape[-1])).squeeze(1))  # (B, hidden)
         return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))
 
     def decoder_states(self, z: Tensor, steps: int) -> Tensor:
