@@ -25,7 +25,9 @@ KIND = "tabular"
 DEFAULT_MODEL = "mlp"
 SCALER = "standardize.json"
 # Small tables take few steps per epoch: more epochs and smaller batches than the image defaults.
-TRAIN_DEFAULTS = {"epochs": 50, "batch_size": 64}
+# One thread: a small MLP's steps are too short to gain from a second, and on a busy machine the
+# parallel regions stall on a descheduled thread (measured: 10x slower with 2 threads under load).
+TRAIN_DEFAULTS = {"epochs": 50, "batch_size": 64, "threads": 1}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,17 @@ class Standardizer:
     std: tuple[float, ...]
     label: str | None = None
     classes: tuple[str, ...] | None = None
+    inputs: tuple[str, ...] | None = None  # the columns rows come with, when constant ones were dropped
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs or self.columns)
+
+    def select(self, x: np.ndarray) -> np.ndarray:
+        """Rows with all input columns (or already only the kept ones) -> the kept features."""
+        if x.shape[1] == len(self.columns):
+            return x
+        return x[:, [self.input_names.index(c) for c in self.columns]]
 
     @classmethod
     def fit(cls, x: np.ndarray, columns: list[str], drop_constant: bool = False, label=None, classes=None):
@@ -72,7 +85,8 @@ class Standardizer:
                                  "them out or choose features with --columns"))
         keep = np.flatnonzero(~constant)
         return cls(tuple(columns[i] for i in keep), tuple(float(v) for v in x.mean(0)[keep]),
-                   tuple(float(v) for v in std[keep]), label, None if classes is None else tuple(classes)), keep
+                   tuple(float(v) for v in std[keep]), label, None if classes is None else tuple(classes),
+                   None if len(keep) == len(columns) else tuple(columns)), keep
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Raw (N, F) -> standardised float32."""
@@ -89,13 +103,15 @@ class Standardizer:
 
     def to_json(self) -> dict:
         return {"columns": list(self.columns), "mean": list(self.mean), "std": list(self.std),
-                "label": self.label, "classes": None if self.classes is None else list(self.classes)}
+                "label": self.label, "classes": None if self.classes is None else list(self.classes),
+                "inputs": None if self.inputs is None else list(self.inputs)}
 
     @classmethod
     def from_json(cls, obj, path) -> Standardizer:
         try:
             scaler = cls(tuple(obj["columns"]), tuple(map(float, obj["mean"])), tuple(map(float, obj["std"])),
-                         obj.get("label"), None if obj.get("classes") is None else tuple(obj["classes"]))
+                         obj.get("label"), None if obj.get("classes") is None else tuple(obj["classes"]),
+                         None if obj.get("inputs") is None else tuple(obj["inputs"]))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise VaekitError(f"{path} is not a vaekit standardisation file") from None
         if not len(scaler.columns) == len(scaler.mean) == len(scaler.std) or min(scaler.std, default=0) <= 0:
@@ -181,7 +197,8 @@ class TabularRun(Run):
 
     @property
     def columns(self) -> list[str]:
-        return list(self.scaler.columns)
+        """The columns rows come with (the model may use fewer: constant ones dropped)."""
+        return self.scaler.input_names
 
     def read(self, source: str):
         """(x raw (N, F), y, classes) of a table file or named set, matched to the run's columns."""
@@ -192,7 +209,7 @@ class TabularRun(Run):
         x = np.asarray(x)
         if x.ndim == 1 and len(self.columns) > 1:
             x = x[None]
-        if x.ndim != 2 or x.shape[1] != len(self.columns):
+        if x.ndim != 2 or x.shape[1] not in (len(self.columns), len(self.scaler.columns)):
             raise VaekitError(f"this run takes rows of {len(self.columns)} features, got shape {x.shape}")
         if x.dtype.kind not in "biuf":
             raise VaekitError(f"features must be numbers, not dtype {x.dtype}")
@@ -201,7 +218,7 @@ class TabularRun(Run):
         if not np.isfinite(x).all():
             row = int(np.argmin(np.isfinite(x).all(1)))
             raise VaekitError(f"row {row} holds NaN or infinity; vaekit refuses non-finite values")
-        return torch.from_numpy(self.scaler.apply(x.astype(np.float64))).to(self.device)
+        return torch.from_numpy(self.scaler.apply(self.scaler.select(x.astype(np.float64)))).to(self.device)
 
     def decode(self, z) -> np.ndarray:
         """Decoded means in raw units, (N, F)."""
