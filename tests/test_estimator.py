@@ -20,7 +20,6 @@ EXPECTED_FAILURES = {
     "check_outliers_fit_predict": HELD_OUT,
     "check_methods_subset_invariance": "float32 network: an example's result agrees across batch compositions "
                                        "to ~1e-6 relative, the check asks 1e-7",
-    "check_methods_sample_order_invariance": "float32 network: as for subset invariance",
 }
 
 
