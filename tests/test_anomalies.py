@@ -103,6 +103,9 @@ def test_text_anomalies_print_the_most_anomalous_sentences(text_run, capsys, tmp
     assert code == 0 and "mat the on sat" in stdout.splitlines()[0]  # the most anomalous comes first
     assert "mat the on sat" in (tmp_path / "r" / "most_anomalous.txt").read_text().splitlines()[1]
     assert [r["text"] for r in _rows(tmp_path / "r" / "scores.csv")][1] == "mat the on sat cat the"
+    (tmp_path / "odd.txt").write_text("the zorblax sat on the mat\n")
+    code, _, err = run_cli(capsys, "anomalies", text_run, "--data", tmp_path / "odd.txt", "--out", tmp_path / "o")
+    assert code == 0 and "1 of 6 words are not in the run's vocabulary" in err
 
 
 def test_tabular_anomalies_and_embedding(tabular_run, capsys, tmp_path):

@@ -156,6 +156,10 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
                "most_anomalous": [int(i) for i in order]}
     write_json(out / "summary.json", summary)
     summary["lines"] = lines
+    if data.texts:  # words the run never saw are read as <unk>: say how many, they lower the scores
+        unknown = sum(len(run.unknown_words(t)) for t in data.texts)
+        words = sum(len(run.tokenizer.tokenize(t)) for t in data.texts)
+        summary["unknown_words"] = f"{unknown} of {words}"
     return summary
 
 

@@ -227,6 +227,9 @@ def cmd_anomalies(args) -> None:
     result = report(run, args.data, out, args.contamination, args.threshold, args.score, args.k, args.n, args.limit)
     for line in result["lines"] or []:
         print(line)
+    if result.get("unknown_words", "0 ").split()[0] != "0":
+        print(f"vaekit: note: {result['unknown_words']} words are not in the run's vocabulary (read as <unk>)",
+              file=sys.stderr)
     how = (f"contamination {result['contamination']} of held-out scores" if args.threshold is None
            else "--threshold")
     print(f"{result['flagged']} of {result['n']} flagged below {result['threshold']:.3f} ({how}); "
