@@ -201,6 +201,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         return self.run_.score(self._inputs(X, reset=False), self.score_method, self.k)
 
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood estimate of X (as GaussianMixture.score), so model selection such as
+        GridSearchCV prefers the model that finds held-out data most likely."""
+        return float(np.mean(self.score_samples(X)))
+
     def decision_function(self, X) -> np.ndarray:
         """score_samples - offset_: negative for anomalies."""
         check_is_fitted(self)
