@@ -42,9 +42,10 @@ def vaekit_scores(train_x: np.ndarray, test_x: np.ndarray, args) -> tuple[np.nda
     import vaekit
 
     started = time.perf_counter()
-    vae = vaekit.VAE(kind="image", model="conv", latent_dim=args.latent_dim, epochs=args.epochs,
+    vae = vaekit.VAE(kind="image", model=args.model, latent_dim=args.latent_dim, epochs=args.epochs,
                      batch_size=args.batch_size, score_method=args.score, k=args.k, random_state=0,
-                     device=args.device, train_options={"threads": args.threads, "precision": args.precision})
+                     device=args.device, model_options={"likelihood": args.likelihood},
+                     train_options={"threads": args.threads, "precision": args.precision})
     vae.fit(train_x)
     return vae.score_samples(test_x), time.perf_counter() - started
 
@@ -100,6 +101,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="digits 0 and 1, 2,000 images each side, 2 epochs")
     p.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--model", default="conv", help="image model from the registry (conv, seed)")
+    p.add_argument("--likelihood", default="bernoulli", choices=("bernoulli", "gaussian"))
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--score", default="iw", choices=("elbo", "iw"))
