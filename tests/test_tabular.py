@@ -52,6 +52,14 @@ def test_train_tabular_from_a_csv_and_use_the_run(tmp_path, capsys):
     # the same rows in another column order (by header name) give the same codes
     (tmp_path / "shuffled.csv").write_text("f3,f2,f1\n" + "\n".join(f"{c},{b},{a}" for a, b, c in x[:5]) + "\n")
     assert np.allclose(run.encode(run.read(str(tmp_path / "shuffled.csv"))[0]), z, atol=1e-4)
+    # sample and reconstruct write rows in raw units under the training columns
+    assert run_cli(capsys, "sample", out, "-n", "4")[0] == 0
+    lines = (out / "samples.csv").read_text().splitlines()
+    assert lines[0] == "f1,f2,f3" and len(lines) == 5
+    assert run_cli(capsys, "reconstruct", out, "--data", path, "-n", "3", "--out", tmp_path / "r.csv")[0] == 0
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 4
+    code, _, err = run_cli(capsys, "manifold", out)
+    assert code == 2 and "draws images" in err
     # resume reuses the saved standardisation
     assert run_cli(capsys, "train", "tabular", "--out", out, "--resume", "--epochs", "4")[0] == 0
 

@@ -168,6 +168,9 @@ def cmd_sample(args) -> None:
         _print_sentences(run.sample(args.n, seed=args.seed, temperature=args.temperature,
                                     config=_decode_config(args)), args)
         return
+    if run.kind == "tabular":
+        _write_rows(run, run.sample(args.n, seed=args.seed, temperature=args.temperature), args, "samples.csv")
+        return
     out = _output(args.out, run.path / "plots" / "samples.png", args.overwrite)
     x = run.sample(args.n, seed=args.seed, temperature=args.temperature)
     grid = visual.image_grid(__import__("torch").from_numpy(x))
@@ -189,6 +192,9 @@ def cmd_reconstruct(args) -> None:
         outputs = run.reconstruct(sentences, _decode_config(args))
         _print_sentences([f"{a}\t{b}" for a, b in zip(sentences, outputs)], args, header="input\treconstruction")
         return
+    if run.kind == "tabular":
+        _write_rows(run, run.reconstruct(run.read(args.data)[0][:args.n]), args, "reconstruct.csv")
+        return
     out = _output(args.out, run.path / "plots" / "reconstruct.png", args.overwrite)
     images = _images(run, args.data, args.n)
     x = run.prepare(images.x).cpu()
@@ -196,6 +202,22 @@ def cmd_reconstruct(args) -> None:
     grid = visual.image_grid(torch.stack([x, r], 1).flatten(0, 1), nrow=2 * min(8, len(x)))
     visual.save_image(grid, out, max(1, 400 // grid.shape[1]))
     print(f"wrote {out} (each input beside its reconstruction, {len(x)} images)")
+
+
+def _write_rows(run, rows, args, name: str) -> None:
+    """Tabular rows (raw units) as CSV with the run's column names, inside the run unless --out."""
+    import csv
+    import io
+
+    from .runs import atomic_write
+
+    out = _output(args.out, run.path / name, args.overwrite)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(run.scaler.columns)
+    writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
+    atomic_write(out, buffer.getvalue().encode())
+    print(f"wrote {out} ({len(rows)} rows of {rows.shape[1]} features, in the data's own units)")
 
 
 def cmd_embed(args) -> None:
@@ -250,6 +272,8 @@ def cmd_interpolate(args) -> None:
             raise VaekitError('give two sentences: vaekit interpolate RUN "first sentence" "second sentence"')
         _print_sentences(run.interpolate(*args.sentences, steps=args.steps, config=_decode_config(args)), args)
         return
+    if run.kind == "tabular":
+        raise VaekitError("interpolate works on image and text runs; for tabular runs use embed or sample")
     if not args.data:
         raise VaekitError("give the images with --data (and two of them with --index A B)")
     out = _output(args.out, run.path / "plots" / "interpolate.png", args.overwrite)
@@ -269,6 +293,8 @@ def cmd_manifold(args) -> None:
     from . import api, visual
 
     run = api.load(args.run)
+    if run.kind != "image":
+        raise VaekitError("the manifold plot draws images; for text and tabular runs use sample or embed")
     if run.model.latent_dim != 2:
         raise VaekitError(f"the manifold plot needs a 2-D latent space; this run has {run.model.latent_dim}")
     out = _output(args.out, run.path / "plots" / "manifold.png", args.overwrite)
