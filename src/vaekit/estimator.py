@@ -171,8 +171,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             raise EstimatorInputError(str(e)) from None
         if vae.kind != self.kind:
             raise EstimatorInputError(f"model '{name}' is a {vae.kind} model, not a {self.kind} model")
-        trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, job.callbacks(prepared))
-        self.history_ = trainer.fit()
+        threads = torch.get_num_threads()  # TrainConfig.threads sets torch's; give the caller theirs back
+        try:
+            trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, job.callbacks(prepared))
+            self.history_ = trainer.fit()
+        finally:
+            torch.set_num_threads(threads)
         self.files_ = dict(prepared.files)
         with tempfile.TemporaryDirectory() as tmp:  # the fitted state is exactly a run directory
             _write_run(Path(tmp), api.run_config(job.KIND, vae, data_config, train_config), vae, self.files_)
