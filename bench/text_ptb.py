@@ -10,6 +10,10 @@ predicting <eos>, which the peer does not model, so its per-sentence figures car
 Part 2 (`default`): the default `text-rnn` (autoregressive LSTM decoder, word dropout, KL annealing,
 free bits), trained on train, validated on valid, reported on test: negative ELBO, KL, perplexity.
 
+Both parts also report the importance-weighted bound on the test NLL per sentence (k = --iw-k, 500;
+Burda et al. 2016), the mutual information I(x; z) (He et al. 2019) and the active units (Burda et al.
+2016), from vaekit.evaluation; the flat `test_nll`, `mi`, `active_units` keys are the default model's.
+
     python bench/text_ptb.py                  # 3 epochs each side; --rnn-epochs for part 2
     python bench/text_ptb.py --quick          # 4,000 training sentences, 1 epoch each
 """
@@ -45,8 +49,10 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     from vaekit.tokenizer import Tokenizer, TokenizerConfig
     from vaekit.train import TrainConfig, Trainer
 
+    # The seed model computes every padded position, as its peer does: random batches like the
+    # peer's; the default model trims padding, so it takes length-bucketed batches.
     config = text.TextDataConfig("ptb", val_data="ptb:valid", data_dir=str(args.ptb_root), max_len=max_len,
-                                 limit=args.limit)
+                                 limit=args.limit, bucket=model != "text-seed")
     prepared = text.prepare(config, tokenizer=TokenizerConfig(max_vocab=None))
     tokenizer = Tokenizer.from_json(json.loads(prepared.files[text.TOKENIZER]))
     test_sentences = text.read_texts("ptb:test", config)
@@ -58,6 +64,7 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     trainer = Trainer(vae, train_config, prepared.train, prepared.val, callbacks=text.callbacks(prepared))
     history = trainer.fit()
     scores = trainer.evaluate(test)
+    latent = iw_and_latent_figures(vae, test, args)
     n_tokens = int((test.x != 0).sum())  # words + <eos>, within max_len
     words = int((prepared.train.x > 3).sum())  # real words (ids 0-3 are specials), as the peer counts
     seconds = sum(h["seconds"] for h in history)
@@ -65,8 +72,33 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
             "vocab_size": tokenizer.vocab_size, "max_len": max_len,
             "test_neg_elbo": scores["loss"], "test_rec": scores["reconstruction"], "test_kl": scores["kl"],
             "test_ppl": math.exp(scores["loss"] * len(test) / n_tokens),
-            "words_per_s": words * len(history) / seconds, "train_seconds": seconds,
+            "words_per_s": words * len(history) / seconds, "train_seconds": seconds, **latent,
             "history": history, "train_config": {k: v for k, v in vars(train_config).items()}}
+
+
+# ---- the importance-weighted NLL and latent health (vaekit.evaluation), kept apart from the rest ----
+def iw_and_latent_figures(model, test, args) -> dict:
+    """IW bound on the test NLL per sentence (Burda et al. 2016), MI (He et al. 2019) and active units
+    (Burda et al. 2016) on the first --iw-limit test sentences, with --iw-k samples."""
+    import time
+
+    import torch
+
+    from vaekit.evaluation import active_units, likelihood_bounds, mutual_information
+
+    if not args.iw_k:
+        return {}
+    x = test.x[:args.iw_limit] if args.iw_limit else test.x
+    started = time.perf_counter()
+    model.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        b = likelihood_bounds(model, x, args.iw_k, batch_size=50)
+    tokens = int((x != 0).sum())
+    return {"test_nll": float(b["iw_nll"].mean()), "test_nll_k": args.iw_k, "test_nll_sentences": len(x),
+            "test_ppl_iw": math.exp(float(b["iw_nll"].sum()) / tokens),
+            "mi": mutual_information(b["mean"], b["log_var"], torch.Generator().manual_seed(0)),
+            "active_units": active_units(b["mean"])[0], "iw_seconds": time.perf_counter() - started}
 
 
 def parse_args(argv=None):
@@ -80,11 +112,14 @@ def parse_args(argv=None):
     p.add_argument("--peer-python")
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--iw-k", type=int, default=500, help="importance samples for the test NLL bound (0: skip)")
+    p.add_argument("--iw-limit", type=int, help="IW bound, MI and active units on the first N test sentences")
     args = p.parse_args(argv)
     args.ptb_root = data_dir(args.data_dir)
     args.limit = 4000 if args.quick else None
     if args.quick:
         args.epochs, args.rnn_epochs = 1, min(args.rnn_epochs, 1)
+        args.iw_k, args.iw_limit = min(args.iw_k, 20), args.iw_limit or 200
     return args
 
 
@@ -94,6 +129,7 @@ def main(argv=None) -> None:
     max_len = peer_max_len(ptb) + 1
     report = {"settings": {"quick": args.quick, "epochs": args.epochs, "rnn_epochs": args.rnn_epochs,
                            "limit": args.limit, "precision": args.precision, "threads": args.threads,
+                           "iw_k": args.iw_k, "iw_limit": args.iw_limit,
                            "max_len": max_len,
                            "command": " ".join(["python bench/text_ptb.py", *(argv or sys.argv[1:])])},
               "machine": machine()}
@@ -121,6 +157,9 @@ def main(argv=None) -> None:
                    "tokens_per_s": seed["words_per_s"], "peer_tokens_per_s": peer.get("tokens_per_s"),
                    "peer_test_neg_elbo": peer.get("test_neg_elbo"), "peer_test_kl": peer.get("test_kl"),
                    "ratio": report["seed"].get("ratio_words_per_s")})
+    # IW NLL, MI and active units: of the default model where it ran (the issue's goal), else the seed's.
+    best = report.get("default", report["seed"])
+    report.update({key: best.get(key) for key in ("test_nll", "test_nll_k", "mi", "active_units")})
     print_report(report)
     out = RESULTS.with_name("text_ptb-quick.json") if args.quick else RESULTS
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -142,6 +181,12 @@ def print_report(r: dict) -> None:
         d = r["default"]
         print(f"{'vaekit text-rnn':<22}{d['words_per_s']:>10,.0f}{d['test_neg_elbo']:>12.2f}{d['test_rec']:>9.2f}"
               f"{d['test_kl']:>7.2f}{d['test_ppl']:>9.1f}")
+    for name in ("seed", "default"):
+        m = r.get(name, {})
+        if "test_nll" in m:
+            print(f"{m['model']}: test NLL <= {m['test_nll']:.2f} nats/sentence (k={m['test_nll_k']}, "
+                  f"{m['test_nll_sentences']} sentences, ppl {m['test_ppl_iw']:.1f}), MI {m['mi']:.2f}, "
+                  f"{m['active_units']} active units, KL {m['test_kl']:.2f}")
 
 
 if __name__ == "__main__":

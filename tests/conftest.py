@@ -1,7 +1,10 @@
-"""Shared fixtures: tiny real data (scikit-learn's digits) and the shared data folder."""
+"""Shared fixtures: tiny real data (scikit-learn's digits), the shared data folder, a loopback server."""
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,38 @@ def shared_data() -> Path | None:
     """../shared/data beside the repo (or $VAEKIT_SHARED_DATA), if present."""
     path = Path(os.environ.get("VAEKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
     return path if path.is_dir() else None
+
+
+SHARED_DATA = shared_data() or REPO.parent / "shared" / "data"
+
+
+def needs_shared(name: str):
+    """Skip unless ../shared/data/<name> is there (MNIST, PTB, ...)."""
+    return pytest.mark.skipif(not (SHARED_DATA / name).is_dir(), reason=f"shared {name} not found in {SHARED_DATA}")
+
+
+def cached_files(tmp_path: Path) -> list[str]:
+    """Names of the files in <tmp>/cache (where tests point VAEKIT_CACHE)."""
+    cache = tmp_path / "cache"
+    return sorted(p.name for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+
+
+@pytest.fixture
+def loopback_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving <tmp>/served (download tests): yields (url, folder)."""
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", served
+    httpd.shutdown()
+    httpd.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
+import re
 import sys
 import types
 import typing
@@ -29,8 +32,24 @@ def _option_type(hint):
     return hint, None, False
 
 
-def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None):
-    """One --option per field of the dataclass `cls` (underscores become dashes)."""
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """The comment beside each field of a config dataclass: the one place a setting is explained."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)}
+
+
+def _help(cls, name: str, default) -> str | None:
+    parts = [field_docs(cls).get(name, "")] + ([f"(default: {default})"] if default is not None else [])
+    return " ".join(p for p in parts if p).replace("%", "%%") or None
+
+
+def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None, defaults=None):
+    """One --option per field of the dataclass `cls` (underscores become dashes); `defaults`
+    overrides the dataclass's own (a job's training defaults)."""
     group = parser.add_argument_group(group_title or cls.__name__)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -38,12 +57,13 @@ def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None
             continue
         kind, nargs, is_bool = _option_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if use_defaults else None
+        shown = (defaults or {}).get(f.name, f.default)
+        default = shown if use_defaults else None
+        help_ = _help(cls, f.name, shown if not is_bool else None)
         if is_bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         else:
-            group.add_argument(flag, type=kind, nargs=nargs, default=default,
-                               help=f"(default: {f.default})" if f.default is not None else None)
+            group.add_argument(flag, type=kind, nargs=nargs, default=default, help=help_)
     return group
 
 
@@ -56,10 +76,13 @@ def _model_fields(kind: str) -> dict:
     from .models import MODELS
 
     fields = {}
-    for cls, _ in MODELS.values():
+    for name, (cls, _) in sorted(MODELS.items()):
         if cls.kind == kind:
             hints = typing.get_type_hints(cls.Config)
-            fields.update({f.name: hints[f.name] for f in dataclasses.fields(cls.Config)})
+            for f in dataclasses.fields(cls.Config):
+                doc = field_docs(cls.Config).get(f.name, "")
+                _, models, docs = fields.get(f.name, (None, [], []))
+                fields[f.name] = (hints[f.name], models + [name], docs + ([doc] if doc and doc not in docs else []))
     return fields
 
 
@@ -71,15 +94,16 @@ def _add_model_options(parser, kind: str, default: str):
     group.add_argument("--model", default=default, choices=model_names(kind),
                        help=(f"'{seed}' is the design document's architecture; " if seed else "")
                        + f"'{default}' the default")
-    for name, hint in _model_fields(kind).items():
+    for name, (hint, models, docs) in _model_fields(kind).items():
         if name in DERIVED or (kind == "text" and name == "max_len"):
             continue
         kind_, nargs, is_bool = _option_type(hint)
         flag = "--" + name.replace("_", "-")
+        help_ = " ".join(docs + [f"[{', '.join(models)}]"]).replace("%", "%%")
         if is_bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
-            group.add_argument(flag, type=kind_, nargs=nargs, default=None)
+            group.add_argument(flag, type=kind_, nargs=nargs, default=None, help=help_)
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -335,6 +359,48 @@ def cmd_vary(args) -> None:
     _print_sentences(run.vary(args.sentence, args.n, args.spread, _decode_config(args), seed=args.seed), args)
 
 
+def cmd_evaluate(args) -> None:
+    from .evaluation import EvalConfig, evaluate
+
+    settings = config_from_args(EvalConfig, args)
+    result = evaluate(args.run, args.data, out=args.out, overwrite=args.overwrite, data_dir=args.data_dir,
+                      device=args.device, **vars(settings))
+    for name, m in result["metrics"].items():
+        value = f"{m['value']:.4g}" if isinstance(m["value"], float) else m["value"]
+        print(f"{name:<22}{value!s:>12}  {m['unit']}")
+
+
+def cmd_compare(args) -> None:
+    from .evaluation_report import compare
+
+    table = compare(args.a, args.b)
+    print(table, end="")
+    if args.out:
+        from .runs import atomic_write
+
+        atomic_write(_output(args.out, Path(args.out), args.overwrite), table.encode())
+        print(f"wrote {args.out}")
+def cmd_raters_export(args) -> None:
+    from .raters import export_runs
+
+    paths = export_runs([args.run, *([args.run_b] if args.run_b else [])], args.data, args.out, args.n,
+                        args.variations, args.seed, args.spread, _decode_config(args))
+    print(f"wrote {paths['csv']} and {paths['html']} for the raters; keep {paths['key']} from them "
+          f"(it says which run wrote each output)")
+
+
+def cmd_raters_summarise(args) -> None:
+    from .raters import format_summary, summarise
+
+    summary = summarise(args.ratings, args.key, args.allow_missing)
+    print(format_summary(summary))
+    if args.json:
+        from .runs import write_json
+
+        write_json(_output(args.json, Path(args.json), args.overwrite), summary)
+        print(f"wrote {args.json}")
+
+
 def _add_decode_options(parser) -> None:
     group = parser.add_argument_group("decoding (text)")
     group.add_argument("--strategy", default="greedy", choices=("greedy", "beam", "sample"))
@@ -367,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
 
             add_config_options(q, TokenizerConfig, group_title="tokenizer")
         _add_model_options(q, kind, default_model)
-        add_config_options(q, TrainConfig, group_title="training")
+        add_config_options(q, TrainConfig, group_title="training", defaults=job.TRAIN_DEFAULTS)
         q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
@@ -433,7 +499,50 @@ def build_parser() -> argparse.ArgumentParser:
     q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
     q.add_argument("-n", type=int, default=20)
     q.add_argument("--span", type=float, default=2.0)
+    _add_evaluation_commands(sub)
+
+    p = sub.add_parser("raters", help="rating sheets for human judges: export, then summarise their scores")
+    raters = p.add_subparsers(dest="raters_command", required=True, metavar="ACTION")
+    q = raters.add_parser("export", help="CSV + HTML sheet of shuffled, unlabeled variations (one or two runs)")
+    q.add_argument("run")
+    q.add_argument("run_b", nargs="?", help="a second text run, mixed in blind")
+    q.add_argument("--data", required=True, help="the input sentences: a text file, a CSV (--column), ptb:test")
+    q.add_argument("-n", type=int, default=20, help="number of input sentences (drawn at random with --seed)")
+    q.add_argument("--variations", type=int, default=3, help="outputs per input and run")
+    q.add_argument("--out", required=True, help="a new folder for sheet.csv, sheet.html and key.json")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--spread", type=float, default=1.0, help="as in vary")
+    _add_decode_options(q)
+    q.set_defaults(func=cmd_raters_export)
+    q = raters.add_parser("summarise", help="per-run means of the raters' scores (+ a paired test for two runs)")
+    q.add_argument("ratings", nargs="+", help="filled CSV(s), or the sheet's folder holding ratings*.csv")
+    q.add_argument("--key", help="the key.json (default: beside the first CSV)")
+    q.add_argument("--allow-missing", action="store_true", help="skip empty scores instead of refusing them")
+    q.add_argument("--json", help="also write the summary to this JSON file")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_raters_summarise)
     return parser
+
+
+def _add_evaluation_commands(sub) -> None:
+    from .evaluation import EvalConfig
+
+    q = sub.add_parser("evaluate", help="likelihood bounds, latent health and probes -> evaluation.json + .md")
+    q.add_argument("run")
+    q.add_argument("--data", required=True, help="as for training: digits, mnist:test, a folder, ptb:test, a file")
+    q.add_argument("--data-dir", help="where named data sets are looked up (default: the run's, else $VAEKIT_DATA)")
+    q.add_argument("--out", help="folder for the report (default: the run directory)")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace evaluation.json (default: a new evaluation-N.json beside earlier ones)")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_config_options(q, EvalConfig, group_title="evaluation (k default: 1000 images, 500 text)")
+    q.set_defaults(func=cmd_evaluate)
+    q = sub.add_parser("compare", help="two evaluations side by side (runs or evaluation.json files)")
+    q.add_argument("a")
+    q.add_argument("b")
+    q.add_argument("--out", help="also write the Markdown table to this file")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_compare)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,7 +96,9 @@ def prepare_arrays(train: TensorData, val: TensorData, config: ImageDataConfig) 
 
 
 def callbacks(prepared: Prepared) -> list:
-    return [ImageCallback(prepared.val)]
+    from .evaluation import CollapseMonitor
+
+    return [ImageCallback(prepared.val), CollapseMonitor(prepared.val)]
 
 
 class ImageCallback:

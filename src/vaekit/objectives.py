@@ -56,16 +56,22 @@ def iw_log_likelihood(model, x: Tensor, k: int, chunk: int = 100) -> Tensor:
     """Importance-weighted lower bound on log p(x) with k samples (Burda et al. 2016, eq. 8).
 
     log (1/k) sum_i p(x, z_i) / q(z_i | x),  z_i ~ q(z | x). Returns (B,); k=1 is the ELBO in
-    expectation. Samples are drawn `chunk` at a time so memory stays bounded for large k.
+    expectation. x is encoded once; the decoder sees `chunk` samples per example at a time, so one
+    pass holds chunk * B decoded examples whatever k is, and the log-weights are folded into a
+    running log-sum-exp, so nothing of size k is kept either.
     """
+    if k < 1 or chunk < 1:
+        raise ValueError(f"k and chunk must be at least 1, got k={k}, chunk={chunk}")
     posterior = model.encode(x)
-    log_w = []
+    total = None  # (B,) log sum_i w_i over the samples so far
+    x_rep = None
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
         z = posterior.rsample(n)  # (n, B, D)
-        flat_z = z.reshape(-1, z.shape[-1])  # (n*B, D)
-        x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(-1, *x.shape[1:])
-        log_px_z = model.log_likelihood(x_rep, flat_z).view(n, -1)  # (n, B)
-        log_w.append(log_px_z + standard_normal_log_prob(z) - posterior.log_prob(z))
-    log_w = torch.cat(log_w, 0)  # (k, B)
-    return torch.logsumexp(log_w, 0) - math.log(k)
+        if x_rep is None or len(x_rep) != n * len(x):  # every chunk but a shorter last one reuses it
+            x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(-1, *x.shape[1:])  # (n*B, ...), sample-major
+        log_px_z = model.log_likelihood(x_rep, z.reshape(-1, z.shape[-1])).view(n, -1)  # (n, B)
+        log_w = log_px_z.float() + standard_normal_log_prob(z) - posterior.log_prob(z)  # (n, B)
+        part = torch.logsumexp(log_w, 0)  # (B,)
+        total = part if total is None else torch.logaddexp(total, part)
+    return total - math.log(k)

@@ -17,12 +17,15 @@ def _shape(out) -> str:
 def model_summary(model) -> str:
     """Run one example batch through encode and decode, recording every leaf layer's output."""
     rows: list[tuple[str, str, int]] = []
-    hooks = []
+    hooks, seen = [], set()
     for name, module in model.named_modules():
         if name and not list(module.children()):
             def hook(mod, inputs, output, name=name):
-                rows.append((f"{name} ({type(mod).__name__})", _shape(output),
-                             sum(p.numel() for p in mod.parameters(recurse=False))))
+                # A layer used twice (an embedding shared by encoder and decoder) counts once.
+                params = 0 if id(mod) in seen else sum(p.numel() for p in mod.parameters(recurse=False))
+                label = f"{name} ({type(mod).__name__})" + (", shared" if id(mod) in seen else "")
+                seen.add(id(mod))
+                rows.append((label, _shape(output), params))
             hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()

@@ -39,6 +39,7 @@ class TextDataConfig:
     max_len: int | None = None  # tokens per sentence incl. <eos>; default: 95th percentile
     data_dir: str | None = None  # where named data sets are looked up (else $VAEKIT_DATA)
     limit: int | None = None  # use only the first N training sentences (quick runs)
+    bucket: bool = True  # batch sentences of similar length (less padding to compute)
 
     def __post_init__(self):
         if self.max_len is not None and not 2 <= self.max_len <= 10_000:
@@ -98,6 +99,8 @@ def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig,
         tokenizer = Tokenizer(tokenizer or TokenizerConfig()).fit(train_s)
     max_len = config.max_len or length_percentile(tokenizer.texts_to_sequences(train_s), 95)
     train = TensorData(encode_sentences(tokenizer, train_s, max_len))
+    if config.bucket:
+        train.lengths = (train.x != 0).sum(1)  # (N,) tokens incl. <eos>
     val = TensorData(encode_sentences(tokenizer, val_s, max_len))
     files = {TOKENIZER: (json.dumps(tokenizer.to_json()) + "\n").encode()}
     return Prepared(train, val, {"vocab_size": tokenizer.vocab_size, "max_len": max_len}, files,
@@ -106,7 +109,9 @@ def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig,
 
 
 def callbacks(prepared: Prepared) -> list:
-    return [TextCallback(prepared)]
+    from .evaluation import CollapseMonitor
+
+    return [TextCallback(prepared), CollapseMonitor(prepared.val)]
 
 
 def token_count(data: TensorData) -> int:

@@ -105,3 +105,17 @@ def manifold(model, path: str | Path, n: int = 20, span: float = 2.0) -> np.ndar
     grid = image_grid(model.decode_mean(z), nrow=n, pad=1)
     save_image(grid, path, scale=max(1, 560 // grid.shape[0]))
     return grid
+
+
+def kl_per_dimension(kl: list[float], path: str | Path, active: list[bool] | None = None) -> None:
+    """Bar plot of the mean KL(q(z_u|x) || N(0, 1)) of each latent dimension u; collapsed dimensions
+    sit at zero. Active units (Burda et al. 2016), when given, are drawn darker."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.22 * len(kl) + 2), 3.4))
+    colours = None if active is None else ["tab:blue" if a else "lightgrey" for a in active]
+    ax.bar(range(len(kl)), kl, color=colours)
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL (nats per example)")
+    ax.set_title("KL per latent dimension" + ("" if active is None else " (grey: inactive)"))
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)

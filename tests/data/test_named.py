@@ -1,14 +1,9 @@
 """Named data sets: local lookup (data_dir, VAEKIT_DATA, cache) and verified downloads."""
 
-import functools
 import gzip
 import hashlib
-import http.server
-import os
 import socket
 import struct
-import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +12,14 @@ from vaekit.data import named
 from vaekit.data.images import load_images
 from vaekit.errors import VaekitError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = Path(os.environ.get("VAEKIT_SHARED_DATA", REPO_ROOT / ".." / "shared" / "data"))
+from ..conftest import SHARED_DATA, cached_files, needs_shared
+
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 FILE_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
-needs_shared_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(),
-                                        reason=f"shared MNIST files not found in {SHARED_DATA}")
+needs_shared_mnist = needs_shared("mnist")
 
 
 @pytest.fixture(autouse=True)
@@ -90,10 +84,10 @@ def idx_gz(array: np.ndarray) -> bytes:
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(loopback_server):
     """Small fake IDX files, served from <root>/fake/ by a loopback HTTP server."""
-    folder = tmp_path / "served" / "fake"
-    folder.mkdir(parents=True)
+    folder = loopback_server[1] / "fake"
+    folder.mkdir()
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (6, 4, 4)), np.arange(6) % 3,
               rng.integers(0, 256, (2, 4, 4)), np.arange(2)]
@@ -103,18 +97,8 @@ def served(tmp_path):
 
 
 @pytest.fixture
-def server(served):
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(QuietHandler, directory=str(served.parent))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def server(served, loopback_server):
+    return loopback_server[0]
 
 
 def register_fake(monkeypatch, served, mirrors=(), wrong=()):
@@ -134,11 +118,6 @@ def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-def cached_files(tmp_path):
-    cache = tmp_path / "cache"
-    return sorted(p.name for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
 
 
 def test_download_verify_load_then_use_cache(monkeypatch, tmp_path, served, server):

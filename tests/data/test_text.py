@@ -1,11 +1,7 @@
 """Sentence readers: text files, CSV columns, Penn Treebank (local and downloaded), default corpus."""
 
 import dataclasses
-import functools
 import hashlib
-import http.server
-import os
-import threading
 import warnings
 from pathlib import Path
 
@@ -15,12 +11,11 @@ from vaekit.data import text
 from vaekit.errors import VaekitError
 from vaekit.tokenizer import Tokenizer, TokenizerConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = Path(os.environ.get("VAEKIT_SHARED_DATA", REPO_ROOT / ".." / "shared" / "data"))
+from ..conftest import SHARED_DATA, cached_files, needs_shared
+
 PTB_LINES = {"train": 42068, "valid": 3370, "test": 3761}
 
-needs_shared_ptb = pytest.mark.skipif(not (SHARED_DATA / "ptb").is_dir(),
-                                      reason=f"shared PTB files not found in {SHARED_DATA}")
+needs_shared_ptb = needs_shared("ptb")
 
 
 @pytest.fixture(autouse=True)
@@ -205,27 +200,11 @@ def test_ptb_unknown_split_and_nothing_local(tmp_path):
 
 
 @pytest.fixture
-def server(tmp_path):
-    """A loopback HTTP server for <tmp>/served, which holds a small fake ptb/ptb.train.txt."""
-    served = tmp_path / "served"
-    (served / "ptb").mkdir(parents=True)
-    (served / "ptb" / "ptb.train.txt").write_bytes(b" the cat sat \n the dog <unk> \n")
-
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", served
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def cached_files(tmp_path):
-    cache = tmp_path / "cache"
-    return sorted(p.name for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+def server(loopback_server):
+    """The loopback server, holding a small fake ptb/ptb.train.txt."""
+    (loopback_server[1] / "ptb").mkdir()
+    (loopback_server[1] / "ptb" / "ptb.train.txt").write_bytes(b" the cat sat \n the dog <unk> \n")
+    return loopback_server
 
 
 def test_ptb_download_with_a_wrong_checksum_is_refused(monkeypatch, tmp_path, server):

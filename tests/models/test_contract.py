@@ -72,3 +72,13 @@ def test_seed_is_the_documents_architecture():
     model = build_model("seed")
     assert sum(p.numel() for p in model.parameters()) == 134_165
     assert model.latent_dim == 2
+
+
+def test_summary_counts_every_parameter_once(model):
+    from vaekit.summary import model_summary
+
+    lines = model_summary(model).splitlines()
+    rows = [int(line.rsplit(None, 1)[1].replace(",", "")) for line in lines[3:] if line[:1] not in "-T N"
+            and line.rsplit(None, 1)[-1].replace(",", "").isdigit()]
+    total = int(next(line for line in lines if line.startswith("Total params")).split(":")[1].replace(",", ""))
+    assert all(r >= 0 for r in rows) and sum(rows) == total

@@ -23,16 +23,18 @@ class TensorData:
     x: Tensor  # (N, ...) raw examples: uint8 images, float features or token ids
     y: Tensor | None = None  # (N,) labels
     prepare: str = "none"  # name in PREPARE: how a raw batch becomes model input
+    lengths: Tensor | None = None  # (N,) sizes (tokens); when set, shuffled batches are bucketed by it
 
     def __len__(self) -> int:
         return len(self.x)
 
     def subset(self, index: Tensor) -> TensorData:
-        return TensorData(self.x[index], None if self.y is None else self.y[index], self.prepare)
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return TensorData(self.x[index], pick(self.y), self.prepare, pick(self.lengths))
 
     def to(self, device: torch.device) -> TensorData:
-        y = None if self.y is None else self.y.to(device)
-        return TensorData(self.x.to(device), y, self.prepare)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return TensorData(self.x.to(device), move(self.y), self.prepare, move(self.lengths))
 
 
 @dataclass
@@ -75,21 +77,37 @@ def split(data: TensorData, val_fraction: float, seed: int) -> tuple[TensorData,
     return data.subset(order[n_val:]), data.subset(order[:n_val])
 
 
+BUCKET_POOL = 100  # batches sorted together when bucketing: similar lengths, still well mixed
+
+
+def batch_order(data: TensorData, global_batch: int, generator: torch.Generator | None = None) -> list[Tensor]:
+    """The epoch's global batches as index tensors, drawn from `generator` (in order if None).
+
+    With `data.lengths`, shuffled examples are sorted by length within pools of BUCKET_POOL batches
+    and the batches are shuffled again: batches of similar-length sentences waste little compute
+    on padding, and every example is still seen once per epoch in a seeded, replayable order.
+    """
+    n = len(data)
+    if generator is None:
+        return list(torch.arange(n).split(global_batch))
+    order = torch.randperm(n, generator=generator)
+    if data.lengths is None:
+        return list(order.split(global_batch))
+    lengths = data.lengths.cpu()
+    pools = [pool[torch.argsort(lengths[pool], stable=True)] for pool in order.split(global_batch * BUCKET_POOL)]
+    batches = [b for pool in pools for b in pool.split(global_batch)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def iterate_batches(data: TensorData, batch_size: int, generator: torch.Generator | None = None,
                     start: int = 0, rank: int = 0, world: int = 1) -> Iterator[Tensor]:
-    """Prepared batches; shuffled by `generator` (one permutation per call) or in order if None.
+    """Prepared batches; shuffled by `generator` (its draws are one epoch's order) or in order if None.
 
     `start` skips that many batches (resume mid-epoch). With world > 1 each rank takes its own
     contiguous slice of every global batch of `batch_size * world` examples.
     """
-    n = len(data)
-    if generator is not None:
-        order = torch.randperm(n, generator=generator).to(data.x.device)
-    else:
-        order = torch.arange(n, device=data.x.device)
-    global_batch = batch_size * world
-    for i in range(start * global_batch, n, global_batch):
-        idx = order[i:i + global_batch][rank * batch_size:(rank + 1) * batch_size]
+    for idx in batch_order(data, batch_size * world, generator)[start:]:
+        idx = idx[rank * batch_size:(rank + 1) * batch_size].to(data.x.device)
         if len(idx):
             yield prepare_batch(data, data.x[idx])
 

@@ -70,3 +70,28 @@ class VAE(nn.Module):
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)
+
+
+def keras_init(module: nn.Module) -> None:
+    """Keras' default initialisers, so the design document's models start where its Keras code does:
+    glorot-uniform kernels, zero biases, orthogonal recurrent kernels, uniform(-0.05, 0.05) embeddings.
+
+    PyTorch's defaults (Kaiming-uniform with a=sqrt(5), biases drawn from the fan-in) start these
+    small models differently, and how often a 2-D latent collapses depends on where training starts.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.uniform_(m.weight, -0.05, 0.05)
+        elif isinstance(m, (nn.GRU, nn.LSTM)):
+            for name, p in m.named_parameters():
+                if name.startswith("weight_ih"):  # Keras: one glorot matrix over all gates
+                    nn.init.xavier_uniform_(p)
+                elif name.startswith("weight_hh"):
+                    nn.init.orthogonal_(p)
+                else:
+                    nn.init.zeros_(p)
+

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..distributions import LIKELIHOODS, DiagonalGaussian
 from ..errors import VaekitError
 from . import register
-from .base import VAE
+from .base import VAE, keras_init
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class ConvVAEConfig:
     hidden_dim: int = 16
     batch_norm: bool = False  # BN after each conv (the document suggests it)
     likelihood: str = "bernoulli"  # or "gaussian"
+    init: str = "torch"  # "keras": Keras' default initialisers (the document's model, as its code starts)
 
     def __post_init__(self):
         # JSON round-trips tuples as lists; keep the frozen config hashable and comparable.
@@ -47,6 +48,8 @@ def check_config(config: ConvVAEConfig) -> None:
         raise VaekitError(f"channels must be 1..4096 each, got {config.channels}")
     if not 1 <= config.hidden_dim <= 65536:
         raise VaekitError(f"hidden_dim must be in 1..65536, got {config.hidden_dim}")
+    if config.init not in ("torch", "keras"):
+        raise VaekitError(f"init must be 'torch' or 'keras', got '{config.init}'")
     if config.likelihood not in LIKELIHOODS:
         raise VaekitError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got '{config.likelihood}'")
 
@@ -80,7 +83,7 @@ def _memory_format(t: Tensor) -> torch.memory_format:
     return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
-@register("seed")
+@register("seed", init="keras")
 @register("conv", hidden_dim=256, batch_norm=True)
 class ConvVAE(VAE):
     Config = ConvVAEConfig
@@ -114,6 +117,8 @@ class ConvVAE(VAE):
             ConvTranspose2d(ups[-1], c, 3, 1, 1),  # logits / means; the likelihood applies sigmoid
         )
         self.likelihood = LIKELIHOODS[config.likelihood](c)
+        if config.init == "keras":
+            keras_init(self)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         h = self.encoder(x)  # (B, hidden)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..distributions import DiagonalGaussian
 from ..errors import VaekitError
 from . import register
-from .base import VAE
+from .base import VAE, keras_init
 
 PAD = 0
 
@@ -31,11 +31,14 @@ class TextSeedConfig:
     hidden_dim: int = 16
     latent_dim: int = 32
     decoder_units: tuple[int, ...] = (16, 32)
+    init: str = "keras"  # Keras' default initialisers, as the document's code starts; or "torch"
 
     def __post_init__(self):
         object.__setattr__(self, "encoder_units", tuple(self.encoder_units))
         object.__setattr__(self, "decoder_units", tuple(self.decoder_units))
         check_text_config(self)
+        if self.init not in ("torch", "keras"):
+            raise VaekitError(f"init must be 'torch' or 'keras', got '{self.init}'")
 
 
 def check_text_config(config) -> None:
@@ -63,8 +66,12 @@ def stacked_bigru(input_size: int, units: tuple[int, ...]) -> nn.ModuleList:
 
 
 def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
-    for gru in layers:
-        h, _ = gru(h)
+    # Recurrences stay in fp32 under bf16/fp16 autocast: CPU RNN kernels are slower in bf16 and
+    # the gain of mixed precision is in the vocabulary projection, which autocast still covers.
+    with torch.autocast(h.device.type, enabled=False):
+        h = h.float()
+        for gru in layers:
+            h, _ = gru(h)
     return h
 
 
@@ -97,6 +104,8 @@ class TextSeedVAE(VAE):
         self.from_latent = nn.Sequential(nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU())
         self.decoder = stacked_bigru(config.hidden_dim, config.decoder_units)
         self.to_vocab = nn.Linear(2 * config.decoder_units[-1], config.vocab_size)
+        if config.init == "keras":
+            keras_init(self)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         h = run_stack(self.encoder, self.embedding(x))  # (B, T, 2*units)
