@@ -95,6 +95,15 @@ class Run:
         x = self.prepare(x)
         return self._batched(self.model.reconstruct, x)
 
+    log_density_shift = 0.0  # added to scores: the tabular run's change of variables to raw units
+
+    def score(self, x, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
+        """Per-example log-likelihood estimate (N,) in nats: the ELBO averaged over k posterior
+        draws, or the importance-weighted bound with k samples (method "iw"). Low = anomalous."""
+        from .anomaly import log_likelihood
+
+        return log_likelihood(self.model, self.prepare(x), method, k, seed) + self.log_density_shift
+
 
 def load(path: str | Path, device: str = "cpu") -> Run:
     """Load a run directory (config.json + model.safetensors). Never executes code from it."""
@@ -117,9 +126,9 @@ def model_from_config(config: dict):
 
 def _job(kind: str):
     """The module that knows a modality's data: image.py, text.py. A plain lookup, no ladder."""
-    from . import image, text
+    from . import image, tabular, text
 
-    jobs = {"image": image, "text": text}
+    jobs = {"image": image, "text": text, "tabular": tabular}
     if kind not in jobs:
         raise VaekitError(f"unknown kind {kind!r}; choose one of: {', '.join(jobs)}")
     return jobs[kind]
@@ -133,9 +142,10 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     returns the Trainer (the model is `trainer.model`). Everything the user can get wrong is checked
     before the run directory is created.
     """
-    job = next((j for j in map(_job, ("image", "text")) if isinstance(data, j.DataConfig)), None)
+    job = next((j for j in map(_job, ("image", "text", "tabular")) if isinstance(data, j.DataConfig)), None)
     if job is None:
-        raise VaekitError(f"data must be an ImageDataConfig or TextDataConfig, got {type(data).__name__}")
+        raise VaekitError(f"data must be an ImageDataConfig, TextDataConfig or TabularDataConfig, "
+                          f"got {type(data).__name__}")
     model = model or job.DEFAULT_MODEL
     ctx = distributed.setup(train.device)  # several processes (torchrun, --nproc): rank 0 writes the run
     echo = echo if ctx.is_main else (lambda *a, **k: None)

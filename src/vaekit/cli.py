@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .errors import VaekitError
 
-KINDS = ("image", "text")
-DERIVED = ("image_shape", "vocab_size", "max_len")  # model settings the data decides
+KINDS = ("image", "text", "tabular")
+DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
 
 
 # ---- options from dataclasses -------------------------------------------------------------------
@@ -90,9 +90,10 @@ def _add_model_options(parser, kind: str, default: str):
     from .models import model_names
 
     group = parser.add_argument_group("model (defaults: the chosen model's own)")
+    seed = {"image": "seed", "text": "text-seed"}.get(kind)
     group.add_argument("--model", default=default, choices=model_names(kind),
-                       help=f"'{'seed' if kind == 'image' else 'text-seed'}' is the design document's "
-                            f"architecture; '{default}' the default")
+                       help=(f"'{seed}' is the design document's architecture; " if seed else "")
+                       + f"'{default}' the default")
     for name, (hint, models, docs) in _model_fields(kind).items():
         if name in DERIVED or (kind == "text" and name == "max_len"):
             continue
@@ -232,6 +233,9 @@ def cmd_sample(args) -> None:
         _print_sentences(run.sample(args.n, seed=args.seed, temperature=args.temperature,
                                     config=_decode_config(args)), args)
         return
+    if run.kind == "tabular":
+        _write_rows(run, run.sample(args.n, seed=args.seed, temperature=args.temperature), args, "samples.csv")
+        return
     out = _output(args.out, run.path / "plots" / "samples.png", args.overwrite)
     x = run.sample(args.n, seed=args.seed, temperature=args.temperature)
     grid = visual.image_grid(__import__("torch").from_numpy(x))
@@ -253,6 +257,9 @@ def cmd_reconstruct(args) -> None:
         outputs = run.reconstruct(sentences, _decode_config(args))
         _print_sentences([f"{a}\t{b}" for a, b in zip(sentences, outputs)], args, header="input\treconstruction")
         return
+    if run.kind == "tabular":
+        _write_rows(run, run.reconstruct(run.read(args.data)[0][:args.n]), args, "reconstruct.csv")
+        return
     out = _output(args.out, run.path / "plots" / "reconstruct.png", args.overwrite)
     images = _images(run, args.data, args.n)
     x = run.prepare(images.x).cpu()
@@ -262,37 +269,60 @@ def cmd_reconstruct(args) -> None:
     print(f"wrote {out} (each input beside its reconstruction, {len(x)} images)")
 
 
-def cmd_embed(args) -> None:
-    import numpy as np
+def _write_rows(run, rows, args, name: str) -> None:
+    """Tabular rows (raw units) as CSV with the run's column names, inside the run unless --out."""
+    import csv
+    import io
 
-    from . import api, visual
+    from .runs import atomic_write
+
+    out = _output(args.out, run.path / name, args.overwrite)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(run.scaler.columns)
+    writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
+    atomic_write(out, buffer.getvalue().encode())
+    print(f"wrote {out} ({len(rows)} rows of {rows.shape[1]} features, in the data's own units)")
+
+
+def cmd_embed(args) -> None:
+    from . import api
+    from .embedding import embed
 
     run = api.load(args.run)
     out = _output(args.out, run.path / "embedding.npy", args.overwrite)
-    if run.kind == "text":
-        from .data.images import ImageSet
-        from .text import read_texts
+    for line in embed(run, args.data, out, args.view, args.limit):
+        print(line)
 
-        sentences = read_texts(args.data, run.data_config, default_split="test")[:args.limit]
-        images = ImageSet(np.zeros((len(sentences), 0)), None, None, args.data)  # no labels for text
-        z = run.encode(sentences)
+
+def cmd_anomalies(args) -> None:
+    from . import api
+    from .anomaly import report
+
+    if args.contamination is not None and args.threshold is not None:
+        raise VaekitError("give --contamination or --threshold, not both")
+    run = api.load(args.run)
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()) and not args.overwrite:
+            raise VaekitError(f"{out} exists and is not empty; pass --overwrite to write into it")
     else:
-        images = _images(run, args.data, args.limit)
-        z = run.encode(images.x)
-    if out.suffix == ".csv":
-        header = ",".join(f"z{i}" for i in range(z.shape[1])) + (",label" if images.y is not None else "")
-        table = z if images.y is None else np.column_stack([z, images.y])
-        fmt = ["%.6g"] * z.shape[1] + (["%d"] if images.y is not None else [])
-        np.savetxt(out, table, delimiter=",", header=header, comments="", fmt=fmt)
-    else:
-        np.save(out, z)
-        if images.y is not None:
-            np.save(out.with_name(out.stem + "_labels.npy"), images.y)
-    print(f"wrote {out}: {z.shape[0]} latent means of dimension {z.shape[1]}")
-    if z.shape[1] == 2:
-        plot = out.with_name(out.stem + "_latent.png")
-        visual.latent_scatter(z, images.y, plot, images.classes)
-        print(f"wrote {plot} (latent means coloured by label)")
+        out, i = run.path / "anomalies", 1
+        while out.exists():
+            i += 1
+            out = run.path / f"anomalies-{i}"
+    result = report(run, args.data, out, args.contamination, args.threshold, args.score, args.k, args.n, args.limit)
+    for line in result["lines"] or []:
+        print(line)
+    if result.get("unknown_words", "0 ").split()[0] != "0":
+        print(f"vaekit: note: {result['unknown_words']} words are not in the run's vocabulary (read as <unk>)",
+              file=sys.stderr)
+    how = (f"contamination {result['contamination']} of held-out scores" if args.threshold is None
+           else "--threshold")
+    print(f"{result['flagged']} of {result['n']} flagged below {result['threshold']:.3f} ({how}); "
+          f"wrote {out}/scores.csv, histogram.png"
+          + (", most_anomalous.png" if run.kind == "image" else "")
+          + (", most_anomalous.txt" if run.kind == "text" else ""))
 
 
 def cmd_interpolate(args) -> None:
@@ -307,6 +337,8 @@ def cmd_interpolate(args) -> None:
             raise VaekitError('give two sentences: vaekit interpolate RUN "first sentence" "second sentence"')
         _print_sentences(run.interpolate(*args.sentences, steps=args.steps, config=_decode_config(args)), args)
         return
+    if run.kind == "tabular":
+        raise VaekitError("interpolate works on image and text runs; for tabular runs use embed or sample")
     if not args.data:
         raise VaekitError("give the images with --data (and two of them with --index A B)")
     out = _output(args.out, run.path / "plots" / "interpolate.png", args.overwrite)
@@ -326,6 +358,8 @@ def cmd_manifold(args) -> None:
     from . import api, visual
 
     run = api.load(args.run)
+    if run.kind != "image":
+        raise VaekitError("the manifold plot draws images; for text and tabular runs use sample or embed")
     if run.model.latent_dim != 2:
         raise VaekitError(f"the manifold plot needs a 2-D latent space; this run has {run.model.latent_dim}")
     out = _output(args.out, run.path / "plots" / "manifold.png", args.overwrite)
@@ -451,9 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a VAE into a run directory")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
-    from . import image, text
+    from . import image, tabular, text
 
-    for job in (image, text):
+    for job in (image, text, tabular):
         kind, data_cls, default_model = job.KIND, job.DataConfig, job.DEFAULT_MODEL
         q = kinds.add_parser(kind, help=f"train a {kind} VAE")
         q.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
@@ -509,7 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale of the posterior's standard deviation (0: always the mean)")
     q.add_argument("--seed", type=int, default=0)
     _add_decode_options(q)
-    q = use_command("embed", "latent means to .npy or .csv (+ scatter plot for 2-D latents)", cmd_embed)
+    q = use_command("embed", "latent means to .npy or .csv, and a 2-D view coloured by label", cmd_embed)
+    q.add_argument("--limit", type=int)
+    q.add_argument("--view", default="pca", choices=("pca", "umap"),
+                   help="2-D view of a latent space of more than 2 dimensions (umap needs umap-learn)")
+    q = use_command("anomalies", "score data by log-likelihood; flag anomalies (CSV, histogram, examples)",
+                    cmd_anomalies)
+    q.add_argument("--contamination", type=float,
+                   help="share of held-out (validation) data to flag; sets the threshold (default 0.01)")
+    q.add_argument("--threshold", type=float, help="flag scores below this log-likelihood instead")
+    q.add_argument("--score", default="elbo", choices=("elbo", "iw"),
+                   help="ELBO averaged over K draws, or the importance-weighted bound with K samples")
+    q.add_argument("--k", type=int, default=10, help="posterior samples per example")
+    q.add_argument("-n", type=int, default=16, help="how many of the most anomalous to show")
     q.add_argument("--limit", type=int)
     q = use_command("interpolate", "decode a straight line between two inputs' codes", cmd_interpolate,
                     data=False)

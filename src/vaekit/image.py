@@ -84,7 +84,13 @@ DataConfig = ImageDataConfig
 
 def prepare(config: ImageDataConfig, run: Path | None = None) -> Prepared:
     """The job's data for training or resuming (images need nothing from the run directory)."""
-    train, val, shape = load_image_data(config)
+    train, val, _ = load_image_data(config)
+    return prepare_arrays(train, val, config)
+
+
+def prepare_arrays(train: TensorData, val: TensorData, config: ImageDataConfig) -> Prepared:
+    """The job's data from image tensors (N, C, H, W) already in memory (the estimator's path)."""
+    shape = tuple(int(s) for s in train.x.shape[1:])
     return Prepared(train, val, {"image_shape": shape}, {},
                     f"{len(train)} training and {len(val)} validation images of shape {shape}")
 

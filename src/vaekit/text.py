@@ -72,8 +72,6 @@ def encode_sentences(tokenizer, sentences: list[str], max_len: int) -> torch.Ten
 def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> Prepared:
     """Train/validation id tensors. A new run fits the tokenizer on the training split; a resumed
     run reuses its saved tokenizer.json so the ids stay exactly the same."""
-    from .tokenizer import Tokenizer, TokenizerConfig, length_percentile
-
     sentences = read_texts(config.data, config)
     if config.limit is not None:
         sentences = sentences[:config.limit]
@@ -87,6 +85,14 @@ def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> 
                               f"{config.val_fraction}")
         train_s = [sentences[i] for i in order[n_val:]]
         val_s = [sentences[i] for i in order[:n_val]]
+    return prepare_arrays(train_s, val_s, config, run, tokenizer)
+
+
+def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig, run: Path | None = None,
+                   tokenizer=None) -> Prepared:
+    """The job's data from sentences already split (the estimator's path; prepare() reads files)."""
+    from .tokenizer import Tokenizer, TokenizerConfig, length_percentile
+
     if run is not None and (Path(run) / TOKENIZER).exists():
         tokenizer = Tokenizer.load(Path(run) / TOKENIZER)
     else:

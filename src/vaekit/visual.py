@@ -78,7 +78,7 @@ def training_curve(history: list[dict], path: str | Path) -> None:
 
 
 def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,
-                   classes: list[str] | None = None) -> None:
+                   classes: list[str] | None = None, title: str = "latent means") -> None:
     """The document's view of a 2-D latent space: latent means coloured by label."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -92,7 +92,7 @@ def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,
             bar.set_ticklabels(classes)
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
-    ax.set_title("latent means")
+    ax.set_title(title)
     _save(fig, path)
 
 

@@ -5,7 +5,8 @@ import torch
 from vaekit.models import MODELS, build_model
 from vaekit.runs import load_tensors, save_tensors
 
-SMALL = {"image": {"image_shape": (1, 12, 10)}, "text": {"vocab_size": 50, "max_len": 9}}
+SMALL = {"image": {"image_shape": (1, 12, 10)}, "text": {"vocab_size": 50, "max_len": 9},
+         "tabular": {"n_features": 7}}
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -23,7 +24,7 @@ def test_shapes_and_finite_loss(model):
     assert torch.isfinite(terms.neg_elbo).all()
     decoded = model.decode_mean(terms.z)
     assert decoded.shape[0] == 3
-    if model.kind == "image":
+    if model.kind in ("image", "tabular"):
         assert decoded.shape == x.shape
 
 

@@ -1,0 +1,215 @@
+"""Tables of numeric features: CSV files, .npy/.npz arrays and scikit-learn's bundled data sets.
+
+`read_table` gives a `Table` (the cells as read, header names when there are any); `feature_matrix`
+picks the feature columns and turns them into float64, refusing what a model cannot learn from with
+a message naming the line and column: empty cells (missing values), words, NaN and infinity.
+vaekit does not impute: a missing value filled in silently would be scored as if it were observed.
+"""
+from __future__ import annotations
+
+import csv
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VaekitError
+
+# scikit-learn's bundled tables (no download): name -> loader name in sklearn.datasets
+NAMED_TABLES = {"wine": "load_wine", "breast-cancer": "load_breast_cancer", "iris": "load_iris"}
+_X_KEYS = ("x", "X", "data", "features", "arr_0")
+_Y_KEYS = ("y", "labels", "target")
+MAX_FIELD = 1 << 20  # characters in one CSV cell
+
+
+@dataclass
+class Table:
+    """A table as read. cells: (N, W), str for CSV files, float64 for arrays and named sets.
+    names: the header's column names, or None when the source has none (then columns are named by
+    their 0-based index). y/classes: labels that come with the source (npz 'y', named data sets)."""
+
+    cells: np.ndarray
+    names: list[str] | None
+    source: str
+    first_line: int = 1  # the file line of row 0, for messages
+    y: np.ndarray | None = None
+    classes: list[str] | None = None
+
+    @property
+    def column_names(self) -> list[str]:
+        return self.names if self.names is not None else [str(i) for i in range(self.cells.shape[1])]
+
+
+def read_table(source: str, delimiter: str = ",") -> Table:
+    """A named data set (wine, breast-cancer, iris), a CSV/TSV file, or a .npy/.npz array."""
+    if source in NAMED_TABLES:
+        return load_named_table(source)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise VaekitError(f"no such file: {source} (bundled tables: {', '.join(NAMED_TABLES)})")
+    if path.suffix.lower() in (".npy", ".npz"):
+        return read_array_table(path)
+    return read_csv_table(path, delimiter)
+
+
+def load_named_table(name: str) -> Table:
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, NAMED_TABLES[name])()
+    return Table(np.asarray(bunch.data, np.float64), [str(n) for n in bunch.feature_names], name,
+                 y=np.asarray(bunch.target, np.int64), classes=[str(c) for c in bunch.target_names])
+
+
+def read_array_table(path: Path) -> Table:
+    """(N, F) numbers from a .npy, or from a .npz under x/X/data (+ labels under y/labels)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                x_key = next((k for k in _X_KEYS if k in loaded.files), None)
+                if x_key is None:
+                    raise VaekitError(f"{path}: no feature array (looked for keys {', '.join(_X_KEYS)}; "
+                                      f"the file has {', '.join(loaded.files) or 'no arrays'})")
+                y_key = next((k for k in _Y_KEYS if k in loaded.files), None)
+                x, y = loaded[x_key], None if y_key is None else loaded[y_key]
+        else:
+            x, y = loaded, None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise VaekitError(f"{path}: cannot read array file: {e}") from None
+    if x.ndim != 2:
+        raise VaekitError(f"{path}: features must be a 2-D array (rows, columns), got shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise VaekitError(f"{path}: features must be numbers, not dtype {x.dtype}")
+    if len(x) == 0 or x.shape[1] == 0:
+        raise VaekitError(f"{path}: the array is empty (shape {x.shape})")
+    if y is not None and (y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "biu"):
+        raise VaekitError(f"{path}: labels must be {len(x)} integers, got shape {y.shape} of {y.dtype}")
+    return Table(x.astype(np.float64), None, str(path), y=None if y is None else y.astype(np.int64))
+
+
+def read_csv_table(path: Path, delimiter: str = ",") -> Table:
+    """The cells of a CSV file as strings. The first row is a header when any of its cells is not a
+    number; every row must have as many cells as the first."""
+    if len(delimiter) != 1:
+        raise VaekitError(f"the delimiter must be one character, got {delimiter!r}")
+    csv.field_size_limit(MAX_FIELD)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter), 1) if row]
+    except UnicodeDecodeError as e:
+        raise VaekitError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is it a CSV file?") from None
+    except csv.Error as e:
+        raise VaekitError(f"{path}: not a readable CSV file ({e})") from None
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not rows:
+        raise VaekitError(f"{path} is empty")
+    width = len(rows[0][1])
+    for number, row in rows:
+        if len(row) != width:
+            raise VaekitError(f"{path} line {number} has {len(row)} cells but line {rows[0][0]} has {width}; "
+                              f"every row needs the same columns (is --delimiter {delimiter!r} right?)")
+    header = [c.strip() for c in rows[0][1]]
+    has_header = any(not _is_number(c) for c in header)
+    body = rows[1:] if has_header else rows
+    if not body:
+        raise VaekitError(f"{path} has a header but no rows")
+    cells = np.array([row for _, row in body], dtype=str)  # (N, W)
+    return Table(cells, header if has_header else None, str(path), first_line=body[0][0])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def column_index(table: Table, column: str) -> int:
+    """A column by header name or 0-based index."""
+    names = table.column_names
+    if column in names:
+        return names.index(column)
+    if column.isdigit() and int(column) < len(names):
+        return int(column)
+    raise VaekitError(f"{table.source} has no column {column!r}; its columns are: {_shorten(names)}")
+
+
+def _shorten(names: list[str], n: int = 12) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str | None = None
+                   ) -> tuple[np.ndarray, list[str]]:
+    """(N, F) float64 features and their names: `columns` (names or indices), else every column
+    but `exclude` (the label). Empty cells, words, NaN and infinity are refused with their place."""
+    names = table.column_names
+    if columns:
+        index = [column_index(table, c) for c in columns]
+    else:
+        skip = None if exclude is None else column_index(table, exclude)
+        index = [i for i in range(len(names)) if i != skip]
+    if not index:
+        raise VaekitError(f"{table.source} has no feature columns left (only the label column)")
+    x = np.empty((len(table.cells), len(index)), np.float64)
+    for j, i in enumerate(index):
+        x[:, j] = _numeric_column(table, i)
+    return x, [names[i] for i in index]
+
+
+def _numeric_column(table: Table, i: int) -> np.ndarray:
+    column, name = table.cells[:, i], table.column_names[i]
+    if column.dtype.kind == "f":
+        values = column
+    else:
+        try:
+            values = column.astype(np.float64)
+        except ValueError:
+            bad = next(r for r, c in enumerate(column) if not _is_number(c))
+            cell = column[bad].strip()
+            what = "is empty (a missing value)" if not cell else f"holds {cell[:40]!r}, not a number"
+            raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} {what}; "
+                              "vaekit does not fill in missing values or encode words: fix or drop those rows, "
+                              "or leave the column out with --columns") from None
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise VaekitError(f"{table.source} row {table.first_line + bad}, column {name!r} is {values[bad]} "
+                          "(NaN or infinity); vaekit refuses non-finite values: fix or drop those rows")
+    return values
+
+
+def label_column(table: Table, label: str | None) -> tuple[np.ndarray | None, list[str] | None]:
+    """(N,) int64 labels and class names: the `label` column (numbers or words), else the
+    source's own labels, else None."""
+    if label is None:
+        return table.y, table.classes
+    column = table.cells[:, column_index(table, label)]
+    values = [str(v).strip() for v in column]
+    if all(_is_number(v) for v in values) and all(float(v).is_integer() for v in values):
+        classes = sorted({int(float(v)) for v in values})
+        lookup = {c: i for i, c in enumerate(classes)}
+        return np.array([lookup[int(float(v))] for v in values], np.int64), [str(c) for c in classes]
+    classes = sorted(set(values))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return np.array([lookup[v] for v in values], np.int64), classes
+
+
+def select_for_run(table: Table, names: list[str]) -> np.ndarray:
+    """The features a run was trained on, out of a new table: by header name when the table has a
+    header, else by position (a table of exactly those columns, or of the training file's width)."""
+    if table.names is not None:
+        missing = [n for n in names if n not in table.names]
+        if missing:
+            raise VaekitError(f"{table.source} lacks column(s) the run was trained on: {_shorten(missing)}")
+        return feature_matrix(table, names)[0]
+    width = table.cells.shape[1]
+    if width == len(names):
+        return feature_matrix(table)[0]
+    if all(n.isdigit() for n in names) and max(int(n) for n in names) < width:
+        return feature_matrix(table, names)[0]
+    raise VaekitError(f"{table.source} has {width} columns but the run takes {len(names)} features "
+                      f"({_shorten(names)})")

@@ -1,0 +1,82 @@
+"""`vaekit embed`: latent means of new data to .npy or CSV, and a 2-D view coloured by label.
+
+The view is the latent space itself when it is 2-D; otherwise PCA of the latent means
+(scikit-learn), or UMAP (McInnes et al. 2018) with `view="umap"` when umap-learn is installed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VaekitError
+
+VIEWS = ("pca", "umap")
+
+
+def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndarray, str]:
+    """(N, 2) coordinates to draw and what they are: z itself when 2-D, else its PCA or UMAP."""
+    if z.shape[1] == 2:
+        return z, "latent means"
+    if z.shape[1] == 1:
+        return np.column_stack([z[:, 0], np.zeros(len(z))]), "latent means (1-D)"
+    if view not in VIEWS:
+        raise VaekitError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    if len(z) < 3:
+        raise VaekitError(f"a 2-D view of a {z.shape[1]}-D latent space needs at least 3 examples, got {len(z)}")
+    if view == "umap":
+        try:
+            import umap
+        except ImportError:
+            raise VaekitError("--view umap needs umap-learn (pip install umap-learn); --view pca works without it"
+                              ) from None
+        return umap.UMAP(n_components=2, random_state=seed).fit_transform(z), f"UMAP of {z.shape[1]}-D latent means"
+    from sklearn.decomposition import PCA
+
+    return PCA(2, random_state=seed).fit_transform(z), f"PCA of {z.shape[1]}-D latent means"
+
+
+def write_embedding(out: Path, z: np.ndarray, labels: np.ndarray | None, classes: list[str] | None,
+                    texts: list[str] | None) -> list[Path]:
+    """.csv: one row per example (z0.., label, text); otherwise .npy plus _labels.npy."""
+    from .runs import atomic_write
+
+    if out.suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([f"z{i}" for i in range(z.shape[1])] + (["label"] if labels is not None else [])
+                        + (["text"] if texts else []))
+        for i, row in enumerate(z):
+            extra = [int(labels[i])] if labels is not None else []
+            writer.writerow([f"{v:.6g}" for v in row] + extra + ([texts[i]] if texts else []))
+        atomic_write(out, buffer.getvalue().encode())
+        return [out]
+    buffer = io.BytesIO()
+    np.save(buffer, z)
+    atomic_write(out, buffer.getvalue())
+    written = [out]
+    if labels is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, labels)
+        atomic_write(out.with_name(out.stem + "_labels.npy"), buffer.getvalue())
+        written.append(out.with_name(out.stem + "_labels.npy"))
+    return written
+
+
+def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = None) -> list[str]:
+    """Encode `source` with the run, write the latent means and the 2-D view; returns messages."""
+    from . import visual
+    from .anomaly import read_inputs
+
+    data = read_inputs(run, source, limit)
+    z = run.encode(data.x)
+    messages = [f"wrote {p}" for p in write_embedding(out, z, data.y, data.classes, data.texts)]
+    messages[0] += f": {z.shape[0]} latent means of dimension {z.shape[1]}"
+    xy, what = project_2d(z, view)
+    name = "latent" if z.shape[1] <= 2 else view
+    plot = out.with_name(f"{out.stem}_{name}.png")
+    visual.latent_scatter(xy, data.y, plot, data.classes, title=what)
+    messages.append(f"wrote {plot} ({what}" + (", coloured by label)" if data.y is not None else ")"))
+    return messages

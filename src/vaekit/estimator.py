@@ -1,0 +1,295 @@
+"""`vaekit.VAE`: a scikit-learn estimator over vaekit's jobs, Trainer and run directory.
+
+    vae = vaekit.VAE(latent_dim=2, epochs=50).fit(X)       # X: (N, F) numbers (kind="tabular")
+    z = vae.transform(X)                 # latent means (N, latent_dim)
+    vae.score_samples(X)                 # log-likelihood estimates: ELBO, or IW bound (score_method="iw")
+    vae.predict(X)                       # +1 typical / -1 anomalous, threshold from held-out data
+    vae.save("runs/my-vae"); vaekit.VAE.load("runs/my-vae")
+
+`fit` holds out `val_fraction` of X (seeded by `random_state`), trains on the rest with the job's
+own preparation (tabular: standardisation fitted on the training rows) and the one `Trainer`, then
+sets the threshold `offset_` at the `contamination` quantile of the held-out scores, so `predict`
+flags about that share of new typical data (IsolationForest's convention: decision_function =
+score_samples - offset_). kind="image" takes (N, C, H, W) / (N, H, W) arrays (uint8 or [0, 1]),
+kind="text" a list of sentences.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import tempfile
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from . import api, runs
+from .anomaly import CALIBRATION, calibration_json, check_method, heldout_scores, threshold_for
+from .data import TensorData
+from .errors import VaekitError
+from .models import build_model
+from .train import TrainConfig, Trainer
+
+
+class EstimatorInputError(VaekitError, ValueError):
+    """Bad input to the estimator: a VaekitError that scikit-learn also recognises as a ValueError."""
+
+
+class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseEstimator):
+    """A variational autoencoder as a scikit-learn transformer and outlier detector.
+
+    Parameters: kind ("tabular" | "image" | "text"), model (registry name; default: the kind's),
+    latent_dim, epochs, batch_size (None: the kind's default), lr, beta (KL weight), random_state,
+    contamination (share of held-out data below the threshold), score_method ("elbo" | "iw"; not
+    `score`, which scikit-learn reserves for a method), k (posterior samples per score),
+    val_fraction (held out for the threshold), drop_constant (tabular: leave out
+    constant columns instead of refusing them), image_shape (kind "image" with flat rows), model_options
+    and train_options (other model Config / TrainConfig fields), device, verbose.
+    """
+
+    _parameter_constraints: dict = {
+        "kind": [StrOptions({"tabular", "image", "text"})],
+        "model": [str, None],
+        "latent_dim": [Interval(Integral, 1, 4096, closed="both")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "score_method": [StrOptions({"elbo", "iw"})],
+        "k": [Interval(Integral, 1, 100_000, closed="both")],
+        "val_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "drop_constant": ["boolean"],
+        "image_shape": [tuple, list, None],
+        "model_options": [dict, None],
+        "train_options": [dict, None],
+        "device": [str],
+        "verbose": ["boolean"],
+    }
+
+    def __init__(self, kind="tabular", model=None, latent_dim=2, epochs=20, batch_size=None, lr=1e-3, beta=1.0,
+                 random_state=0, contamination=0.01, score_method="elbo", k=10, val_fraction=0.2, drop_constant=False,
+                 image_shape=None, model_options=None, train_options=None, device="cpu", verbose=False):
+        self.kind = kind
+        self.model = model
+        self.latent_dim = latent_dim
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.beta = beta
+        self.random_state = random_state
+        self.contamination = contamination
+        self.score_method = score_method
+        self.k = k
+        self.val_fraction = val_fraction
+        self.drop_constant = drop_constant
+        self.image_shape = image_shape
+        self.model_options = model_options
+        self.train_options = train_options
+        self.device = device
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = self.kind == "tabular"
+        tags.input_tags.string = self.kind == "text"
+        tags.input_tags.three_d_array = self.kind == "image"
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        tags.non_deterministic = self.score_method == "iw"  # IW noise depends on the batch an example is in
+        return tags
+
+    # ---- input -----------------------------------------------------------------------------------
+    def _inputs(self, X, reset: bool):
+        """X as the job's run takes it: float64 rows, (N, C, H, W) uint8 images, or sentences."""
+        if self.kind == "tabular":
+            return validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+        if self.kind == "text":
+            sentences = [X] if isinstance(X, str) else list(X)
+            if not sentences or not all(isinstance(s, str) for s in sentences):
+                raise EstimatorInputError("kind='text' takes a non-empty list of sentences (str)")
+            return sentences
+        from .data.images import _to_nchw
+
+        x = np.asarray(X)
+        if x.ndim == 2 and self.image_shape is not None:
+            x = x.reshape(len(x), *self.image_shape)
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise EstimatorInputError("images hold NaN or infinity")
+        try:
+            return _to_nchw(x, "X")
+        except VaekitError as e:
+            raise EstimatorInputError(str(e)) from None
+
+    def _held_out(self, x, seed: int):
+        """(train, validation) parts of x: `val_fraction` held out, at least one example each side."""
+        n = len(x)
+        n_val = min(max(1, int(round(n * self.val_fraction))), n - 1)
+        if n < 2:
+            raise EstimatorInputError(f"VAE needs at least 2 examples (one to train on, one to calibrate), got "
+                                      f"{n} sample")
+        order = np.random.default_rng(seed).permutation(n)
+        pick = (lambda idx: [x[i] for i in idx]) if isinstance(x, list) else (lambda idx: x[idx])
+        return pick(order[n_val:]), pick(order[:n_val])
+
+    def _prepare(self, job, train, val, data_config):
+        if self.kind == "text":
+            return job.prepare_arrays(train, val, data_config)
+        prep = "rescale" if self.kind == "image" else "none"
+        as_data = lambda a: TensorData(torch.from_numpy(np.ascontiguousarray(a)), None, prep)
+        if self.kind == "image":
+            return job.prepare_arrays(as_data(train), as_data(val), data_config)
+        names = [str(c) for c in getattr(self, "feature_names_in_", [])] or None
+        return job.prepare_arrays(as_data(train), as_data(val), data_config, names)
+
+    # ---- fit ---------------------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Train on X (y is ignored: unsupervised); returns self."""
+        self._validate_params()
+        seed = int(np.random.default_rng().integers(2**31)) if self.random_state is None else int(self.random_state)
+        x = self._inputs(X, reset=True)
+        train_x, val_x = self._held_out(x, seed)
+        job = api._job(self.kind)
+        extra = {"drop_constant": self.drop_constant} if self.kind == "tabular" else {}
+        data_config = job.DataConfig(data="(arrays given to vaekit.VAE.fit)", val_fraction=self.val_fraction,
+                                     split_seed=seed, **extra)
+        try:
+            prepared = self._prepare(job, train_x, val_x, data_config)
+            train_config = TrainConfig(**{**job.TRAIN_DEFAULTS, "epochs": self.epochs, "lr": self.lr, "beta": self.beta,
+                                          "seed": seed, "device": self.device, "progress": self.verbose,
+                                          **({"batch_size": self.batch_size} if self.batch_size else {}),
+                                          **(self.train_options or {})})
+            name = self.model or job.DEFAULT_MODEL
+            torch.manual_seed(seed)
+            vae = build_model(name, **{**prepared.model_options, "latent_dim": self.latent_dim,
+                                       **(self.model_options or {})})
+        except (VaekitError, TypeError) as e:
+            raise EstimatorInputError(str(e)) from None
+        if vae.kind != self.kind:
+            raise EstimatorInputError(f"model '{name}' is a {vae.kind} model, not a {self.kind} model")
+        threads = torch.get_num_threads()  # TrainConfig.threads sets torch's; give the caller theirs back
+        try:
+            trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, job.callbacks(prepared))
+            self.history_ = trainer.fit()
+        finally:
+            torch.set_num_threads(threads)
+        self.files_ = dict(prepared.files)
+        with tempfile.TemporaryDirectory() as tmp:  # the fitted state is exactly a run directory
+            _write_run(Path(tmp), api.run_config(job.KIND, vae, data_config, train_config), vae, self.files_)
+            self.run_ = api.load(tmp, self.device)
+        self.heldout_scores_ = self.run_.score(val_x, self.score_method, self.k)
+        self.offset_ = threshold_for(self.heldout_scores_, self.contamination)
+        return self
+
+    # ---- use -----------------------------------------------------------------------------------------
+    @property
+    def _n_features_out(self) -> int:
+        return self.run_.model.latent_dim
+
+    def transform(self, X) -> np.ndarray:
+        """Latent means (N, latent_dim)."""
+        check_is_fitted(self)
+        return self.run_.encode(self._inputs(X, reset=False)).astype(np.float64)
+
+    def inverse_transform(self, X):
+        """Decoded means of latent codes X (N, latent_dim): rows in raw units, images, or sentences."""
+        check_is_fitted(self)
+        return self.run_.decode(check_array(X, dtype=np.float32))
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood estimate per example (nats; higher = more typical)."""
+        check_is_fitted(self)
+        return self.run_.score(self._inputs(X, reset=False), self.score_method, self.k)
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood estimate of X (as GaussianMixture.score), so model selection such as
+        GridSearchCV prefers the model that finds held-out data most likely."""
+        return float(np.mean(self.score_samples(X)))
+
+    def decision_function(self, X) -> np.ndarray:
+        """score_samples - offset_: negative for anomalies."""
+        check_is_fitted(self)
+        if self.offset_ is None:
+            raise VaekitError("this model has no threshold (its validation data could not be read); "
+                              "set one with calibrate(X_typical)")
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 for typical examples, -1 for anomalies (score below the calibrated threshold)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def calibrate(self, X):
+        """Set the threshold from held-out typical data X (the `contamination` quantile of its scores)."""
+        check_is_fitted(self, "run_")
+        self.heldout_scores_ = self.score_samples(X)
+        self.offset_ = threshold_for(self.heldout_scores_, self.contamination)
+        return self
+
+    def sample(self, n: int = 1, random_state: int | None = None):
+        """n draws from the prior, decoded to their means."""
+        check_is_fitted(self)
+        return self.run_.sample(n, seed=random_state)
+
+    # ---- run directory ---------------------------------------------------------------------------------
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write the fitted model as a vaekit run directory (safetensors + JSON; no pickle)."""
+        check_is_fitted(self)
+        out = runs.prepare_run_dir(path, overwrite)
+        config = {**self.run_.config, "estimator": {"params": _jsonable(self.get_params()), "offset": self.offset_}}
+        if self.offset_ is not None:
+            runs.atomic_write(out / CALIBRATION, calibration_json(self.heldout_scores_, self.score_method, self.k))
+        runs.atomic_write(out / runs.METRICS, "".join(json.dumps(m) + "\n" for m in self.history_).encode())
+        _write_run(out, config, self.run_.model, self.files_)
+        return out
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> VAE:
+        """A fitted estimator from a run directory: one saved by `save`, or any vaekit run (its
+        threshold then comes from the run's validation split, when its data can be read)."""
+        run = api.load(path, device)
+        saved = run.config.get("estimator") or {}
+        params = saved.get("params") if isinstance(saved.get("params"), dict) else _params_of_run(run)
+        unknown = sorted(set(params) - set(inspect.signature(cls).parameters))
+        if unknown:
+            raise VaekitError(f"{Path(path) / runs.CONFIG} has unknown estimator parameters: {', '.join(unknown)}")
+        est = cls(**{**params, "device": device})
+        check_method(est.score_method, est.k)
+        est.run_ = run
+        est.files_ = {p.name: p.read_bytes() for p in run.path.glob("*.json")
+                      if p.name in ("standardize.json", "tokenizer.json")}
+        metrics = run.path / runs.METRICS
+        est.history_ = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
+        if run.kind == "tabular":
+            est.n_features_in_ = len(run.columns)
+        try:
+            est.heldout_scores_ = heldout_scores(run, est.score_method, est.k)
+            est.offset_ = threshold_for(est.heldout_scores_, est.contamination)
+        except VaekitError:
+            est.heldout_scores_, est.offset_ = None, None
+        return est
+
+
+def _write_run(out: Path, config: dict, model, files: dict) -> None:
+    for name, content in files.items():
+        runs.atomic_write(out / name, content)
+    runs.save_tensors(out / runs.WEIGHTS, model.state_dict())
+    runs.write_json(out / runs.STATUS, {"state": "complete"})
+    runs.write_json(out / runs.CONFIG, config)  # last: marks a complete run
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _params_of_run(run) -> dict:
+    """Estimator parameters that describe a run trained by `vaekit train` or `vaekit.train`."""
+    train = run.config.get("train") or {}
+    data = run.config.get("data") or {}
+    return {"kind": run.kind, "model": run.model.name, "latent_dim": run.model.latent_dim,
+            "epochs": train.get("epochs", 20), "batch_size": train.get("batch_size"), "lr": train.get("lr", 1e-3),
+            "beta": train.get("beta", 1.0), "random_state": train.get("seed", 0),
+            "val_fraction": data.get("val_fraction", 0.2)}

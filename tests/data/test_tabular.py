@@ -1,0 +1,82 @@
+"""Table readers: CSV header detection, labels, arrays, and every kind of bad cell named by place."""
+import numpy as np
+import pytest
+
+from vaekit.data.tabular import feature_matrix, label_column, read_table, select_for_run
+from vaekit.errors import VaekitError
+
+
+def _csv(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_csv_with_header_and_a_word_label(tmp_path):
+    table = read_table(_csv(tmp_path, "a,b,kind\n1,2.5,cat\n3,4e1,dog\n5, 6 ,cat\n"))
+    x, names = feature_matrix(table, exclude="kind")
+    assert names == ["a", "b"] and x.tolist() == [[1, 2.5], [3, 40], [5, 6]]
+    y, classes = label_column(table, "kind")
+    assert y.tolist() == [0, 1, 0] and classes == ["cat", "dog"]
+    x, names = feature_matrix(table, ["b"])
+    assert names == ["b"] and x[:, 0].tolist() == [2.5, 40, 6]
+
+
+def test_headerless_csv_names_columns_by_index(tmp_path):
+    table = read_table(_csv(tmp_path, "1;2;0\n3;4;1\n", "t.tsv"), delimiter=";")
+    assert table.names is None
+    x, names = feature_matrix(table, exclude="2")
+    assert names == ["0", "1"] and x.tolist() == [[1, 2], [3, 4]]
+    assert label_column(table, "2")[0].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", "is empty"),
+    ("a,b\n", "header but no rows"),
+    ("a,b\n1,2\n3\n", "line 3 has 1 cells"),
+    ("a,b\n1,2\n3,\n", "line 3, column 'b' is empty (a missing value)"),
+    ("a,b\n1,2\n3,abc\n", "line 3, column 'b' holds 'abc'"),
+    ("a,b\n1,nan\n", "NaN or infinity"),
+    ("a,b\n1,inf\n", "NaN or infinity"),
+])
+def test_bad_csv_cells_are_named(tmp_path, text, match):
+    with pytest.raises(VaekitError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        table = read_table(_csv(tmp_path, text))
+        feature_matrix(table)
+
+
+def test_unknown_column_and_missing_file(tmp_path):
+    table = read_table(_csv(tmp_path, "a,b\n1,2\n"))
+    with pytest.raises(VaekitError, match="no column 'c'; its columns are: a, b"):
+        feature_matrix(table, ["c"])
+    with pytest.raises(VaekitError, match="no such file"):
+        read_table(str(tmp_path / "nope.csv"))
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(VaekitError, match="not UTF-8"):
+        read_table(str(tmp_path / "bin.csv"))
+
+
+def test_arrays_and_named_tables(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(6.0).reshape(3, 2))
+    assert feature_matrix(read_table(str(tmp_path / "x.npy")))[0].shape == (3, 2)
+    np.savez(tmp_path / "xy.npz", x=np.ones((4, 3)), y=np.array([0, 1, 0, 1]))
+    table = read_table(str(tmp_path / "xy.npz"))
+    assert label_column(table, None)[0].tolist() == [0, 1, 0, 1]
+    np.save(tmp_path / "flat.npy", np.arange(5.0))
+    with pytest.raises(VaekitError, match="2-D"):
+        read_table(str(tmp_path / "flat.npy"))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    with pytest.raises(VaekitError, match="empty"):
+        read_table(str(tmp_path / "empty.npy"))
+    wine = read_table("wine")
+    assert wine.cells.shape == (178, 13) and wine.classes == ["class_0", "class_1", "class_2"]
+
+
+def test_new_data_is_matched_to_the_run_columns(tmp_path):
+    table = read_table(_csv(tmp_path, "b,extra,a\n2,9,1\n4,9,3\n"))
+    assert select_for_run(table, ["a", "b"]).tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(VaekitError, match="lacks column"):
+        select_for_run(table, ["a", "zzz"])
+    headerless = read_table(_csv(tmp_path, "1,2,3\n", "h.csv"))
+    with pytest.raises(VaekitError, match="has 3 columns but the run takes 2"):
+        select_for_run(headerless, ["a", "b"])

@@ -1,0 +1,168 @@
+"""`vaekit anomalies` and `vaekit embed` on image, text and tabular runs, through the CLI as a user
+runs them, plus the scores and thresholds underneath (vaekit/anomaly.py, vaekit/embedding.py)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vaekit
+from vaekit.anomaly import log_likelihood, threshold_for
+from vaekit.cli import main
+from vaekit.errors import VaekitError
+from vaekit.models import build_model
+
+from .test_cli import run_cli
+from .test_text import SENTENCES, SMALL
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["train", "image", "--out", str(out), "--model", "seed", "--epochs", "2", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tabular_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "cancer"
+    assert main(["train", "tabular", "--data", "breast-cancer", "--latent-dim", "3", "--epochs", "20",
+                 "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("text")
+    (folder / "s.txt").write_text("\n".join(SENTENCES) + "\n")
+    out = folder / "run"
+    assert main(["train", "text", "--data", str(folder / "s.txt"), "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_elbo_score_is_deterministic_and_batch_independent():
+    torch.manual_seed(0)
+    model = build_model("mlp", n_features=5).eval()
+    x = torch.randn(40, 5)
+    whole = log_likelihood(model, x, "elbo", k=4)
+    assert np.allclose(whole, log_likelihood(model, x, "elbo", k=4))
+    assert np.allclose(whole[10:20], log_likelihood(model, x[10:20], "elbo", k=4), rtol=1e-5)
+    assert np.allclose(whole, log_likelihood(model, x, "elbo", k=4, max_rows=7), rtol=1e-5)
+    iw = log_likelihood(model, x, "iw", k=200)
+    assert iw.mean() > whole.mean()  # the IW bound is tighter than the ELBO (Burda et al. 2016)
+    with pytest.raises(VaekitError, match="score must be one of"):
+        log_likelihood(model, x, "bogus")
+
+
+def test_threshold_is_the_contamination_quantile():
+    scores = np.arange(100.0)
+    assert threshold_for(scores, 0.1) == pytest.approx(9.9)
+    assert np.mean(scores < threshold_for(scores, 0.25)) == 0.25
+    with pytest.raises(VaekitError, match="contamination"):
+        threshold_for(scores, 1.5)
+
+
+def test_image_anomalies(image_run, capsys, tmp_path):
+    out = tmp_path / "report"
+    code, stdout, _ = run_cli(capsys, "anomalies", image_run, "--data", "digits", "--contamination", "0.05",
+                              "--out", out)
+    assert code == 0 and "flagged" in stdout
+    rows = _rows(out / "scores.csv")
+    assert len(rows) == 1797 and set(rows[0]) == {"index", "score", "flag", "label"}
+    flagged = sum(r["flag"] == "-1" for r in rows)
+    assert 0.01 * 1797 < flagged < 0.2 * 1797  # about 5 % of typical data
+    assert Image.open(out / "most_anomalous.png").size[0] > 100 and (out / "histogram.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    scores = np.array([float(r["score"]) for r in rows])
+    assert summary["most_anomalous"][0] == int(np.argmin(scores))
+    # a fixed threshold flags exactly the scores below it
+    code, _, _ = run_cli(capsys, "anomalies", image_run, "--data", "digits", "--threshold", str(np.median(scores)),
+                         "--out", tmp_path / "fixed")
+    assert code == 0 and sum(r["flag"] == "-1" for r in _rows(tmp_path / "fixed" / "scores.csv")) in (898, 899)
+    # noise images score below real digits
+    np.save(tmp_path / "noise.npy", np.random.default_rng(0).integers(0, 255, (20, 8, 8), dtype=np.uint8))
+    run = vaekit.load(image_run)
+    from sklearn.datasets import load_digits
+
+    digits = np.round(load_digits().images[:20] * 255 / 16).astype(np.uint8)
+    assert run.score(np.load(tmp_path / "noise.npy")).mean() < run.score(digits).mean()
+
+
+def test_text_anomalies_print_the_most_anomalous_sentences(text_run, capsys, tmp_path):
+    # the same words as a training sentence, scrambled: same length, so no length effect on the score
+    (tmp_path / "new.txt").write_text("the cat sat on the mat\nmat the on sat cat the\na dog ran in the park\n")
+    code, stdout, _ = run_cli(capsys, "anomalies", text_run, "--data", tmp_path / "new.txt", "--score", "iw",
+                              "--k", "20", "-n", "2", "--out", tmp_path / "r")
+    assert code == 0
+    score = {r["text"]: float(r["score"]) for r in _rows(tmp_path / "r" / "scores.csv")}
+    assert list(score) == ["the cat sat on the mat", "mat the on sat cat the", "a dog ran in the park"]
+    assert score["mat the on sat cat the"] < score["the cat sat on the mat"]
+    lowest = min(score, key=score.get)  # the most anomalous is printed and written first
+    assert lowest in stdout.splitlines()[0]
+    assert lowest in (tmp_path / "r" / "most_anomalous.txt").read_text().splitlines()[1]
+    (tmp_path / "odd.txt").write_text("the zorblax sat on the mat\n")
+    code, _, err = run_cli(capsys, "anomalies", text_run, "--data", tmp_path / "odd.txt", "--out", tmp_path / "o")
+    assert code == 0 and "1 of 6 words are not in the run's vocabulary" in err
+
+
+def test_tabular_anomalies_and_embedding(tabular_run, capsys, tmp_path):
+    code, _, _ = run_cli(capsys, "anomalies", tabular_run, "--data", "breast-cancer")
+    assert code == 0
+    rows = _rows(tabular_run / "anomalies" / "scores.csv")
+    assert len(rows) == 569 and rows[0]["label"] in ("malignant", "benign")
+    assert run_cli(capsys, "anomalies", tabular_run, "--data", "breast-cancer")[0] == 0
+    assert (tabular_run / "anomalies-2" / "scores.csv").exists()  # a repeated command never overwrites
+    code, stdout, _ = run_cli(capsys, "embed", tabular_run, "--data", "breast-cancer", "--out", tmp_path / "z.csv")
+    assert code == 0 and "PCA of 3-D latent means" in stdout
+    assert _rows(tmp_path / "z.csv")[0].keys() == {"z0", "z1", "z2", "label"}
+    assert (tmp_path / "z_pca.png").exists()
+
+
+def test_embed_text_and_the_umap_view(text_run, image_run, capsys, tmp_path):
+    (tmp_path / "s.txt").write_text("\n".join(SENTENCES[:30]) + "\n")
+    code, _, _ = run_cli(capsys, "embed", text_run, "--data", tmp_path / "s.txt", "--out", tmp_path / "t.csv")
+    assert code == 0
+    rows = _rows(tmp_path / "t.csv")
+    assert len(rows) == 30 and rows[0]["text"] == SENTENCES[0] and "z7" in rows[0]
+    assert (tmp_path / "t_pca.png").exists()
+    pytest.importorskip("umap")
+    code, stdout, _ = run_cli(capsys, "embed", text_run, "--data", tmp_path / "s.txt", "--view", "umap",
+                              "--out", tmp_path / "u.npy")
+    assert code == 0 and np.load(tmp_path / "u.npy").shape == (30, 8) and (tmp_path / "u_umap.png").exists()
+
+
+# ---- bad input: one clear message, exit 2, nothing overwritten ----------------------------------------
+def test_bad_input(image_run, tabular_run, text_run, capsys, tmp_path):
+    def bad(*args, match):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+
+    np.save(tmp_path / "big.npy", np.zeros((3, 28, 28), np.uint8))
+    bad("anomalies", image_run, "--data", tmp_path / "big.npy", "--out", tmp_path / "a", match="(1, 8, 8)")
+    (tmp_path / "nan.csv").write_text(",".join(f"c{i}" for i in range(30)) + "\n" + ",".join(["1"] * 29 + ["nan"]))
+    bad("anomalies", tabular_run, "--data", tmp_path / "nan.csv", "--out", tmp_path / "b", match="lacks column")
+    np.save(tmp_path / "narrow.npy", np.ones((4, 7)))
+    bad("embed", tabular_run, "--data", tmp_path / "narrow.npy", "--out", tmp_path / "z.npy", match="takes 30")
+    rows = np.ones((4, 30))
+    rows[2, 5] = np.inf
+    np.save(tmp_path / "inf.npy", rows)
+    bad("anomalies", tabular_run, "--data", tmp_path / "inf.npy", "--out", tmp_path / "c", match="NaN or infinity")
+    (tmp_path / "empty.txt").write_text("")
+    bad("anomalies", text_run, "--data", tmp_path / "empty.txt", "--out", tmp_path / "d", match="empty")
+    (tmp_path / "empty.csv").write_text("")
+    bad("embed", tabular_run, "--data", tmp_path / "empty.csv", "--out", tmp_path / "e.npy", match="empty")
+    bad("anomalies", image_run, "--data", "digits", "--contamination", "0.1", "--threshold", "3", match="not both")
+    bad("anomalies", image_run, "--data", "digits", "--contamination", "2", "--out", tmp_path / "f",
+        match="contamination")
+    bad("anomalies", image_run, "--data", "digits", "--k", "0", "--out", tmp_path / "g", match="k (samples")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "scores.csv").write_text("precious")
+    bad("anomalies", image_run, "--data", "digits", "--out", tmp_path / "mine", match="--overwrite")
+    assert (tmp_path / "mine" / "scores.csv").read_text() == "precious"

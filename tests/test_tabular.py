@@ -1,0 +1,111 @@
+"""The tabular job: standardisation fitted on training rows and kept in the run, `vaekit train
+tabular` from a CSV, the TabularRun API, constant columns, and bad input through the CLI."""
+import json
+
+import numpy as np
+import pytest
+
+import vaekit
+from vaekit.errors import VaekitError
+from vaekit.tabular import Standardizer, TabularDataConfig, prepare
+
+from .test_cli import run_cli
+
+FAST = ["--epochs", "3", "--no-progress"]
+
+
+def _table(tmp_path, n=120, constant=False, name="data.csv"):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3)) * [1, 10, 100] + [0, 50, -3]
+    lines = ["f1,f2,f3,kind" + (",flat" if constant else "")]
+    for i, row in enumerate(x):
+        lines.append(",".join(f"{v:.5f}" for v in row) + f",{'ab'[i % 2]}" + (",7" if constant else ""))
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    return tmp_path / name, x
+
+
+def test_standardisation_is_fitted_on_training_rows_only(tmp_path):
+    path, x = _table(tmp_path)
+    prepared = prepare(TabularDataConfig(str(path), label="kind"))
+    scaler = Standardizer.from_json(json.loads(prepared.files["standardize.json"]), "s")
+    train = prepared.train.x.numpy()
+    assert np.allclose(train.mean(0), 0, atol=1e-5) and np.allclose(train.std(0), 1, atol=1e-4)
+    assert not np.allclose(scaler.mean, x.mean(0))  # the validation rows did not take part
+    assert scaler.columns == ("f1", "f2", "f3") and scaler.classes == ("a", "b")
+    assert prepared.train.y is not None and prepared.model_options == {"n_features": 3}
+
+
+def test_train_tabular_from_a_csv_and_use_the_run(tmp_path, capsys):
+    path, x = _table(tmp_path)
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--out", out, *FAST)
+    assert code == 0 and "96 training and 24 validation rows of 3 standardised features" in stdout
+    assert json.loads((out / "standardize.json").read_text())["columns"] == ["f1", "f2", "f3"]
+    run = vaekit.load(out)
+    assert type(run).__name__ == "TabularRun"
+    z = run.encode(x[:5])
+    assert z.shape == (5, 2)
+    decoded = run.decode(z)  # raw units again: f2 near 50, not near 0
+    assert decoded.shape == (5, 3) and abs(decoded[:, 1].mean() - 50) < 30
+    scores = run.score(x[:5])
+    assert scores.shape == (5,) and np.isfinite(scores).all()
+    # the same rows in another column order (by header name) give the same codes
+    (tmp_path / "shuffled.csv").write_text("f3,f2,f1\n" + "\n".join(f"{c},{b},{a}" for a, b, c in x[:5]) + "\n")
+    assert np.allclose(run.encode(run.read(str(tmp_path / "shuffled.csv"))[0]), z, atol=1e-4)
+    # sample and reconstruct write rows in raw units under the training columns
+    assert run_cli(capsys, "sample", out, "-n", "4")[0] == 0
+    lines = (out / "samples.csv").read_text().splitlines()
+    assert lines[0] == "f1,f2,f3" and len(lines) == 5
+    assert run_cli(capsys, "reconstruct", out, "--data", path, "-n", "3", "--out", tmp_path / "r.csv")[0] == 0
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 4
+    code, _, err = run_cli(capsys, "manifold", out)
+    assert code == 2 and "draws images" in err
+    # resume reuses the saved standardisation
+    assert run_cli(capsys, "train", "tabular", "--out", out, "--resume", "--epochs", "4")[0] == 0
+
+
+def test_default_tabular_data_is_bundled(tmp_path, capsys):
+    code, stdout, _ = run_cli(capsys, "train", "tabular", "--out", tmp_path / "wine", "--epochs", "1", "--no-progress")
+    assert code == 0 and "13 standardised features" in stdout
+
+
+def test_constant_columns_refused_or_dropped(tmp_path, capsys):
+    path, _ = _table(tmp_path, constant=True)
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--out", tmp_path / "r",
+                           *FAST)
+    assert code == 2 and "constant on the training rows: flat" in err and "--drop-constant" in err
+    assert not (tmp_path / "r").exists()
+    code, stdout, _ = run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--drop-constant",
+                              "--out", tmp_path / "r", *FAST)
+    assert code == 0 and "1 constant column(s) left out" in stdout
+    run = vaekit.load(tmp_path / "r")
+    assert run.model.config.n_features == 3
+    assert run.encode(np.ones((2, 4))).shape == (2, 2)  # rows with the constant column still fit
+
+
+@pytest.mark.parametrize("content,match", [
+    ("", "is empty"),
+    ("a,b\n1,2\n3,\n4,5\n", "missing value"),
+    ("a,b\n1,2\n3,x\n4,5\n", "not a number"),
+    ("a,b\n1,2\n3,nan\n4,5\n", "NaN"),
+    ("a,b\n1,2\n3\n4,5\n", "cells"),
+])
+def test_bad_tables_fail_cleanly(tmp_path, capsys, content, match):
+    (tmp_path / "bad.csv").write_text(content)
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "bad.csv", "--out", tmp_path / "r", *FAST)
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_refuses_rows_that_do_not_fit(tmp_path, capsys):
+    path, _ = _table(tmp_path)
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--out", out, *FAST)[0] == 0
+    run = vaekit.load(out)
+    with pytest.raises(VaekitError, match="rows of 3 features"):
+        run.encode(np.ones((2, 5)))
+    with pytest.raises(VaekitError, match="NaN"):
+        run.score(np.array([[1.0, np.nan, 2.0]]))
+    (out / "standardize.json").write_text(json.dumps({"columns": ["a"], "mean": [0.0], "std": [1.0]}))
+    with pytest.raises(VaekitError, match="do not belong together"):
+        vaekit.load(out)
