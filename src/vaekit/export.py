@@ -6,6 +6,8 @@ Writes into DIR, every graph with a dynamic batch axis ("batch"):
 
     encoder.onnx   x -> z_mean, z_log_var (the posterior's parameters; Kingma & Welling 2014)
     image models:  decoder.onnx       z -> x_mean, the decoded mean in data space ([0, 1] pixels)
+    tabular:       decoder.onnx       z -> x_mean in standardised units; standardize.json beside it
+                   holds each column's mean and std (x = mean + std * x_std)
     text-seed:     decoder.onnx       z -> logits (B, max_len, V) for every position at once
     text-rnn:      decoder_init.onnx  z -> h, c (the LSTM decoder's initial state)
                    decoder_step.onnx  token (B, 1), z, h, c -> logits (B, V), h, c
@@ -144,7 +146,7 @@ def graphs(model, batch: int = 2) -> list[Graph]:
     """What to export for `model`: picked by what the model can do, as generate.py decodes."""
     z = torch.randn(batch, model.latent_dim)
     x = model.example_input(batch)
-    if model.kind == "image":
+    if model.kind in ("image", "tabular"):  # continuous inputs: x -> z, z -> decoded mean
         return [Graph("encoder", Encoder(model), {"x": x}, ["z_mean", "z_log_var"]),
                 Graph("decoder", ImageDecoder(model), {"z": z}, ["x_mean"])]
     if not hasattr(model, "step"):
@@ -206,6 +208,9 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, overwrite: 
     if (run.path / "tokenizer.json").exists():
         shutil.copyfile(run.path / "tokenizer.json", out / "tokenizer.json")
         manifest["tokenizer"] = "tokenizer.json"
+    if (run.path / "standardize.json").exists():  # tabular graphs work in standardised units
+        shutil.copyfile(run.path / "standardize.json", out / "standardize.json")
+        manifest["standardize"] = "standardize.json"
     manifest["run"] = str(run.path)
     runs.write_json(out / "manifest.json", manifest)
     return manifest
