@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -29,21 +30,21 @@ import peers  # bench/peers.py: the peer runner, data folder and machine facts t
 BATCH, LR = 128, 1e-3
 
 # "+malloc": glibc keeps freed buffers of up to 32 MiB in its heap instead of unmapping them, so a
-# step stops page-faulting its activations in afresh. Set by environment here; Trainer would do
-# the same with mallopt (see bench/RESULTS.md), after which "+malloc" equals the plain config.
+# step stops page-faulting its activations in afresh. Trainer now does this itself with mallopt
+# (train.keep_freed_memory), so "+malloc" equals the plain config; kept to re-check that claim.
 MALLOC_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"}
 
 # name -> (TrainConfig overrides, extra environment); channels_last is TrainConfig's default (on).
 CONFIGS = {  # the matrix run by default
     "fp32": ({"precision": "fp32"}, {}),
-    "fp32+malloc": ({"precision": "fp32"}, MALLOC_ENV),
     "bf16": ({"precision": "bf16"}, {}),
-    "bf16+malloc": ({"precision": "bf16"}, MALLOC_ENV),
 }
-# Only with --configs: torch.compile measured slower here (bf16: 20.7 vs 17.5 ms a step). The
+# Only with --configs. torch.compile measured slower here (bf16: 20.7 vs 17.5 ms a step): the
 # convolutions stay oneDNN calls, and its fused CPU kernels for the ReLU work also convert layouts.
 EXTRA_CONFIGS = {
-    "bf16+malloc+compile": ({"precision": "bf16", "compile": True}, MALLOC_ENV),
+    "fp32+malloc": ({"precision": "fp32"}, MALLOC_ENV),
+    "bf16+malloc": ({"precision": "bf16"}, MALLOC_ENV),
+    "bf16+compile": ({"precision": "bf16", "compile": True}, {}),
 }
 ALL_CONFIGS = {**CONFIGS, **EXTRA_CONFIGS}
 
@@ -80,7 +81,7 @@ def mnist(split: str, data_dir: Path, limit: int | None = None):
     return TensorData(x[:limit], y[:limit], "rescale")  # uint8 -> [0, 1] floats per batch
 
 
-def train_one(name: str, data_dir: Path, epochs: int, limit: int | None) -> dict:
+def train_one(name: str, data_dir: Path, epochs: int, limit: int | None, seed: int = 42) -> dict:
     """Train and evaluate one configuration; the figures as a dict."""
     import torch
 
@@ -89,7 +90,7 @@ def train_one(name: str, data_dir: Path, epochs: int, limit: int | None) -> dict
 
     overrides, env = ALL_CONFIGS[name]
     train, test = mnist("train", data_dir, limit), mnist("test", data_dir)
-    config = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, progress=False, **overrides)
+    config = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, progress=False, seed=seed, **overrides)
     trainer = Trainer(build_model("seed"), config, train)
     started = time.perf_counter()
     history = trainer.fit()
@@ -98,7 +99,7 @@ def train_one(name: str, data_dir: Path, epochs: int, limit: int | None) -> dict
     seconds = [m["seconds"] for m in history]
     return {
         "config": {k: v for k, v in vars(config).items() if k in ("precision", "channels_last", "compile")},
-        "env": env,
+        "name": name, "env": env, "seed": seed,
         "steady_img_per_s": len(train) * (len(seconds) - 1) / sum(seconds[1:]),
         "img_per_s": len(train) * len(seconds) / train_seconds,
         "epoch_seconds": [round(s, 2) for s in seconds],
@@ -110,10 +111,10 @@ def train_one(name: str, data_dir: Path, epochs: int, limit: int | None) -> dict
     }
 
 
-def run_config(name: str, args) -> dict:
+def run_config(name: str, args, seed: int = 42) -> dict:
     """train_one in a fresh process: a clean allocator, thread pool and compile cache per config."""
     command = [sys.executable, __file__, "--worker", name, "--data-dir", str(args.data_dir),
-               "--epochs", str(args.epochs)] + (["--limit", str(args.limit)] if args.limit else [])
+               "--epochs", str(args.epochs), "--seed", str(seed)] + (["--limit", str(args.limit)] if args.limit else [])
     env = {**os.environ, **ALL_CONFIGS[name][1]}
     done, others = measured(lambda: subprocess.run(command, env=env, capture_output=True, text=True))
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -143,6 +144,7 @@ def peer_summary(runs: list[dict], python: str) -> dict:
                              capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     mean = {k: sum(r[k] for r in ok) / len(ok) for k in ("test_neg_elbo", "test_rec", "test_kl")}
     return {"steady_img_per_s": max(r["steady_img_per_s"] for r in ok), **mean, "runs": runs,
+            "median_test_neg_elbo": statistics.median(r["test_neg_elbo"] for r in ok),
             "python": python, "tensorflow": version.stdout.strip()}
 
 
@@ -172,8 +174,15 @@ def summarise(results: dict, peer: dict, args) -> dict:
         "compile": TrainConfig.compile}), None)
     best = max(ok, key=lambda n: ok[n]["steady_img_per_s"], default=None)
     head = ok.get(default, {})
+    by_config = {}  # with --seeds: each configuration's medians over its seeds
+    for r in ok.values():
+        by_config.setdefault(r["name"], []).append(r)
+    medians = {n: {"seeds": [r["seed"] for r in rs], "test_neg_elbo": [r["test_neg_elbo"] for r in rs],
+                   "median_test_neg_elbo": statistics.median(r["test_neg_elbo"] for r in rs),
+                   "median_steady_img_per_s": statistics.median(r["steady_img_per_s"] for r in rs)}
+               for n, rs in by_config.items()}
     return {
-        "default_config": default, "best_config": best,
+        "default_config": default, "best_config": best, "medians": medians,
         "steady_img_per_s": head.get("steady_img_per_s"), "peer_steady_img_per_s": peer_rate,
         "ratio": head.get("ratio"), "best_ratio": ok[best]["ratio"] if best else None,
         "test_neg_elbo": head.get("test_neg_elbo"), "peer_test_neg_elbo": peer.get("test_neg_elbo"),
@@ -203,6 +212,11 @@ def print_report(report: dict) -> None:
         if "error" not in r:
             print(f"{f'keras peer #{i + 1}':<14}{r['steady_img_per_s']:>14,.0f}{'':>8}{r['test_neg_elbo']:>12.2f}"
                   f"{r['test_rec']:>9.2f}{r['test_kl']:>7.2f}{r['background_cores']:>6.2f}")
+    for name, m in report["medians"].items():
+        print(f"{name}: median over seeds {m['seeds']}: {m['median_steady_img_per_s']:,.0f} img/s, "
+              f"test -ELBO {m['median_test_neg_elbo']:.2f} (all: {', '.join(f'{v:.1f}' for v in m['test_neg_elbo'])})")
+    if peer.get("runs"):
+        print(f"keras peer: median test -ELBO {peer['median_test_neg_elbo']:.2f} over {len(peer['runs'])} runs")
     print(f"\ndefault config ({report['default_config']}): ratio {report['ratio'] or float('nan'):.2f}; "
           f"best ({report['best_config']}): ratio {report['best_ratio'] or float('nan'):.2f}")
 
@@ -220,6 +234,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peer-runs", type=int, default=1,
                    help="runs of the peer, split before and after ours; its fastest counts (default 1)")
     p.add_argument("--out", type=Path, help="JSON report (default bench/results/image_throughput[-quick].json)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42],
+                   help="training seeds per configuration; the report adds medians (single runs vary by tens of nats)")
+    p.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)  # the worker's
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one config, print RESULT json
     p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -238,7 +255,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(train_one(args.worker, args.data_dir, args.epochs, args.limit)))
+        print("RESULT " + json.dumps(train_one(args.worker, args.data_dir, args.epochs, args.limit, args.seed)))
         return
     mnist("test", args.data_dir)  # fail early, with vaekit's message, if the data is not there
     peer, python, peer_runs = {}, None, 0
@@ -250,9 +267,11 @@ def main(argv=None) -> None:
     runs, results = [], {}
     for _ in range(peer_runs - peer_runs // 2):  # the peer before ours, and after when run twice+
         runs.append(run_peer(python, args))
-    for name in args.configs:
-        print(f"vaekit {name}: {args.epochs} epochs on {args.limit or 60000:,} images ...", flush=True)
-        results[name] = run_config(name, args)
+    for seed in args.seeds:
+        for name in args.configs:
+            key = name if len(args.seeds) == 1 else f"{name} seed={seed}"
+            print(f"vaekit {key}: {args.epochs} epochs on {args.limit or 60000:,} images ...", flush=True)
+            results[key] = run_config(name, args, seed)
     for _ in range(peer_runs // 2):
         runs.append(run_peer(python, args))
     report = summarise(results, peer_summary(runs, python) if python else peer, args)
