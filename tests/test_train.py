@@ -6,7 +6,7 @@ import torch
 from vaekit import runs
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.train import TrainConfig, Trainer, kl_weight
+from vaekit.train import TrainConfig, Trainer, kl_weight, learning_rate
 
 
 def make_trainer(data, run=None, epochs=3, seed=0, model="seed", **config):
@@ -54,11 +54,15 @@ def test_resume_at_epoch_boundary_continues_exactly(digits_split, tmp_path, prep
 
 
 def test_resume_mid_epoch_continues_exactly(digits_split, tmp_path):
-    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), epochs=2)
+    # With the cosine schedule, so the learning rate also has to pick up where it stopped.
+    schedule = dict(lr_schedule="cosine", lr_min=1e-4)
+    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), epochs=2, **schedule)
     full.fit()
+    assert full.optimizer.param_groups[0]["lr"] < 2e-4  # the schedule really ran
 
     # Simulate a crash at step 30, after the mid-epoch checkpoint at step 28 (23 steps per epoch).
-    part = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), epochs=2, checkpoint_every=7)
+    part = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), epochs=2, checkpoint_every=7,
+                        **schedule)
     original_step = part._step
 
     def crashing_step(batch, weight):
@@ -69,7 +73,7 @@ def test_resume_mid_epoch_continues_exactly(digits_split, tmp_path):
     part._step = crashing_step
     with pytest.raises(RuntimeError):
         part.fit()
-    resumed = make_trainer(digits_split, tmp_path / "part", epochs=2, checkpoint_every=7)
+    resumed = make_trainer(digits_split, tmp_path / "part", epochs=2, checkpoint_every=7, **schedule)
     resumed.load_checkpoint()
     assert resumed.state.step == 28 and resumed.state.batch_in_epoch == 5
     resumed.fit()
@@ -99,7 +103,16 @@ def test_kl_schedules():
     assert [kl_weight(s, 100, cyc) for s in (0, 25, 40, 50, 75)] == [0.0, 1.0, 1.0, 0.0, 1.0]
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(precision="fp8")])
+def test_cosine_learning_rate():
+    cos = TrainConfig(lr=1e-3, lr_schedule="cosine", lr_min=1e-4)
+    assert learning_rate(0, 100, cos) == pytest.approx(1e-3)
+    assert learning_rate(50, 100, cos) == pytest.approx(5.5e-4)
+    assert learning_rate(100, 100, cos) == pytest.approx(1e-4)
+    assert learning_rate(70, 100, TrainConfig(lr=1e-3)) == 1e-3
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(precision="fp8"),
+                                 dict(lr_schedule="step"), dict(lr_min=1.0)])
 def test_invalid_train_settings_are_refused(bad):
     with pytest.raises(VaekitError):
         TrainConfig(**bad)

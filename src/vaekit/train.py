@@ -33,6 +33,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (from lr down to lr_min over the run's steps)
+    # Cosine as Loshchilov & Hutter 2017; a function of the step, so a resumed run continues it exactly.
+    lr_min: float = 0.0  # the cosine schedule's final learning rate
     seed: int = 42
     beta: float = 1.0  # weight of the KL term once annealing is over (Higgins et al. 2017)
     kl_warmup_steps: int = 0  # linear KL annealing from 0 to beta (Bowman et al. 2016)
@@ -56,6 +59,8 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
+            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant or cosine"),
+            (0 <= self.lr_min <= self.lr, "lr_min must be between 0 and lr"),
             (self.beta >= 0, "beta must be >= 0"),
             (self.kl_warmup_steps >= 0 and self.kl_cycles >= 0, "KL schedule settings must be >= 0"),
             (self.free_bits >= 0, "free bits must be >= 0"),
@@ -77,6 +82,14 @@ def kl_weight(step: int, total_steps: int, config: TrainConfig) -> float:
     if config.kl_warmup_steps > 0:
         return config.beta * min(1.0, step / config.kl_warmup_steps)
     return config.beta
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Learning rate at a step: constant, or cosine from lr to lr_min (Loshchilov & Hutter 2017)."""
+    if config.lr_schedule == "cosine":
+        progress = min(1.0, step / max(1, total_steps))
+        return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
+    return config.lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -247,6 +260,9 @@ class Trainer:
             if self.dist.any(self._stop_requested):  # every rank stops at the same step
                 break
             weight = kl_weight(st.step, total_steps, cfg)
+            lr = learning_rate(st.step, total_steps, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             n_real, self._loss_share = self._share(st.batch_in_epoch)
             rec, kl = self._step(batch, weight)
             st.step += 1
@@ -261,7 +277,8 @@ class Trainer:
                 bar.set_postfix({"loss": f"{rec + kl:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",
                                  "kl_w": f"{weight:.2f}"})
             if self.writer and st.step % cfg.log_every == 0:
-                for key, value in (("loss", rec + kl), ("reconstruction", rec), ("kl", kl), ("kl_weight", weight)):
+                for key, value in (("loss", rec + kl), ("reconstruction", rec), ("kl", kl), ("kl_weight", weight),
+                                   ("lr", lr)):
                     self.writer.add_scalar(f"train_step/{key}", value, st.step)
             if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batch_in_epoch < n_batches:
                 self.save_checkpoint()

@@ -5,6 +5,8 @@ Encoder: Embedding -> bidirectional LSTM (packed, so padding is never read) -> (
 Decoder: LSTM over [embedding of the previous word ; z], initial state from z -> softmax.
 Word dropout (Bowman et al. 2016, sec. 3.2) replaces decoder inputs by <unk> during training so the
 decoder must lean on z; with KL annealing and free bits (train.py) it keeps the code in use.
+Dropout on the decoder's input embeddings and on its outputs (Zaremba et al. 2014, as He et al. 2019
+train their PTB models) keeps the language model from overfitting a corpus the size of PTB.
 """
 from __future__ import annotations
 
@@ -32,11 +34,13 @@ class TextRNNConfig:
     decoder_dim: int = 512
     latent_dim: int = 32
     word_dropout: float = 0.3  # share of decoder inputs replaced by <unk> while training
+    dropout: float = 0.5  # dropout on the decoder's input embeddings and outputs while training
 
     def __post_init__(self):
         check_text_config(self)
-        if not 0 <= self.word_dropout < 1:
-            raise VaekitError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+        for name in ("word_dropout", "dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise VaekitError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 def trim_padding(x: Tensor) -> Tensor:
@@ -60,6 +64,7 @@ class TextRNNVAE(VAE):
         self.to_state = nn.Linear(c.latent_dim, 2 * c.decoder_dim)  # initial (h, c) of the decoder
         self.decoder = nn.LSTM(c.embed_dim + c.latent_dim, c.decoder_dim, batch_first=True)
         self.to_vocab = nn.Linear(c.decoder_dim, c.vocab_size)
+        self.dropout = nn.Dropout(c.dropout)  # identity in eval mode: generation and evaluation see no noise
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         x = trim_padding(x)
@@ -75,8 +80,10 @@ class TextRNNVAE(VAE):
 
     def run_decoder(self, tokens: Tensor, z: Tensor, state):
         """Decoder states for input tokens (B, L): (B, L, decoder_dim) and the new state."""
-        inputs = torch.cat([self.embedding(tokens), z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], -1)
-        return self.decoder(inputs, state)
+        embedded = self.dropout(self.embedding(tokens))  # (B, L, embed_dim)
+        inputs = torch.cat([embedded, z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], -1)
+        out, state = self.decoder(inputs, state)
+        return self.dropout(out), state
 
     def step(self, tokens: Tensor, z: Tensor, state):
         """One decoding step: tokens (B, L) -> logits (B, L, V) and the new state."""
