@@ -148,3 +148,24 @@ def test_bad_data_after_fitting(fitted):
         VAE(kind="text", epochs=1).fit([1, 2, 3])
     with pytest.raises(ValueError, match="mlp"):
         VAE(kind="text", model="mlp", epochs=1).fit(["a b", "c d", "e f"])
+
+
+@pytest.mark.skipif(not __import__("torch").ops.mkldnn._is_mkldnn_bf16_supported(), reason="CPU without native bf16")
+def test_bf16_precision_trains_and_embeds_close_to_fp32(tmp_path):
+    images = load_digits().images[:300] / 16.0
+    vae = VAE(kind="image", model="image-mlp", epochs=2, latent_dim=2, precision="bf16").fit(images)
+    z16 = vae.transform(images)
+    vae.run_.precision = "fp32"
+    z32 = vae.transform(images)
+    assert not np.array_equal(z16, z32)  # bf16 really ran
+    assert np.abs(z16 - z32).max() <= 0.05 * np.abs(z32).max()
+    vae.run_.precision = "bf16"
+    again = VAE.load(vae.save(tmp_path / "vae"))
+    assert again.precision == "bf16" and np.array_equal(again.transform(images), z16)
+
+
+def test_unknown_inference_precision_is_refused(fitted, tmp_path):
+    from vaekit import api
+
+    with pytest.raises(VaekitError, match="precision"):
+        api.load(fitted.save(tmp_path / "vae"), precision="fp8")

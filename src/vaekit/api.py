@@ -20,7 +20,7 @@ from .errors import VaekitError
 from .models import MODELS, build_model
 from .schema import check_fields
 from .summary import model_summary
-from .train import TrainConfig, Trainer, check_runtime, resolve_device
+from .train import TrainConfig, Trainer, autocast_context, check_runtime, resolve_device
 
 
 def from_dict(cls, values: Any, what: str):
@@ -35,7 +35,7 @@ def from_dict(cls, values: Any, what: str):
 class Run:
     """A trained model loaded from its run directory, in eval mode."""
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    def __init__(self, path: str | Path, device: str = "cpu", precision: str = "fp32"):
         self.path = Path(path)
         self.config = runs.read_config(self.path)
         self.kind = self.config.get("kind")
@@ -47,6 +47,10 @@ class Run:
             raise VaekitError(f"{self.path / runs.WEIGHTS} does not fit the model in config.json "
                               f"({str(e).splitlines()[0]})") from None
         self.device = resolve_device(device)
+        # Encoding, decoding and sampling run under this autocast precision: "bf16" is ~4x faster on
+        # CPUs with native bf16 (latent means then agree with fp32 to about 1 %); scores stay fp32.
+        self.precision = precision
+        autocast_context(self.device, precision)  # refuses a precision this device lacks, here
         self.model.to(self.device).eval()
         self.data_config = from_dict(_job(self.kind).DataConfig, self.config.get("data"), "config.json 'data'")
 
@@ -65,7 +69,7 @@ class Run:
         return x.to(self.device)
 
     def _batched(self, fn, x, batch_size: int = 1000) -> np.ndarray:
-        with torch.no_grad():
+        with torch.inference_mode(), autocast_context(self.device, self.precision):
             out = [fn(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
         return torch.cat(out).numpy()
 
@@ -105,10 +109,12 @@ class Run:
         return log_likelihood(self.model, self.prepare(x), method, k, seed) + self.log_density_shift
 
 
-def load(path: str | Path, device: str = "cpu") -> Run:
-    """Load a run directory (config.json + model.safetensors). Never executes code from it."""
+def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Run:
+    """Load a run directory (config.json + model.safetensors). Never executes code from it.
+
+    precision: "fp32", or "bf16" / "fp16" autocast for encode, decode, sample and reconstruct."""
     kind = runs.read_config(path).get("kind")
-    return getattr(_job(kind), "RUN_CLASS", Run)(path, device)
+    return getattr(_job(kind), "RUN_CLASS", Run)(path, device, precision)
 
 
 def model_from_config(config: dict):

@@ -48,7 +48,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     `score`, which scikit-learn reserves for a method), k (posterior samples per score),
     val_fraction (held out for the threshold), drop_constant (tabular: leave out
     constant columns instead of refusing them), image_shape (kind "image" with flat rows), model_options
-    and train_options (other model Config / TrainConfig fields), device, verbose.
+    and train_options (other model Config / TrainConfig fields), device, precision ("fp32" | "bf16":
+    autocast for training and for transform / inverse_transform / sample; scores stay fp32), verbose.
     """
 
     _parameter_constraints: dict = {
@@ -69,12 +70,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         "model_options": [dict, None],
         "train_options": [dict, None],
         "device": [str],
+        "precision": [StrOptions({"fp32", "bf16", "fp16"})],
         "verbose": ["boolean"],
     }
 
     def __init__(self, kind="tabular", model=None, latent_dim=2, epochs=20, batch_size=None, lr=1e-3, beta=1.0,
                  random_state=0, contamination=0.01, score_method="elbo", k=10, val_fraction=0.2, drop_constant=False,
-                 image_shape=None, model_options=None, train_options=None, device="cpu", verbose=False):
+                 image_shape=None, model_options=None, train_options=None, device="cpu", precision="fp32",
+                 verbose=False):
         self.kind = kind
         self.model = model
         self.latent_dim = latent_dim
@@ -92,6 +95,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         self.model_options = model_options
         self.train_options = train_options
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -161,6 +165,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             prepared = self._prepare(job, train_x, val_x, data_config)
             train_config = TrainConfig(**{**job.TRAIN_DEFAULTS, "epochs": self.epochs, "lr": self.lr, "beta": self.beta,
                                           "seed": seed, "device": self.device, "progress": self.verbose,
+                                          "precision": self.precision,
                                           **({"batch_size": self.batch_size} if self.batch_size else {}),
                                           **(self.train_options or {})})
             name = self.model or job.DEFAULT_MODEL
@@ -180,7 +185,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         self.files_ = dict(prepared.files)
         with tempfile.TemporaryDirectory() as tmp:  # the fitted state is exactly a run directory
             _write_run(Path(tmp), api.run_config(job.KIND, vae, data_config, train_config), vae, self.files_)
-            self.run_ = api.load(tmp, self.device)
+            self.run_ = api.load(tmp, self.device, self.precision)
         self.heldout_scores_ = self.run_.score(val_x, self.score_method, self.k)
         self.offset_ = threshold_for(self.heldout_scores_, self.contamination)
         return self
@@ -258,6 +263,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             raise VaekitError(f"{Path(path) / runs.CONFIG} has unknown estimator parameters: {', '.join(unknown)}")
         est = cls(**{**params, "device": device})
         check_method(est.score_method, est.k)
+        if est.precision != "fp32":  # load again, so the device is checked for that precision
+            run = api.load(path, device, est.precision)
         est.run_ = run
         est.files_ = {p.name: p.read_bytes() for p in run.path.glob("*.json")
                       if p.name in ("standardize.json", "tokenizer.json")}

@@ -185,8 +185,8 @@ class TabularRun(Run):
     """A trained tabular VAE: raw feature rows in (standardised with the run's own scaler), latent
     codes, scores and decoded rows (in raw units) out."""
 
-    def __init__(self, path, device: str = "cpu"):
-        super().__init__(path, device)
+    def __init__(self, path, device: str = "cpu", precision: str = "fp32"):
+        super().__init__(path, device, precision)
         from .runs import read_json
 
         self.scaler = Standardizer.from_json(read_json(self.path / SCALER), self.path / SCALER)

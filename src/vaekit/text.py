@@ -165,8 +165,8 @@ class TextCallback:
 class TextRun(Run):
     """A trained sentence VAE: sentences in, latent codes and sentences out."""
 
-    def __init__(self, path, device: str = "cpu"):
-        super().__init__(path, device)
+    def __init__(self, path, device: str = "cpu", precision: str = "fp32"):
+        super().__init__(path, device, precision)
         from . import runs
         from .tokenizer import Tokenizer
 

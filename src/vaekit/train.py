@@ -107,6 +107,8 @@ def autocast_context(device: torch.device, precision: str):
     """Mixed precision: bf16 on CUDA or on CPUs with native bf16, fp16 on CUDA."""
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise VaekitError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise VaekitError("fp16 needs a CUDA device; on CPU use --precision bf16")
     if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
