@@ -17,7 +17,6 @@ importance-weighted bound by default, Burda et al. 2016).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import REPO, data_dir, machine  # noqa: E402
+from peers import REPO, data_dir, machine, write_results  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "anomaly_mnist.json"
 
@@ -131,9 +130,7 @@ def main(argv=None) -> None:
     print("\nmean AUROC: " + ", ".join(f"{m} {v:.1f}" for m, v in report["mean_auroc_by_method"].items())
           + f"; vaekit best on {report['vaekit_best_on']} of {len(per_digit)} digits")
     out = RESULTS.with_name("anomaly_mnist-quick.json") if args.quick else RESULTS
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, report)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ for the scikit-learn methods (vaekit does this itself, in the run).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import REPO, machine  # noqa: E402
+from peers import REPO, machine, write_results  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "anomaly_tabular.json"
 METHODS = ("vaekit", "isolation_forest", "one_class_svm", "pca_reconstruction")
@@ -96,8 +95,7 @@ def main(argv=None) -> None:
     print("wine (one cultivar normal, mean of 3): " + ", ".join(f"{m} {v:.1f}" for m, v in report["wine"].items()))
     report["seconds"] = time.perf_counter() - started
     out = RESULTS.with_name("anomaly_tabular-quick.json") if args.quick else RESULTS
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, report)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Goals: vaekit k-NN accuracy >= 90 %, embedding new points >= 100x faster than UM
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anomaly_mnist import load_mnist  # noqa: E402
-from peers import REPO, data_dir, machine  # noqa: E402
+from peers import REPO, data_dir, machine, write_results  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "embedding_mnist.json"
 
@@ -124,8 +123,7 @@ def main(argv=None) -> None:
     report["goal_met"] = bool(report["vaekit"]["knn5_accuracy"] >= 90
                               and report.get("transform_speedup_vs_umap", 0) >= 100 and not args.quick)
     out = RESULTS.with_name("embedding_mnist-quick.json") if args.quick else RESULTS
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {out}")
+    write_results(out, report)
 
 
 if __name__ == "__main__":

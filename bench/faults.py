@@ -18,7 +18,6 @@ takes a few minutes even on a busy 2-core machine.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -27,7 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
+
+from peers import write_results  # noqa: E402
 
 from tests.faultlib import crafted_inputs, kill_resume_loop, reference_run, try_case  # noqa: E402
 
@@ -88,8 +89,7 @@ def main() -> None:
     print(f"time to resume (median):       {figures['resume_seconds']} s "
           f"(uninterrupted run: {figures['uninterrupted_seconds']} s)")
     out = ROOT / "bench" / "results" / ("faults-quick.json" if args.quick else "faults.json")
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, figures)
 
 
 if __name__ == "__main__":

@@ -276,9 +276,7 @@ def main(argv=None) -> None:
         runs.append(run_peer(python, args))
     report = summarise(results, peer_summary(runs, python) if python else peer, args)
     print_report(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    peers.write_results(args.out, report)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import REPO, data_dir, machine  # noqa: E402
+from peers import REPO, data_dir, machine, write_results  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "mnist_nll.json"
 ANCHORS = {"VAE (Burda et al. 2016)": 86.76, "IWAE, 2 layers (Burda et al. 2016)": 82.90,
@@ -160,8 +159,7 @@ def main(argv=None) -> None:
     for name, value in ANCHORS.items():
         print(f"  {name}: {value:.2f} ({result['test_nll'] - value:+.2f})")
     out = RESULTS.with_name("mnist_nll-quick.json") if args.quick else RESULTS
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {out}")
+    write_results(out, report)
 
 
 if __name__ == "__main__":

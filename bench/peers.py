@@ -1,6 +1,7 @@
 """What every benchmark here shares: running a Keras peer in its own venv, and machine facts."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -57,3 +58,11 @@ def machine() -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def write_results(path: Path, report: dict) -> None:
+    """A benchmark's figures as bench/results/NAME.json (numbers other tools read), announced on stdout."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"wrote {path}")

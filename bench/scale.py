@@ -229,9 +229,7 @@ def main(argv=None) -> None:
             if part not in args.parts:
                 report.update({k: earlier.get(k, {}) for k in keys})
     print_report(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    peers.write_results(args.out, report)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import REPO, data_dir, machine, run_peer  # noqa: E402
+from peers import REPO, data_dir, machine, run_peer, write_results  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "text_ptb.json"
 
@@ -195,8 +195,7 @@ def main(argv=None) -> None:
     report.update({key: best.get(key) for key in ("test_nll", "test_nll_k", "mi", "active_units")})
     print_report(report)
     out = RESULTS.with_name("text_ptb-quick.json") if args.quick else RESULTS
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {out}")
+    write_results(out, report)
 
 
 def print_report(r: dict) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import REPO, SHARED, data_dir, machine, run_peer  # noqa: E402
+from peers import REPO, SHARED, data_dir, machine, run_peer, write_results  # noqa: E402
 from text_ptb import peer_max_len  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "text_variations.json"
@@ -149,9 +149,7 @@ def main(argv=None) -> None:
             {"input": inputs[i], "variations": variations[i]} for i in range(min(3, len(inputs)))])
     print_report(report, inputs)
     out = Path(args.out)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {out}")
+    write_results(out, report)
 
 
 COLUMNS = [("bleu_to_input", "BLEU-in", ".1f"), ("self_bleu", "self-BLEU", ".1f"), ("distinct_1", "dist-1", ".3f"),

@@ -30,6 +30,13 @@ def needs_shared(name: str):
     return pytest.mark.skipif(not (SHARED_DATA / name).is_dir(), reason=f"shared {name} not found in {SHARED_DATA}")
 
 
+def sentence_file(tmp_path_factory, sentences: list[str]) -> Path:
+    """A one-sentence-per-line UTF-8 file of `sentences` in a fresh temporary folder."""
+    path = tmp_path_factory.mktemp("text") / "sentences.txt"
+    path.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    return path
+
+
 def cached_files(tmp_path: Path) -> list[str]:
     """Names of the files in <tmp>/cache (where tests point VAEKIT_CACHE)."""
     cache = tmp_path / "cache"

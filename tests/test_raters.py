@@ -9,6 +9,7 @@ from vaekit.cli import main
 from vaekit.errors import VaekitError
 from vaekit.raters import CRITERIA, export_sheet, read_key, summarise
 
+from .conftest import sentence_file
 from .test_cli import run_cli as cli
 
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the bird sang in the tree",
@@ -19,9 +20,7 @@ TINY = ["--embed-dim", "8", "--encoder-dim", "8", "--decoder-dim", "16", "--late
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "sentences.txt"
-    path.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
-    return path
+    return sentence_file(tmp_path_factory, SENTENCES)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import vaekit
 from vaekit.cli import main
 
-from .conftest import shared_data
+from .conftest import sentence_file, shared_data
 from .test_cli import run_cli as cli
 
 # Real sentences (the opening of the Python tutorial's prose would do as well); repeated with small
@@ -23,9 +23,7 @@ SMALL = ["--embed-dim", "16", "--encoder-dim", "16", "--decoder-dim", "32", "--l
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "sentences.txt"
-    path.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
-    return path
+    return sentence_file(tmp_path_factory, SENTENCES)
 
 
 @pytest.fixture(scope="module")

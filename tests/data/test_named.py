@@ -22,14 +22,6 @@ FILE_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 needs_shared_mnist = needs_shared("mnist")
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-    """No test reads the user's data folders or cache, or reaches a real mirror."""
-    for var in ("VAEKIT_DATA", "VAEKIT_MIRROR"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
-
-
 # --- the real MNIST files, read in place -----------------------------------------------------------
 
 

@@ -18,14 +18,6 @@ PTB_LINES = {"train": 42068, "valid": 3370, "test": 3761}
 needs_shared_ptb = needs_shared("ptb")
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-    """No test reads the user's data folders or cache, or reaches a real mirror."""
-    for var in ("VAEKIT_DATA", "VAEKIT_MIRROR"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
-
-
 def write(tmp_path, data: bytes | str, name="s.txt") -> Path:
     path = tmp_path / name
     path.write_bytes(data.encode() if isinstance(data, str) else data)
