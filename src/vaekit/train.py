@@ -209,7 +209,10 @@ class Trainer:
         # The DDP / compiled modules share parameters with self.model; checkpoints use self.model.
         self.forward = distributed.wrap(self.model, self.dist, self.device)
         self.forward = torch.compile(self.forward) if config.compile else self.forward
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        # The fused kernel updates each tensor in one pass instead of ~10 (CPU and CUDA): measurable
+        # on the 10M-parameter text model, and it adds no per-tensor Python overhead on the small ones.
+        fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused or None)
         self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
         self.state = TrainState()
         self.shuffle = torch.Generator().manual_seed(config.seed)
@@ -444,11 +447,19 @@ class Trainer:
         try:
             model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             self.model.load_state_dict(model_state)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
             state = {}
             for key, value in tensors.items():
                 if key.startswith("optim."):
                     _, pid, name = key.split(".", 2)
-                    state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
+                    like = params[int(pid)]
+                    if name != "step" and value.shape == like.shape:
+                        # In the parameter's own memory format (channels-last conv weights): the fused
+                        # Adam kernel walks moments and parameters in memory order, so they must agree.
+                        value = torch.empty_like(like, dtype=value.dtype).copy_(value)
+                    elif name != "step":
+                        value = value.to(self.device)
+                    state.setdefault(int(pid), {})[name] = value
             self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
             self.scaler.load_state_dict(json.loads(meta["scaler"]))
             self.state = TrainState(**json.loads(meta["trainer"]))
@@ -457,7 +468,7 @@ class Trainer:
             if "rng.cuda" in tensors and self.device.type == "cuda":
                 torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
             self._saved_step = self.state.step
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        except (KeyError, IndexError, RuntimeError, ValueError, TypeError) as e:
             raise VaekitError(f"{path} does not match this run's model or is damaged ({e})") from None
 
     def _restore_rng(self, tensors: dict) -> None:
