@@ -86,7 +86,6 @@ class FusedBiGRU(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, w_ih, w_hh, w_ih_r, w_hh_r = ctx.saved_tensors
         xs, gates, states = ctx.buffers
-        del ctx.buffers
         steps, hidden = x.shape[1], w_hh.shape[1]
         h3 = 3 * hidden
         grad_h = from_batch_first(grad_out, hidden)  # (2, H, T, B)
