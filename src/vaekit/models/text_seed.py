@@ -18,6 +18,7 @@ from ..distributions import DiagonalGaussian
 from ..errors import VaekitError
 from . import register
 from .base import VAE, keras_init
+from .gru import bigru, use_fused
 
 PAD = 0
 
@@ -70,10 +71,12 @@ def stacked_bigru(input_size: int, units: tuple[int, ...]) -> nn.ModuleList:
 def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
     # Recurrences stay in fp32 under bf16/fp16 autocast: CPU RNN kernels are slower in bf16 and
     # the gain of mixed precision is in the vocabulary projection, which autocast still covers.
+    # Training on CPU takes the fused layer (models/gru.py): the same function and parameters, one
+    # autograd node instead of thousands of per-step ops; eval, CUDA (cuDNN) and export keep nn.GRU.
     with torch.autocast(h.device.type, enabled=False):
         h = h.float()
         for gru in layers:
-            h, _ = gru(h)
+            h = bigru(gru, h) if use_fused(gru, h) else gru(h)[0]
     return h
 
 
