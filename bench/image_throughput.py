@@ -173,7 +173,10 @@ def summarise(results: dict, peer: dict, args) -> dict:
         "precision": TrainConfig.precision, "channels_last": TrainConfig.channels_last,
         "compile": TrainConfig.compile}), None)
     best = max(ok, key=lambda n: ok[n]["steady_img_per_s"], default=None)
-    head = ok.get(default, {})
+    # The flat keys other tools read: the default configuration's, or the best one's when the
+    # default was not run (`--configs bf16`); "flat_config" says which.
+    flat = default if default in ok else best
+    head = ok.get(flat, {})
     by_config = {}  # with --seeds: each configuration's medians over its seeds
     for r in ok.values():
         by_config.setdefault(r["name"], []).append(r)
@@ -182,7 +185,7 @@ def summarise(results: dict, peer: dict, args) -> dict:
                    "median_steady_img_per_s": statistics.median(r["steady_img_per_s"] for r in rs)}
                for n, rs in by_config.items()}
     return {
-        "default_config": default, "best_config": best, "medians": medians,
+        "default_config": default, "best_config": best, "flat_config": flat, "medians": medians,
         "steady_img_per_s": head.get("steady_img_per_s"), "peer_steady_img_per_s": peer_rate,
         "ratio": head.get("ratio"), "best_ratio": ok[best]["ratio"] if best else None,
         "test_neg_elbo": head.get("test_neg_elbo"), "peer_test_neg_elbo": peer.get("test_neg_elbo"),
