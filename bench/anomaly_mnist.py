@@ -104,7 +104,7 @@ def parse_args(argv=None):
     p.add_argument("--likelihood", default="bernoulli", choices=("bernoulli", "gaussian"))
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--score", default="iw", choices=("elbo", "iw"))
+    p.add_argument("--score", default="iw", choices=("elbo", "iw", "reconstruction"))
     p.add_argument("--k", type=int, default=100, help="importance samples per test image")
     p.add_argument("--limit", type=int, help="training images of the digit (default: all, about 6,000)")
     p.add_argument("--test-limit", type=int, help="test images (default: all 10,000)")

@@ -6,6 +6,11 @@ A score is an estimate of log p(x) in nats (higher = more typical): the ELBO (Ki
 al. 2016), which is tighter and ranks better when the posterior is a poor fit. The ELBO draws use
 the same k noise vectors for every example, so an example's score does not depend on which other
 examples share its batch; the IW bound draws fresh noise per batch from a fixed seed.
+
+For image and tabular runs the "reconstruction" score is minus the squared distance between x and
+the decoded posterior mean (not nats; PCA's reconstruction error, with the VAE as the projection).
+It does not favour simple inputs the way a likelihood does (Nalisnick et al. 2019): on one-class
+MNIST digit 0 it gave AUROC 99.4 where the IW bound gave 95.1 (bench/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from torch import Tensor
 from .errors import VaekitError
 from .objectives import iw_log_likelihood
 
-METHODS = ("elbo", "iw")
+METHODS = ("elbo", "iw", "reconstruction")
 CALIBRATION = "calibration.json"  # held-out scores an estimator saved with its run
 
 
@@ -38,6 +43,8 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
                    max_rows: int = 2048) -> np.ndarray:
     """(N,) float64 log-likelihood estimates of model-ready inputs x (N, ...), in eval mode."""
     check_method(method, k)
+    if method == "reconstruction" and model.kind == "text":
+        raise VaekitError("the reconstruction score is for image and tabular runs; for text use elbo or iw")
     was_training = model.training
     model.eval()
     batch = max(1, max_rows // min(k, 100))  # batch * samples rows go through the decoder at once
@@ -48,7 +55,10 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
         torch.manual_seed(seed)
         for start in range(0, len(x), batch):
             b = x[start:start + batch]
-            out.append(iw_log_likelihood(model, b, k) if method == "iw" else _elbo(model, b, eps))
+            if method == "reconstruction":
+                out.append(-(model.reconstruct(b).float() - b.float()).pow(2).flatten(1).sum(1))  # (B,)
+            else:
+                out.append(iw_log_likelihood(model, b, k) if method == "iw" else _elbo(model, b, eps))
     model.train(was_training)
     return torch.cat(out).double().cpu().numpy()
 
@@ -120,7 +130,7 @@ def heldout_scores(run, method: str, k: int) -> np.ndarray:
                           "pass --threshold T instead") from None
     val = prepared.val
     x = PREPARE["rescale" if val.prepare == "binarize" else val.prepare](val.x).to(run.device)
-    return log_likelihood(run.model, x, method, k) + run.log_density_shift
+    return log_likelihood(run.model, x, method, k) + (run.log_density_shift if method != "reconstruction" else 0.0)
 
 
 def report(run, source: str, out: Path, contamination: float | None = None, threshold: float | None = None,
@@ -137,7 +147,9 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
     flags = scores < threshold
     out.mkdir(parents=True, exist_ok=True)
     write_scores_csv(out / "scores.csv", scores, flags, data)
-    histogram(scores, threshold, out / "histogram.png", f"{method} (k={k}) log-likelihood, {source}")
+    what = ("minus squared reconstruction error" if method == "reconstruction"
+            else f"{method} (k={k}) log-likelihood estimate (nats)")
+    histogram(scores, threshold, out / "histogram.png", f"{what}, {source}")
     order = np.argsort(scores)[:n_show]  # most anomalous first
     if run.kind == "image":
         x = run.prepare(data.x[order]).cpu()
@@ -190,7 +202,7 @@ def histogram(scores: np.ndarray, threshold: float, path: Path, title: str) -> N
     low = np.percentile(scores, 0.5) if len(scores) > 200 else scores.min()  # keep far outliers from squashing it
     ax.hist(np.clip(scores, low, None), bins=60, color="#4878a8")
     ax.axvline(threshold, color="#c03030", linestyle="--", label=f"threshold {threshold:.2f}")
-    ax.set_xlabel("log-likelihood estimate (nats; lower = more anomalous)")
+    ax.set_xlabel("score (lower = more anomalous)")
     ax.set_ylabel("examples")
     ax.set_title(title)
     ax.legend()

@@ -103,10 +103,13 @@ class Run:
 
     def score(self, x, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
         """Per-example log-likelihood estimate (N,) in nats: the ELBO averaged over k posterior
-        draws, or the importance-weighted bound with k samples (method "iw"). Low = anomalous."""
+        draws, or the importance-weighted bound with k samples (method "iw"); or, for image and
+        tabular runs, minus the squared reconstruction error of the posterior mean ("reconstruction",
+        not nats). Low = anomalous."""
         from .anomaly import log_likelihood
 
-        return log_likelihood(self.model, self.prepare(x), method, k, seed) + self.log_density_shift
+        shift = self.log_density_shift if method != "reconstruction" else 0.0  # a density's change of units
+        return log_likelihood(self.model, self.prepare(x), method, k, seed) + shift
 
 
 def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Run:

@@ -44,7 +44,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     Parameters: kind ("tabular" | "image" | "text"), model (registry name; default: the kind's),
     latent_dim, epochs, batch_size (None: the kind's default), lr, beta (KL weight), random_state,
-    contamination (share of held-out data below the threshold), score_method ("elbo" | "iw"; not
+    contamination (share of held-out data below the threshold), score_method ("elbo" | "iw" |
+    "reconstruction" (image/tabular: minus the squared reconstruction error); not
     `score`, which scikit-learn reserves for a method), k (posterior samples per score),
     val_fraction (held out for the threshold), drop_constant (tabular: leave out
     constant columns instead of refusing them), image_shape (kind "image" with flat rows), model_options
@@ -62,7 +63,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         "beta": [Interval(Real, 0, None, closed="left")],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
-        "score_method": [StrOptions({"elbo", "iw"})],
+        "score_method": [StrOptions({"elbo", "iw", "reconstruction"})],
         "k": [Interval(Integral, 1, 100_000, closed="both")],
         "val_fraction": [Interval(Real, 0, 1, closed="neither")],
         "drop_constant": ["boolean"],
