@@ -112,6 +112,7 @@ def parse_args(argv=None):
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--data-dir", help="folder holding mnist/ (default: $VAEKIT_DATA or ../shared/data)")
+    p.add_argument("--out", type=Path, help="the JSON results file (default bench/results/anomaly_mnist[-quick].json)")
     args = p.parse_args(argv)
     if args.quick:
         args.digits, args.epochs, args.k = args.digits[:2], 2, 10
@@ -129,7 +130,7 @@ def main(argv=None) -> None:
               "machine": machine(), **summarise(per_digit), "per_digit": per_digit}
     print("\nmean AUROC: " + ", ".join(f"{m} {v:.1f}" for m, v in report["mean_auroc_by_method"].items())
           + f"; vaekit best on {report['vaekit_best_on']} of {len(per_digit)} digits")
-    out = RESULTS.with_name("anomaly_mnist-quick.json") if args.quick else RESULTS
+    out = args.out or (RESULTS.with_name("anomaly_mnist-quick.json") if args.quick else RESULTS)
     write_results(out, report)
 
 
