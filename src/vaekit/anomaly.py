@@ -41,7 +41,8 @@ def check_method(method: str, k: int) -> None:
 @torch.no_grad()
 def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0,
                    max_rows: int = 2048) -> np.ndarray:
-    """(N,) float64 log-likelihood estimates of model-ready inputs x (N, ...), in eval mode."""
+    """(N,) float64 scores of model-ready inputs x (N, ...), in eval mode: log-likelihood estimates
+    (elbo, iw), or minus the squared reconstruction error (reconstruction)."""
     check_method(method, k)
     if method == "reconstruction" and model.kind == "text":
         raise VaekitError("the reconstruction score is for image and tabular runs; for text use elbo or iw")
@@ -61,6 +62,13 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
                 out.append(iw_log_likelihood(model, b, k) if method == "iw" else _elbo(model, b, eps))
     model.train(was_training)
     return torch.cat(out).double().cpu().numpy()
+
+
+def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
+    """Scores of model-ready x for a loaded run, in the run's units: a tabular run's densities are
+    shifted to raw units (its `log_density_shift`); a reconstruction error is not a density."""
+    shift = run.log_density_shift if method != "reconstruction" else 0.0
+    return log_likelihood(run.model, x, method, k, seed) + shift
 
 
 def _elbo(model, x: Tensor, eps: Tensor) -> Tensor:
@@ -130,7 +138,7 @@ def heldout_scores(run, method: str, k: int) -> np.ndarray:
                           "pass --threshold T instead") from None
     val = prepared.val
     x = PREPARE["rescale" if val.prepare == "binarize" else val.prepare](val.x).to(run.device)
-    return log_likelihood(run.model, x, method, k) + (run.log_density_shift if method != "reconstruction" else 0.0)
+    return run_scores(run, x, method, k)
 
 
 def report(run, source: str, out: Path, contamination: float | None = None, threshold: float | None = None,

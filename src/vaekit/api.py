@@ -106,10 +106,9 @@ class Run:
         draws, or the importance-weighted bound with k samples (method "iw"); or, for image and
         tabular runs, minus the squared reconstruction error of the posterior mean ("reconstruction",
         not nats). Low = anomalous."""
-        from .anomaly import log_likelihood
+        from .anomaly import run_scores
 
-        shift = self.log_density_shift if method != "reconstruction" else 0.0  # a density's change of units
-        return log_likelihood(self.model, self.prepare(x), method, k, seed) + shift
+        return run_scores(self, self.prepare(x), method, k, seed)
 
 
 def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Run:

@@ -32,7 +32,7 @@ from .anomaly import CALIBRATION, calibration_json, check_method, heldout_scores
 from .data import TensorData
 from .errors import VaekitError
 from .models import build_model
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, autocast_context
 
 
 class EstimatorInputError(VaekitError, ValueError):
@@ -264,8 +264,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             raise VaekitError(f"{Path(path) / runs.CONFIG} has unknown estimator parameters: {', '.join(unknown)}")
         est = cls(**{**params, "device": device})
         check_method(est.score_method, est.k)
-        if est.precision != "fp32":  # load again, so the device is checked for that precision
-            run = api.load(path, device, est.precision)
+        autocast_context(run.device, est.precision)  # refuses a precision this device lacks
+        run.precision = est.precision
         est.run_ = run
         est.files_ = {p.name: p.read_bytes() for p in run.path.glob("*.json")
                       if p.name in ("standardize.json", "tokenizer.json")}
