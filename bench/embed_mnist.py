@@ -1,6 +1,7 @@
-"""Dimensionality reduction on MNIST: a 2-D embedding of the test set by vaekit (a VAE with a 2-D
-latent trained on MNIST train, `transform` = latent means) beside PCA and UMAP (umap-learn), each
-fitted on the same training images.
+"""Dimensionality reduction on MNIST: a 2-D embedding of the test set by vaekit beside PCA and UMAP
+(umap-learn), each fitted on the same training images. vaekit twice: a VAE with a 2-D latent
+(`transform` = latent means), and `Pipeline([VAE(latent_dim=16), ParametricUMAP()])`: a VAE with a
+16-D latent whose means a parametric UMAP network (Sainburg et al. 2021) maps to 2-D.
 
 Figures for each method on the test images:
 - k-NN accuracy (k = 5): a 5-nearest-neighbour classifier fitted on the embedded training images
@@ -66,6 +67,11 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="image-mlp", help="image-mlp: the fastest encoder; conv: the default image model")
     p.add_argument("--hidden", type=int, nargs="+", default=[512, 256],
                    help="image-mlp widths (exploration: (512, 256) beat (500,) by 10 points of k-NN)")
+    p.add_argument("--map-latent-dim", type=int, default=16, help="the VAE latent under the parametric map")
+    p.add_argument("--map-hidden", type=int, nargs="+", default=[256, 256],
+                   help="image-mlp widths of the VAE under the map (half the encoder cost of (512, 256); "
+                        "exploration: 2-D k-NN 91.9 %% against 93.0 %%)")
+    p.add_argument("--no-map", action="store_true", help="leave out the VAE + parametric UMAP pipeline")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu by default: the timing compares CPU with CPU")
@@ -98,6 +104,25 @@ def main(argv=None) -> None:
         report["vaekit_bf16"] = figures("vaekit bf16", lambda x: None, vae.transform,
                                         train_x, train_y, test_x, test_y, args)
         vae.run_.precision = "fp32"
+    if not args.no_map:
+        from sklearn.pipeline import Pipeline
+
+        widths = {"hidden": tuple(args.map_hidden)} if args.model == "image-mlp" else None
+        mapped = Pipeline([
+            ("vae", vaekit.VAE(kind="image", model=args.model, latent_dim=args.map_latent_dim, epochs=args.epochs,
+                               random_state=0, device=args.device, train_options={"threads": args.threads},
+                               model_options=widths)),
+            ("map", vaekit.ParametricUMAP(random_state=0, device=args.device))])
+        if args.quick:
+            mapped.set_params(map__steps=300)
+        report["vaekit_map"] = figures("vaekit VAE + parametric map", mapped.fit, mapped.transform,
+                                       train_x, train_y, test_x, test_y, args)
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            # The same fitted pipeline, both steps under bf16 autocast; no new fit.
+            mapped.named_steps["vae"].run_.precision = "bf16"
+            mapped.named_steps["map"].precision = "bf16"
+            report["vaekit_map_bf16"] = figures("vaekit VAE + parametric map bf16", lambda x: None, mapped.transform,
+                                                train_x, train_y, test_x, test_y, args)
 
     from sklearn.decomposition import PCA
 
@@ -113,15 +138,18 @@ def main(argv=None) -> None:
         reducer = umap.UMAP(n_components=2, random_state=0)
         report["umap"] = figures("umap", lambda x: reducer.fit(flat(x)), lambda x: reducer.transform(flat(x)),
                                  train_x, train_y, test_x, test_y, args)
-        for name in ("vaekit", "vaekit_bf16"):
+        for name in ("vaekit", "vaekit_bf16", "vaekit_map", "vaekit_map_bf16"):
             if name in report:
                 speedup = report["umap"]["embed_seconds"] / report[name]["embed_seconds"]
                 report[name]["speedup_vs_umap"] = speedup
                 print(f"{name} embeds new points {speedup:.0f}x faster than UMAP's transform")
         report["transform_speedup_vs_umap"] = report["vaekit"]["speedup_vs_umap"]  # fp32, the default
     report["goal"] = "vaekit k-NN accuracy >= 90 % and >= 100x faster new-point embedding than UMAP"
-    report["goal_met"] = bool(report["vaekit"]["knn5_accuracy"] >= 90
-                              and report.get("transform_speedup_vs_umap", 0) >= 100 and not args.quick)
+    # Met when one vaekit embedding does both at once.
+    report["goal_met_by"] = [name for name in ("vaekit", "vaekit_bf16", "vaekit_map", "vaekit_map_bf16")
+                             if name in report and report[name]["knn5_accuracy"] >= 90
+                             and report[name].get("speedup_vs_umap", 0) >= 100]
+    report["goal_met"] = bool(report["goal_met_by"]) and not args.quick
     out = RESULTS.with_name("embedding_mnist-quick.json") if args.quick else RESULTS
     write_results(out, report)
 

@@ -8,8 +8,9 @@ from .estimator import VAE  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 from .image import ImageDataConfig  # noqa: E402
 from .models import MODELS, build_model  # noqa: E402
+from .parametric_umap import ParametricUMAP  # noqa: E402
 from .tabular import TabularDataConfig  # noqa: E402
 from .train import TrainConfig, Trainer  # noqa: E402
 
-__all__ = ["ImageDataConfig", "MODELS", "Run", "TabularDataConfig", "TrainConfig", "Trainer", "VAE", "VaekitError",
-           "build_model", "evaluate", "load", "resume", "train"]
+__all__ = ["ImageDataConfig", "MODELS", "ParametricUMAP", "Run", "TabularDataConfig", "TrainConfig", "Trainer", "VAE",
+           "VaekitError", "build_model", "evaluate", "load", "resume", "train"]

@@ -545,8 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_options(q)
     q = use_command("embed", "latent means to .npy or .csv, and a 2-D view coloured by label", cmd_embed)
     q.add_argument("--limit", type=int)
-    q.add_argument("--view", default="pca", choices=("pca", "umap"),
-                   help="2-D view of a latent space of more than 2 dimensions (umap needs umap-learn)")
+    q.add_argument("--view", default="pca", choices=("pca", "umap", "parametric"),
+                   help="2-D view of a latent space of more than 2 dimensions: umap needs umap-learn; "
+                        "parametric fits a map once (saved in RUN/embedding_map) and reuses it for new data")
     q.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="bf16: about 4x faster encoding on CPUs with native bf16, means within about 1%%")
     q = use_command("anomalies", "score data by log-likelihood; flag anomalies (CSV, histogram, examples)",

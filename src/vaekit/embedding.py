@@ -1,7 +1,9 @@
 """`vaekit embed`: latent means of new data to .npy or CSV, and a 2-D view coloured by label.
 
 The view is the latent space itself when it is 2-D; otherwise PCA of the latent means
-(scikit-learn), or UMAP (McInnes et al. 2018) with `view="umap"` when umap-learn is installed.
+(scikit-learn), UMAP (McInnes et al. 2018) with `view="umap"` when umap-learn is installed, or
+`view="parametric"`: a parametric UMAP map (vaekit.ParametricUMAP) fitted once on the latent means and
+kept in the run directory, so that later calls place new data on the same map in one forward pass.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import numpy as np
 
 from .errors import VaekitError
 
-VIEWS = ("pca", "umap")
+VIEWS = ("pca", "umap", "parametric")
+MAP_DIR = "embedding_map"  # inside the run directory
 
 
 def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndarray, str]:
@@ -22,8 +25,8 @@ def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndar
         return z, "latent means"
     if z.shape[1] == 1:
         return np.column_stack([z[:, 0], np.zeros(len(z))]), "latent means (1-D)"
-    if view not in VIEWS:
-        raise VaekitError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    if view not in VIEWS or view == "parametric":
+        raise VaekitError(f"view must be one of {', '.join(VIEWS[:2])}, got {view!r} (parametric: embed())")
     if len(z) < 3:
         raise VaekitError(f"a 2-D view of a {z.shape[1]}-D latent space needs at least 3 examples, got {len(z)}")
     if view == "umap":
@@ -65,17 +68,51 @@ def write_embedding(out: Path, z: np.ndarray, labels: np.ndarray | None, classes
     return written
 
 
+def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str, str]:
+    """(N, 2) coordinates from the run's saved parametric map, fitting and saving it on z first when
+    the run has none; returns the coordinates, what they are and what was done."""
+    from .parametric_umap import ParametricUMAP
+
+    path = run.path / MAP_DIR
+    if path.exists():
+        mapper = ParametricUMAP.load(path)
+        if mapper.n_features_in_ != z.shape[1]:
+            raise VaekitError(f"{path} maps {mapper.n_features_in_}-D codes, this run's are {z.shape[1]}-D")
+        done = f"placed on the map saved in {path}"
+    else:
+        if len(z) < 3:
+            raise VaekitError(f"fitting a parametric map needs at least 3 examples, got {len(z)}")
+        mapper = ParametricUMAP(random_state=seed, precision=run.precision).fit(z)
+        mapper.save(path)
+        done = (f"fitted a parametric UMAP map on these {len(z)} latent means and saved it in {path}; "
+                "later `--view parametric` calls place new data on it")
+    mapper.precision = run.precision
+    return mapper.transform(z), f"parametric UMAP of {z.shape[1]}-D latent means", done
+
+
 def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = None) -> list[str]:
-    """Encode `source` with the run, write the latent means and the 2-D view; returns messages."""
+    """Encode `source` with the run, write the latent means and the 2-D view (its coordinates too,
+    as OUT_VIEW.npy, when the latent space has more than 2 dimensions); returns messages."""
     from . import visual
     from .anomaly import read_inputs
+    from .runs import atomic_write
 
     data = read_inputs(run, source, limit)
     z = run.encode(data.x)
     messages = [f"wrote {p}" for p in write_embedding(out, z, data.y, data.classes, data.texts)]
     messages[0] += f": {z.shape[0]} latent means of dimension {z.shape[1]}"
-    xy, what = project_2d(z, view)
+    if view == "parametric" and z.shape[1] > 2:
+        xy, what, done = parametric_view(run, z)
+        messages.append(done)
+    else:
+        xy, what = project_2d(z, view)
     name = "latent" if z.shape[1] <= 2 else view
+    if z.shape[1] > 2:
+        coordinates = out.with_name(f"{out.stem}_{name}.npy")
+        buffer = io.BytesIO()
+        np.save(buffer, xy.astype(np.float32))
+        atomic_write(coordinates, buffer.getvalue())
+        messages.append(f"wrote {coordinates} ({what}, 2 columns)")
     plot = out.with_name(f"{out.stem}_{name}.png")
     visual.latent_scatter(xy, data.y, plot, data.classes, title=what)
     messages.append(f"wrote {plot} ({what}" + (", coloured by label)" if data.y is not None else ")"))
