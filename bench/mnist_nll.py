@@ -42,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, help="importance samples for the final figure (default 1000, --final 5000)")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
     p.add_argument("--data-dir", help="folder holding mnist/ (default: $VAEKIT_DATA or ../shared/data)")
+    p.add_argument("--model", default="conv-pixel", choices=("conv", "conv-pixel"),
+                   help="conv-pixel: the conv VAE with a PixelCNN decoder head (PixelVAE)")
+    p.add_argument("--pixel-channels", type=int, default=32)
+    p.add_argument("--pixel-layers", type=int, default=3)
     p.add_argument("--latent-dim", type=int, default=32)
     p.add_argument("--channels", type=int, nargs="+", default=[32, 64])
     p.add_argument("--hidden-dim", type=int, default=512)
@@ -112,8 +116,10 @@ def train(args, train_data, test_x, shape) -> dict:
     if precision == "auto":
         precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     torch.manual_seed(0)
-    model = build_model("conv", image_shape=shape, latent_dim=args.latent_dim, channels=tuple(args.channels),
-                        hidden_dim=args.hidden_dim)
+    pixel = {"pixel_channels": args.pixel_channels, "pixel_layers": args.pixel_layers}
+    pixel = pixel if args.model == "conv-pixel" else {}
+    model = build_model(args.model, image_shape=shape, latent_dim=args.latent_dim, channels=tuple(args.channels),
+                        hidden_dim=args.hidden_dim, **pixel)
     config = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, kl_warmup_steps=args.kl_warmup_steps,
                          precision=precision, threads=args.threads, progress=args.progress, seed=0)
     trainer = Trainer(model, config, train_data, None)

@@ -6,6 +6,9 @@ Writes into DIR, every graph with a dynamic batch axis ("batch"):
 
     encoder.onnx   x -> z_mean, z_log_var (the posterior's parameters; Kingma & Welling 2014)
     image models:  decoder.onnx       z -> x_mean, the decoded mean in data space ([0, 1] pixels)
+    conv-pixel:    decoder.onnx       z -> features (B, P, H, W) of the upsampling decoder
+                   pixel_logits.onnx  x, features -> Bernoulli logits of every pixel given the pixels
+                   before it (draw pixel by pixel in raster order, as PixelVAE.decode_mean does)
     tabular:       decoder.onnx       z -> x_mean in standardised units; standardize.json beside it
                    holds each column's mean and std (x = mean + std * x_std)
     text-seed:     decoder.onnx       z -> logits (B, max_len, V) for every position at once
@@ -61,6 +64,28 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         posterior = self.model.encode(x)
         return posterior.mean, posterior.log_var  # (B, D) each
+
+
+class Features(nn.Module):
+    """z -> the model's decode(z) as it is: conv-pixel's features."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.model.decode(z)
+
+
+class PixelLogits(nn.Module):
+    """x, features -> conv-pixel's per-pixel logits (B, C, H, W)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, features: Tensor) -> Tensor:
+        return self.model.pixel_logits(x, features)
 
 
 class ImageDecoder(nn.Module):
@@ -146,6 +171,12 @@ def graphs(model, batch: int = 2) -> list[Graph]:
     """What to export for `model`: picked by what the model can do, as generate.py decodes."""
     z = torch.randn(batch, model.latent_dim)
     x = model.example_input(batch)
+    if hasattr(model, "pixel_logits"):  # autoregressive pixels: features once, then logits per pixel
+        with torch.no_grad():
+            features = model.decode(z)
+        return [Graph("encoder", Encoder(model), {"x": x}, ["z_mean", "z_log_var"]),
+                Graph("decoder", Features(model), {"z": z}, ["features"]),
+                Graph("pixel_logits", PixelLogits(model), {"x": x, "features": features}, ["logits"])]
     if model.kind in ("image", "tabular"):  # continuous inputs: x -> z, z -> decoded mean
         return [Graph("encoder", Encoder(model), {"x": x}, ["z_mean", "z_log_var"]),
                 Graph("decoder", ImageDecoder(model), {"z": z}, ["x_mean"])]

@@ -64,4 +64,4 @@ def model_names(kind: str | None = None) -> list[str]:
 
 
 # Importing the model files fills the registry (defining classes only; no work at import time).
-from . import conv, mlp, text_rnn, text_seed  # noqa: E402,F401
+from . import conv, mlp, pixel, text_rnn, text_seed  # noqa: E402,F401
