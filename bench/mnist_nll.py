@@ -125,11 +125,11 @@ def train(args, train_data, test_x, shape) -> dict:
     trainer = Trainer(model, config, train_data, None)
     budget, probe, trained = 60 * args.minutes, None, 0.0
     while trained < budget:
-        # Cosine decay over the time budget, set at each epoch start (the Trainer's lr is constant).
+        # Cosine decay over the time budget, set at each epoch start as the config's (constant) lr:
+        # the Trainer sets every step's rate from its config, so writing the optimizer's lr would
+        # be overwritten (it was, from session 3's lr_schedule until this fix).
         fraction = args.min_lr_fraction + (1 - args.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * trained / budget))
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = args.lr * fraction
-        trainer.config = dataclasses.replace(trainer.config, epochs=trainer.state.epoch + 1)
+        trainer.config = dataclasses.replace(trainer.config, epochs=trainer.state.epoch + 1, lr=args.lr * fraction)
         trainer.fit()
         trained = sum(h["seconds"] for h in trainer.state.history)
         last = trainer.state.history[-1]
