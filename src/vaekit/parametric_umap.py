@@ -101,7 +101,7 @@ class ParametricUMAP(TransformerMixin, BaseEstimator):
 
     Parameters: n_components (2), n_neighbors (15), min_dist (0.1), hidden (widths of the MLP),
     steps (optimizer steps; None: N / 5 for N rows, between 500 and 8000), batch_size (edges a
-    step), negative_rate (negatives per edge), lr, random_state, device, precision ("fp32" | "bf16"
+    step), negative_rate (negatives per edge), lr, random_state (None: 0), device, precision ("fp32" | "bf16"
     autocast for `transform`; training stays fp32). `transform` is one forward pass; `save`/`load`
     keep the network as safetensors with a JSON config, like every vaekit run.
     """
@@ -143,8 +143,9 @@ class ParametricUMAP(TransformerMixin, BaseEstimator):
         self.config_ = MapConfig(X.shape[1], self.n_components, tuple(int(h) for h in self.hidden), a, b)
         seed = 0 if self.random_state is None else self.random_state
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.net_ = build_map(self.config_).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's RNG untouched
+            torch.manual_seed(seed)
+            self.net_ = build_map(self.config_).to(self.device)
         heads, tails, weights = fuzzy_graph(X, self.n_neighbors)
         x = torch.as_tensor(X, device=self.device)
         heads, tails = torch.as_tensor(heads), torch.as_tensor(tails)
