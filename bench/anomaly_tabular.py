@@ -38,7 +38,7 @@ def scores(train: np.ndarray, test: np.ndarray, args, seed: int) -> dict[str, np
 
     import vaekit
 
-    vae = vaekit.VAE(latent_dim=args.latent_dim, epochs=args.epochs, score_method="iw", k=args.k,
+    vae = vaekit.VAE(latent_dim=args.latent_dim, epochs=args.epochs, score_method=args.score, k=args.k,
                      random_state=seed, model_options={"hidden": tuple(args.hidden)})
     out = {"vaekit": vae.fit(train).score_samples(test)}
     scaler = StandardScaler().fit(train)
@@ -74,6 +74,8 @@ def main(argv=None) -> None:
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--score", default="iw", choices=("elbo", "iw", "reconstruction"), help="vaekit's score_method")
+    p.add_argument("--out", type=Path, help="results file (default bench/results/anomaly_tabular[-quick].json)")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.epochs = 2, 30
@@ -82,7 +84,8 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    report = {"settings": vars(args), "command": " ".join(["python bench/anomaly_tabular.py", *(argv or sys.argv[1:])]),
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report = {"settings": settings, "command": " ".join(["python bench/anomaly_tabular.py", *(argv or sys.argv[1:])]),
               "machine": machine()}
     cancer = load_breast_cancer()
     report["breast_cancer"] = one_class_case(cancer.data, cancer.target == 1, args)
@@ -94,7 +97,7 @@ def main(argv=None) -> None:
     report["wine_per_class"] = per_class
     print("wine (one cultivar normal, mean of 3): " + ", ".join(f"{m} {v:.1f}" for m, v in report["wine"].items()))
     report["seconds"] = time.perf_counter() - started
-    out = RESULTS.with_name("anomaly_tabular-quick.json") if args.quick else RESULTS
+    out = args.out or (RESULTS.with_name("anomaly_tabular-quick.json") if args.quick else RESULTS)
     write_results(out, report)
 
 
