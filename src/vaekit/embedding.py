@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import VaekitError
 
-VIEWS = ("pca", "umap", "parametric")
+PROJECTIONS = ("pca", "umap")  # fitted afresh on the codes at hand
+VIEWS = PROJECTIONS + ("parametric",)  # parametric: a map kept in the run (parametric_view)
 MAP_DIR = "embedding_map"  # inside the run directory
 
 
@@ -25,8 +26,8 @@ def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndar
         return z, "latent means"
     if z.shape[1] == 1:
         return np.column_stack([z[:, 0], np.zeros(len(z))]), "latent means (1-D)"
-    if view not in VIEWS or view == "parametric":
-        raise VaekitError(f"view must be one of {', '.join(VIEWS[:2])}, got {view!r} (parametric: embed())")
+    if view not in PROJECTIONS:
+        raise VaekitError(f"view must be one of {', '.join(PROJECTIONS)}, got {view!r}")
     if len(z) < 3:
         raise VaekitError(f"a 2-D view of a {z.shape[1]}-D latent space needs at least 3 examples, got {len(z)}")
     if view == "umap":
@@ -82,11 +83,11 @@ def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str,
     else:
         if len(z) < 3:
             raise VaekitError(f"fitting a parametric map needs at least 3 examples, got {len(z)}")
-        mapper = ParametricUMAP(random_state=seed, precision=run.precision).fit(z)
+        mapper = ParametricUMAP(random_state=seed).fit(z)
         mapper.save(path)
         done = (f"fitted a parametric UMAP map on these {len(z)} latent means and saved it in {path}; "
                 "later `--view parametric` calls place new data on it")
-    mapper.precision = run.precision
+    mapper.precision = run.precision  # transform as the run encodes (fit trains in fp32 either way)
     return mapper.transform(z), f"parametric UMAP of {z.shape[1]}-D latent means", done
 
 

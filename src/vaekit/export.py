@@ -66,17 +66,6 @@ class Encoder(nn.Module):
         return posterior.mean, posterior.log_var  # (B, D) each
 
 
-class Features(nn.Module):
-    """z -> the model's decode(z) as it is: conv-pixel's features."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.model.decode(z)
-
-
 class PixelLogits(nn.Module):
     """x, features -> conv-pixel's per-pixel logits (B, C, H, W)."""
 
@@ -99,8 +88,9 @@ class ImageDecoder(nn.Module):
         return self.model.likelihood.mean(self.model.decode(z))
 
 
-class LogitsDecoder(nn.Module):
-    """z -> logits (B, max_len, V): non-autoregressive text decoders (text-seed)."""
+class Decode(nn.Module):
+    """z -> the model's decode(z) as it is: text-seed's logits (B, max_len, V), conv-pixel's
+    features (B, P, H, W)."""
 
     def __init__(self, model):
         super().__init__()
@@ -175,14 +165,14 @@ def graphs(model, batch: int = 2) -> list[Graph]:
         with torch.no_grad():
             features = model.decode(z)
         return [Graph("encoder", Encoder(model), {"x": x}, ["z_mean", "z_log_var"]),
-                Graph("decoder", Features(model), {"z": z}, ["features"]),
+                Graph("decoder", Decode(model), {"z": z}, ["features"]),
                 Graph("pixel_logits", PixelLogits(model), {"x": x, "features": features}, ["logits"])]
     if model.kind in ("image", "tabular"):  # continuous inputs: x -> z, z -> decoded mean
         return [Graph("encoder", Encoder(model), {"x": x}, ["z_mean", "z_log_var"]),
                 Graph("decoder", ImageDecoder(model), {"z": z}, ["x_mean"])]
     if not hasattr(model, "step"):
         return [Graph("encoder", Encoder(model), {"tokens": x}, ["z_mean", "z_log_var"]),
-                Graph("decoder", LogitsDecoder(model), {"z": z}, ["logits"])]
+                Graph("decoder", Decode(model), {"z": z}, ["logits"])]
     with torch.no_grad():
         h, c = model.init_state(z)
     token = torch.full((batch, 1), BOS, dtype=torch.long)
