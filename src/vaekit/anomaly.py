@@ -10,7 +10,17 @@ examples share its batch; the IW bound draws fresh noise per batch from a fixed 
 For image and tabular runs the "reconstruction" score is minus the squared distance between x and
 the decoded posterior mean (not nats; PCA's reconstruction error, with the VAE as the projection).
 It does not favour simple inputs the way a likelihood does (Nalisnick et al. 2019): on one-class
-MNIST digit 0 it gave AUROC 99.4 where the IW bound gave 95.1 (bench/RESULTS.md).
+MNIST digit 0 it gave AUROC 99.4 where the IW bound gave 95.1 (bench/RESULTS.md). For images the
+distance is taken after a small Gaussian blur of both (sigma 1 pixel), so that a stroke drawn one
+pixel aside costs less than a missing one.
+
+Two scores compare an example with the training data in the latent space instead: "knn", minus the
+mean distance from the posterior mean to its NEIGHBOURS nearest training codes (the k-NN outlier
+score of Ramaswamy et al. 2000 / Angiulli & Pizzuti 2002, on the VAE's codes), and
+"reconstruction+knn", minus the sum of both distances, each standardised by its spread over the
+training data (kNN distances leave-one-out). The two fail differently: an image the decoder can draw
+but that lies far from any training code, and one that lands among training codes but decodes
+badly. The training codes and errors are the run's reference set (reference.safetensors).
 """
 from __future__ import annotations
 
@@ -22,13 +32,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import VaekitError
 from .objectives import iw_log_likelihood
 
-METHODS = ("elbo", "iw", "reconstruction")
+METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn")
+NEEDS_REFERENCE = ("knn", "reconstruction+knn")  # scores that compare with the training data's codes
 CALIBRATION = "calibration.json"  # held-out scores an estimator saved with its run
+REFERENCE = "reference.safetensors"  # training codes and reconstruction errors (knn scores)
+NEIGHBOURS = 5  # k of the k-NN distance
+REFERENCE_MAX = 20_000  # training examples kept in a reference set (a seeded subsample beyond it)
+SCORE_UNITS = {"reconstruction": "minus squared reconstruction error",
+               "knn": f"minus mean distance to the {NEIGHBOURS} nearest training codes",
+               "reconstruction+knn": "minus standardised reconstruction error + k-NN distance"}
+BLUR_SIGMA = 1.0  # pixels: one-class MNIST AUROC +1.9 (digit 8), +1.5 (digit 2) over no blur
 
 
 def check_method(method: str, k: int) -> None:
@@ -44,8 +63,9 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
     """(N,) float64 scores of model-ready inputs x (N, ...), in eval mode: log-likelihood estimates
     (elbo, iw), or minus the squared reconstruction error (reconstruction)."""
     check_method(method, k)
-    if method == "reconstruction" and model.kind == "text":
-        raise VaekitError("the reconstruction score is for image and tabular runs; for text use elbo or iw")
+    if method in NEEDS_REFERENCE:
+        raise VaekitError(f"the {method} score needs the run's training codes: use run_scores")
+    check_kind(method, model.kind)
     was_training = model.training
     model.eval()
     batch = max(1, max_rows // min(k, 100))  # batch * samples rows go through the decoder at once
@@ -57,17 +77,147 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
         for start in range(0, len(x), batch):
             b = x[start:start + batch]
             if method == "reconstruction":
-                out.append(-(model.reconstruct(b).float() - b.float()).pow(2).flatten(1).sum(1))  # (B,)
+                out.append(-reconstruction_error(model, b))
             else:
                 out.append(iw_log_likelihood(model, b, k) if method == "iw" else _elbo(model, b, eps))
     model.train(was_training)
     return torch.cat(out).double().cpu().numpy()
 
 
+def check_kind(method: str, kind: str) -> None:
+    if method in ("reconstruction", "reconstruction+knn") and kind == "text":
+        raise VaekitError(f"the {method} score is for image and tabular runs; for text use elbo, iw or knn")
+
+
+def reconstruction_error(model, x: Tensor) -> Tensor:
+    """(B,) squared distance between model-ready x and the decoded posterior mean, in fp32; for
+    images both are blurred first (Gaussian, BLUR_SIGMA pixels)."""
+    x = x.float()
+    r = model.reconstruct(x).float()
+    if x.dim() == 4:
+        r, x = blur(r), blur(x)
+    return (r - x).pow(2).flatten(1).sum(1)
+
+
+def blur(x: Tensor, sigma: float = BLUR_SIGMA) -> Tensor:
+    """Separable Gaussian blur of images (B, C, H, W), radius 2 sigma, zero padding."""
+    radius = max(1, round(2 * sigma))
+    k = torch.exp(-torch.arange(-radius, radius + 1.0, device=x.device) ** 2 / (2 * sigma**2))
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
+
+
+@torch.no_grad()
+def codes(model, x: Tensor, batch: int = 1000) -> Tensor:
+    """(N, D) fp32 posterior means of model-ready x, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.encode(x[i:i + batch]).mean.float() for i in range(0, len(x), batch)])
+    model.train(was_training)
+    return out.cpu()
+
+
+@dataclass
+class Reference:
+    """The training data as the knn scores see it: codes (N, D), their reconstruction errors (N,)
+    (image and tabular runs), and the spread of both, by which reconstruction+knn weighs them."""
+
+    codes: Tensor
+    errors: Tensor | None
+
+    def __post_init__(self):
+        from sklearn.neighbors import NearestNeighbors
+
+        if len(self.codes) < NEIGHBOURS + 2:
+            raise VaekitError(f"the knn scores need at least {NEIGHBOURS + 2} training examples, "
+                              f"got {len(self.codes)}")
+        self.index = NearestNeighbors(n_neighbors=NEIGHBOURS + 1).fit(self.codes.numpy())
+        # Leave-one-out: each training code's distance to its k nearest *other* training codes.
+        own = self.index.kneighbors(self.codes.numpy())[0][:, 1:].mean(1)
+        self.knn_spread = (own.mean(), max(own.std(), 1e-12))
+        e = None if self.errors is None else self.errors.double().numpy()
+        self.error_spread = None if e is None else (e.mean(), max(e.std(), 1e-12))
+
+    def distance(self, z: Tensor) -> np.ndarray:
+        """(N,) mean distance from codes z (N, D) to their NEIGHBOURS nearest training codes."""
+        return self.index.kneighbors(z.numpy(), n_neighbors=NEIGHBOURS)[0].mean(1)
+
+    def score(self, model, x: Tensor, method: str) -> np.ndarray:
+        dist = self.distance(codes(model, x))
+        if method == "knn":
+            return -dist
+        if self.error_spread is None:
+            raise VaekitError("this reference set has no reconstruction errors (a text run)")
+        with torch.no_grad():
+            err = torch.cat([reconstruction_error(model, x[i:i + 1000]) for i in range(0, len(x), 1000)])
+        (m_d, s_d), (m_e, s_e) = self.knn_spread, self.error_spread
+        return -((dist - m_d) / s_d + (err.double().cpu().numpy() - m_e) / s_e)
+
+    def tensors(self) -> dict:
+        return {"codes": self.codes, **({"errors": self.errors} if self.errors is not None else {})}
+
+
+def build_reference(model, x: Tensor, seed: int = 0) -> Reference:
+    """The reference set of model-ready training data x (at most REFERENCE_MAX, a seeded subsample)."""
+    if len(x) > REFERENCE_MAX:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:REFERENCE_MAX].to(x.device)]
+    errors = None
+    if model.kind != "text":
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            errors = torch.cat([reconstruction_error(model, x[i:i + 1000]) for i in range(0, len(x), 1000)]).cpu()
+        model.train(was_training)
+    return Reference(codes(model, x), errors)
+
+
+def save_reference(run_path: Path, reference: Reference) -> None:
+    """Write reference.safetensors, stamped with the digest of the weights it was made with."""
+    from .runs import WEIGHTS, file_digest, save_tensors
+
+    save_tensors(run_path / REFERENCE, reference.tensors(), {"weights_sha256": file_digest(run_path / WEIGHTS)})
+
+
+def run_reference(run) -> Reference:
+    """The run's reference set: its reference.safetensors when made with the run's current weights,
+    else made from the run's own training split (read as in training) and saved there."""
+    from . import api
+    from .data import PREPARE
+    from .runs import WEIGHTS, file_digest, load_tensors, tensors_metadata
+
+    if run.reference is not None:
+        return run.reference
+    path = run.path / REFERENCE
+    # A run trained further (vaekit resume) has new codes: a stamp that differs means "make it again".
+    if path.exists() and tensors_metadata(path).get("weights_sha256") == file_digest(run.path / WEIGHTS):
+        t = load_tensors(path)
+        if "codes" not in t or t["codes"].dim() != 2 or t["codes"].shape[1] != run.model.latent_dim:
+            raise VaekitError(f"{path} does not hold this run's training codes; delete it to make it again")
+        run.reference = Reference(t["codes"].float(), t["errors"].float() if "errors" in t else None)
+        return run.reference
+    try:
+        train = api._job(run.kind).prepare(run.data_config, run.path).train
+    except VaekitError as e:
+        raise VaekitError(f"the knn scores compare with the run's training data, which cannot be read ({e})") from None
+    x = PREPARE["rescale" if train.prepare == "binarize" else train.prepare](train.x).to(run.device)
+    run.reference = build_reference(run.model, x)
+    try:
+        save_reference(run.path, run.reference)
+    except (OSError, VaekitError):  # a read-only run: the reference is made again next time
+        pass
+    return run.reference
+
+
 def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
     """Scores of model-ready x for a loaded run, in the run's units: a tabular run's densities are
-    shifted to raw units (its `log_density_shift`); a reconstruction error is not a density."""
-    shift = run.log_density_shift if method != "reconstruction" else 0.0
+    shifted to raw units (its `log_density_shift`); distances are not densities."""
+    check_method(method, k)
+    check_kind(method, run.kind)
+    if method in NEEDS_REFERENCE:
+        return run_reference(run).score(run.model, x, method)
+    shift = run.log_density_shift if method in ("elbo", "iw") else 0.0
     return log_likelihood(run.model, x, method, k, seed) + shift
 
 
@@ -155,8 +305,7 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
     flags = scores < threshold
     out.mkdir(parents=True, exist_ok=True)
     write_scores_csv(out / "scores.csv", scores, flags, data)
-    what = ("minus squared reconstruction error" if method == "reconstruction"
-            else f"{method} (k={k}) log-likelihood estimate (nats)")
+    what = SCORE_UNITS.get(method) or f"{method} (k={k}) log-likelihood estimate (nats)"
     histogram(scores, threshold, out / "histogram.png", f"{what}, {source}")
     order = np.argsort(scores)[:n_show]  # most anomalous first
     if run.kind == "image":

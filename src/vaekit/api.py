@@ -99,13 +99,15 @@ class Run:
         x = self.prepare(x)
         return self._batched(self.model.reconstruct, x)
 
+    reference = None  # the knn scores' training codes (anomaly.run_reference), made when first needed
     log_density_shift = 0.0  # added to scores: the tabular run's change of variables to raw units
 
     def score(self, x, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
         """Per-example log-likelihood estimate (N,) in nats: the ELBO averaged over k posterior
         draws, or the importance-weighted bound with k samples (method "iw"); or, for image and
         tabular runs, minus the squared reconstruction error of the posterior mean ("reconstruction",
-        not nats). Low = anomalous."""
+        not nats); or distances to the training data's codes ("knn", "reconstruction+knn"; see
+        vaekit.anomaly). Low = anomalous."""
         from .anomaly import run_scores
 
         return run_scores(self, self.prepare(x), method, k, seed)

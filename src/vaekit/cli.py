@@ -478,6 +478,7 @@ def _add_nproc_option(parser) -> None:
 
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .anomaly import METHODS
     from .train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.split("\n")[0])
@@ -555,9 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--contamination", type=float,
                    help="share of held-out (validation) data to flag; sets the threshold (default 0.01)")
     q.add_argument("--threshold", type=float, help="flag scores below this log-likelihood instead")
-    q.add_argument("--score", default="elbo", choices=("elbo", "iw", "reconstruction"),
-                   help="ELBO averaged over K draws, the importance-weighted bound with K samples, or "
-                        "(image/tabular) minus the squared reconstruction error")
+    q.add_argument("--score", default="elbo", choices=METHODS,
+                   help="elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; "
+                        "reconstruction (image/tabular): minus the squared reconstruction error; knn: minus the "
+                        "distance to the nearest training codes; reconstruction+knn (image/tabular): both, "
+                        "standardised (the best on one-class MNIST)")
     q.add_argument("--k", type=int, default=10, help="posterior samples per example")
     q.add_argument("-n", type=int, default=16, help="how many of the most anomalous to show")
     q.add_argument("--limit", type=int)

@@ -28,7 +28,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import api, runs
-from .anomaly import CALIBRATION, calibration_json, check_method, heldout_scores, threshold_for
+from .anomaly import (
+    CALIBRATION,
+    NEEDS_REFERENCE,
+    build_reference,
+    calibration_json,
+    check_method,
+    heldout_scores,
+    save_reference,
+    threshold_for,
+)
 from .data import TensorData
 from .errors import VaekitError
 from .models import build_model
@@ -45,8 +54,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     Parameters: kind ("tabular" | "image" | "text"), model (registry name; default: the kind's),
     latent_dim, epochs, batch_size (None: the kind's default), lr, beta (KL weight), random_state,
     contamination (share of held-out data below the threshold), score_method ("elbo" | "iw" |
-    "reconstruction" (image/tabular: minus the squared reconstruction error); not
-    `score`, which scikit-learn reserves for a method), k (posterior samples per score),
+    "reconstruction" (image/tabular: minus the squared reconstruction error) | "knn" (minus the
+    distance to the nearest training codes) | "reconstruction+knn" (image/tabular: both, standardised;
+    see vaekit.anomaly); not `score`, which scikit-learn reserves for a method), k (posterior
+    samples per score),
     val_fraction (held out for the threshold), drop_constant (tabular: leave out
     constant columns instead of refusing them), image_shape (kind "image" with flat rows), model_options
     and train_options (other model Config / TrainConfig fields), device, precision ("fp32" | "bf16":
@@ -63,7 +74,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         "beta": [Interval(Real, 0, None, closed="left")],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
-        "score_method": [StrOptions({"elbo", "iw", "reconstruction"})],
+        "score_method": [StrOptions({"elbo", "iw", "reconstruction", "knn", "reconstruction+knn"})],
         "k": [Interval(Integral, 1, 100_000, closed="both")],
         "val_fraction": [Interval(Real, 0, 1, closed="neither")],
         "drop_constant": ["boolean"],
@@ -187,6 +198,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         with tempfile.TemporaryDirectory() as tmp:  # the fitted state is exactly a run directory
             _write_run(Path(tmp), api.run_config(job.KIND, vae, data_config, train_config), vae, self.files_)
             self.run_ = api.load(tmp, self.device, self.precision)
+        if self.score_method in NEEDS_REFERENCE:  # the training codes, while the training data is at hand
+            self.run_.reference = build_reference(self.run_.model, self.run_.prepare(train_x), seed)
         self.heldout_scores_ = self.run_.score(val_x, self.score_method, self.k)
         self.offset_ = threshold_for(self.heldout_scores_, self.contamination)
         return self
@@ -250,6 +263,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             runs.atomic_write(out / CALIBRATION, calibration_json(self.heldout_scores_, self.score_method, self.k))
         runs.atomic_write(out / runs.METRICS, "".join(json.dumps(m) + "\n" for m in self.history_).encode())
         _write_run(out, config, self.run_.model, self.files_)
+        if self.run_.reference is not None:  # stamped with the weights just written
+            save_reference(out, self.run_.reference)
         return out
 
     @classmethod

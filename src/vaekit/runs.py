@@ -146,6 +146,30 @@ def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | Non
     atomic_write(path, save(tensors, metadata=metadata))
 
 
+def tensors_metadata(path: str | Path) -> dict:
+    """The string metadata stored in a safetensors file's header ({} when it has none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except FileNotFoundError:
+        raise VaekitError(f"{path} is missing") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise VaekitError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex): ties a derived file to the weights it was made from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def load_tensors(path: str | Path) -> dict:
     try:
         return load_file(str(path))
