@@ -74,7 +74,8 @@ def main(argv=None) -> None:
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--score", default="iw", choices=("elbo", "iw", "reconstruction"), help="vaekit's score_method")
+    p.add_argument("--score", default="iw", choices=("elbo", "iw", "reconstruction", "knn", "reconstruction+knn"),
+                   help="vaekit's score_method")
     p.add_argument("--out", type=Path, help="results file (default bench/results/anomaly_tabular[-quick].json)")
     args = p.parse_args(argv)
     if args.quick:

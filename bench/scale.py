@@ -192,12 +192,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-peer", action="store_true")
     p.add_argument("--parts", nargs="+", default=["image", "text", "elbo", "gpu"],
                    choices=["image", "text", "elbo", "gpu"])
+    p.add_argument("--text-limit", type=int, help="train on the first N PTB sentences (default: all; 800 with --quick)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     args.data_dir = peers.data_dir(args.data_dir)
     q = args.quick
     args.epochs = 2 if q else 3
-    args.image_limit, args.text_limit = (3200, 800) if q else (None, None)
+    args.image_limit, args.text_limit = (3200, args.text_limit or 800) if q else (None, args.text_limit)
     args.text_peer_epochs = 1
     args.elbo_epochs, args.elbo_limit = (2, 6400) if q else (5, None)
     args.gpu_epochs = 3 if q else 5

@@ -175,15 +175,20 @@ def test_reconstruction_score(image_run, tabular_run, text_run, capsys, tmp_path
     digits = np.round(load_digits().images[:20] * 255 / 16).astype(np.uint8)
     scores = run.score(digits, method="reconstruction")
     # minus the squared distance to the decoded posterior mean after a Gaussian blur (sigma 1, radius
-    # 2, zero padding) of both, computed here independently with scipy
+    # 2, zero padding) of both, relative to the blurred image's squared norm; computed here
+    # independently with scipy
     from scipy.ndimage import gaussian_filter
 
     x = torch.from_numpy(digits).float().unsqueeze(1) / 255.0
     with torch.no_grad():
         r = run.model.reconstruct(x).numpy()
     smooth = lambda a: gaussian_filter(a[:, 0].astype(np.float64), sigma=(0, 1, 1), truncate=2, mode="constant")  # noqa: E731
-    expected = -((smooth(r) - smooth(x.numpy())) ** 2).reshape(len(x), -1).sum(1)
+    blurred = smooth(x.numpy())
+    expected = -((smooth(r) - blurred) ** 2).reshape(len(x), -1).sum(1) / (blurred ** 2).reshape(len(x), -1).sum(1)
     assert np.allclose(scores, expected, rtol=1e-4) and (scores <= 0).all()
+    # a blank image has nothing to reconstruct: it scores far below every digit instead of dividing by 0
+    blank = run.score(np.zeros((1, 8, 8), np.uint8), method="reconstruction")
+    assert np.isfinite(blank).all() and blank[0] < scores.min()
     # the CLI calibrates its threshold on the same score; tabular runs take it too; text runs refuse it
     code, stdout, _ = run_cli(capsys, "anomalies", tabular_run, "--data", "breast-cancer", "--score",
                               "reconstruction", "--out", tmp_path / "rec")

@@ -12,7 +12,10 @@ the decoded posterior mean (not nats; PCA's reconstruction error, with the VAE a
 It does not favour simple inputs the way a likelihood does (Nalisnick et al. 2019): on one-class
 MNIST digit 0 it gave AUROC 99.4 where the IW bound gave 95.1 (bench/RESULTS.md). For images the
 distance is taken after a small Gaussian blur of both (sigma 1 pixel), so that a stroke drawn one
-pixel aside costs less than a missing one.
+pixel aside costs less than a missing one, and it is relative: divided by the blurred image's own
+squared norm. An image with little ink (a 1 scored by a model of 8s) is otherwise "well
+reconstructed" merely because it has little to reconstruct; the relative error lifted one-class
+MNIST digit 8 from 92.1 to 96.6 AUROC (bench/RESULTS.md).
 
 Two scores compare an example with the training data in the latent space instead: "knn", minus the
 mean distance from the posterior mean to its NEIGHBOURS nearest training codes (the k-NN outlier
@@ -44,9 +47,10 @@ CALIBRATION = "calibration.json"  # held-out scores an estimator saved with its 
 REFERENCE = "reference.safetensors"  # training codes and reconstruction errors (knn scores)
 NEIGHBOURS = 5  # k of the k-NN distance
 REFERENCE_MAX = 20_000  # training examples kept in a reference set (a seeded subsample beyond it)
-SCORE_UNITS = {"reconstruction": "minus squared reconstruction error",
+SCORE_UNITS = {"reconstruction": "minus squared reconstruction error (images: relative)",
                "knn": f"minus mean distance to the {NEIGHBOURS} nearest training codes",
                "reconstruction+knn": "minus standardised reconstruction error + k-NN distance"}
+REFERENCE_MEASURE = "1: posterior means; squared error, images blurred (sigma 1) and relative"
 BLUR_SIGMA = 1.0  # pixels: one-class MNIST AUROC +1.9 (digit 8), +1.5 (digit 2) over no blur
 
 
@@ -91,12 +95,15 @@ def check_kind(method: str, kind: str) -> None:
 
 def reconstruction_error(model, x: Tensor) -> Tensor:
     """(B,) squared distance between model-ready x and the decoded posterior mean, in fp32; for
-    images both are blurred first (Gaussian, BLUR_SIGMA pixels)."""
+    images (B, C, H, W) both are blurred first (Gaussian, BLUR_SIGMA pixels) and the distance is
+    divided by the blurred image's squared norm (floored, so a blank image scores as very unusual)."""
     x = x.float()
     r = model.reconstruct(x).float()
-    if x.dim() == 4:
-        r, x = blur(r), blur(x)
-    return (r - x).pow(2).flatten(1).sum(1)
+    if x.dim() != 4:
+        return (r - x).pow(2).flatten(1).sum(1)
+    r, x = blur(r), blur(x)
+    energy = x.pow(2).flatten(1).sum(1).clamp_min(1e-6 * x[0].numel())
+    return (r - x).pow(2).flatten(1).sum(1) / energy
 
 
 def blur(x: Tensor, sigma: float = BLUR_SIGMA) -> Tensor:
@@ -110,13 +117,23 @@ def blur(x: Tensor, sigma: float = BLUR_SIGMA) -> Tensor:
 
 
 @torch.no_grad()
-def codes(model, x: Tensor, batch: int = 1000) -> Tensor:
-    """(N, D) fp32 posterior means of model-ready x, in eval mode."""
+def _batched(fn, model, x: Tensor, batch: int = 1000) -> Tensor:
+    """fn(model, chunk) over model-ready x in chunks, in eval mode, concatenated on the CPU."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model.encode(x[i:i + batch]).mean.float() for i in range(0, len(x), batch)])
+    out = torch.cat([fn(model, x[i:i + batch]) for i in range(0, len(x), batch)])
     model.train(was_training)
     return out.cpu()
+
+
+def codes(model, x: Tensor) -> Tensor:
+    """(N, D) fp32 posterior means of model-ready x."""
+    return _batched(lambda m, b: m.encode(b).mean.float(), model, x)
+
+
+def errors(model, x: Tensor) -> Tensor:
+    """(N,) reconstruction errors of model-ready x (reconstruction_error, in chunks)."""
+    return _batched(reconstruction_error, model, x)
 
 
 @dataclass
@@ -150,10 +167,8 @@ class Reference:
             return -dist
         if self.error_spread is None:
             raise VaekitError("this reference set has no reconstruction errors (a text run)")
-        with torch.no_grad():
-            err = torch.cat([reconstruction_error(model, x[i:i + 1000]) for i in range(0, len(x), 1000)])
         (m_d, s_d), (m_e, s_e) = self.knn_spread, self.error_spread
-        return -((dist - m_d) / s_d + (err.double().cpu().numpy() - m_e) / s_e)
+        return -((dist - m_d) / s_d + (errors(model, x).double().numpy() - m_e) / s_e)
 
     def tensors(self) -> dict:
         return {"codes": self.codes, **({"errors": self.errors} if self.errors is not None else {})}
@@ -163,21 +178,20 @@ def build_reference(model, x: Tensor, seed: int = 0) -> Reference:
     """The reference set of model-ready training data x (at most REFERENCE_MAX, a seeded subsample)."""
     if len(x) > REFERENCE_MAX:
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:REFERENCE_MAX].to(x.device)]
-    errors = None
-    if model.kind != "text":
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            errors = torch.cat([reconstruction_error(model, x[i:i + 1000]) for i in range(0, len(x), 1000)]).cpu()
-        model.train(was_training)
-    return Reference(codes(model, x), errors)
+    return Reference(codes(model, x), None if model.kind == "text" else errors(model, x))
 
 
 def save_reference(run_path: Path, reference: Reference) -> None:
     """Write reference.safetensors, stamped with the digest of the weights it was made with."""
     from .runs import WEIGHTS, file_digest, save_tensors
 
-    save_tensors(run_path / REFERENCE, reference.tensors(), {"weights_sha256": file_digest(run_path / WEIGHTS)})
+    save_tensors(run_path / REFERENCE, reference.tensors(), reference_stamp(file_digest(run_path / WEIGHTS)))
+
+
+def reference_stamp(weights_digest: str) -> dict[str, str]:
+    """What a saved reference set was made with: the weights, and how errors and codes are measured
+    (a later vaekit that measures differently makes the set again instead of mixing the two)."""
+    return {"weights_sha256": weights_digest, "measure": REFERENCE_MEASURE}
 
 
 def run_reference(run) -> Reference:
@@ -191,7 +205,7 @@ def run_reference(run) -> Reference:
         return run.reference
     path = run.path / REFERENCE
     # A run trained further (vaekit resume) has new codes: a stamp that differs means "make it again".
-    if path.exists() and tensors_metadata(path).get("weights_sha256") == file_digest(run.path / WEIGHTS):
+    if path.exists() and tensors_metadata(path) == reference_stamp(file_digest(run.path / WEIGHTS)):
         t = load_tensors(path)
         if "codes" not in t or t["codes"].dim() != 2 or t["codes"].shape[1] != run.model.latent_dim:
             raise VaekitError(f"{path} does not hold this run's training codes; delete it to make it again")

@@ -551,11 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "parametric fits a map once (saved in RUN/embedding_map) and reuses it for new data")
     q.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="bf16: about 4x faster encoding on CPUs with native bf16, means within about 1%%")
-    q = use_command("anomalies", "score data by log-likelihood; flag anomalies (CSV, histogram, examples)",
+    q = use_command("anomalies", "score data (log-likelihood, reconstruction error or distance to the training "
+                    "codes); flag anomalies (CSV, histogram, examples)",
                     cmd_anomalies)
     q.add_argument("--contamination", type=float,
                    help="share of held-out (validation) data to flag; sets the threshold (default 0.01)")
-    q.add_argument("--threshold", type=float, help="flag scores below this log-likelihood instead")
+    q.add_argument("--threshold", type=float, help="flag scores below this value instead")
     q.add_argument("--score", default="elbo", choices=METHODS,
                    help="elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; "
                         "reconstruction (image/tabular): minus the squared reconstruction error; knn: minus the "
