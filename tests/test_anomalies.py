@@ -270,3 +270,20 @@ def test_knn_estimator_detects_other_digits_and_round_trips(tmp_path):
     vae.save(tmp_path / "r")
     again = vaekit.VAE.load(tmp_path / "r")
     assert np.array_equal(again.score_samples(x), scores) and again.offset_ == vae.offset_
+
+
+def test_knn_score_needs_the_codes_fit_makes():
+    """A model fitted for another score has no training codes: switching to knn says to fit again;
+    a score the kind cannot take is refused before any training."""
+    from sklearn.datasets import load_breast_cancer
+
+    from vaekit.estimator import EstimatorInputError
+
+    x, y = load_breast_cancer(return_X_y=True)
+    vae = vaekit.VAE(epochs=2, train_options={"threads": 1}).fit(x[y == 1])
+    with pytest.raises(VaekitError, match="fit it again"):
+        vae.set_params(score_method="knn").score_samples(x[:5])
+    text = vaekit.VAE(kind="text", epochs=1, score_method="reconstruction+knn")
+    with pytest.raises(EstimatorInputError, match="image and tabular"):
+        text.fit(SENTENCES)
+    assert not hasattr(text, "history_")  # refused before training

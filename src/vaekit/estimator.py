@@ -30,9 +30,12 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from . import api, runs
 from .anomaly import (
     CALIBRATION,
+    METHODS,
     NEEDS_REFERENCE,
+    REFERENCE,
     build_reference,
     calibration_json,
+    check_kind,
     check_method,
     heldout_scores,
     save_reference,
@@ -42,6 +45,9 @@ from .data import TensorData
 from .errors import VaekitError
 from .models import build_model
 from .train import TrainConfig, Trainer, autocast_context
+
+
+IN_MEMORY = "(arrays given to vaekit.VAE.fit)"  # the data setting of an estimator's run: nothing to re-read
 
 
 class EstimatorInputError(VaekitError, ValueError):
@@ -74,7 +80,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         "beta": [Interval(Real, 0, None, closed="left")],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
-        "score_method": [StrOptions({"elbo", "iw", "reconstruction", "knn", "reconstruction+knn"})],
+        "score_method": [StrOptions(set(METHODS))],
         "k": [Interval(Integral, 1, 100_000, closed="both")],
         "val_fraction": [Interval(Real, 0, 1, closed="neither")],
         "drop_constant": ["boolean"],
@@ -166,12 +172,16 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     def fit(self, X, y=None):
         """Train on X (y is ignored: unsupervised); returns self."""
         self._validate_params()
+        try:
+            check_kind(self.score_method, self.kind)  # before training, not after
+        except VaekitError as e:
+            raise EstimatorInputError(str(e)) from None
         seed = int(np.random.default_rng().integers(2**31)) if self.random_state is None else int(self.random_state)
         x = self._inputs(X, reset=True)
         train_x, val_x = self._held_out(x, seed)
         job = api._job(self.kind)
         extra = {"drop_constant": self.drop_constant} if self.kind == "tabular" else {}
-        data_config = job.DataConfig(data="(arrays given to vaekit.VAE.fit)", val_fraction=self.val_fraction,
+        data_config = job.DataConfig(data=IN_MEMORY, val_fraction=self.val_fraction,
                                      split_seed=seed, **extra)
         try:
             prepared = self._prepare(job, train_x, val_x, data_config)
@@ -220,8 +230,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         return self.run_.decode(check_array(X, dtype=np.float32))
 
     def score_samples(self, X) -> np.ndarray:
-        """Log-likelihood estimate per example (nats; higher = more typical)."""
+        """Per-example score as score_method says (higher = more typical): a log-likelihood estimate
+        in nats for "elbo" and "iw"."""
         check_is_fitted(self)
+        if (self.score_method in NEEDS_REFERENCE and self.run_.reference is None
+                and not (self.run_.path / REFERENCE).exists() and self.run_.data_config.data == IN_MEMORY):
+            raise VaekitError(f"score_method={self.score_method!r} compares with the training data's codes, "
+                              "which fit makes: this model was fitted without them; fit it again with this "
+                              "score_method")
         return self.run_.score(self._inputs(X, reset=False), self.score_method, self.k)
 
     def score(self, X, y=None) -> float:
