@@ -1,7 +1,8 @@
-"""Anomaly scores from a trained VAE: per-example log-likelihood estimates, thresholds calibrated on
-held-out data, and the `vaekit anomalies` report (scores.csv, histogram, most anomalous examples).
+"""Anomaly scores from a trained VAE (higher = more typical): log-likelihood estimates, reconstruction
+errors and distances to the training codes; thresholds calibrated on held-out data; and the
+`vaekit anomalies` report (scores.csv, histogram, most anomalous examples).
 
-A score is an estimate of log p(x) in nats (higher = more typical): the ELBO (Kingma & Welling
+The likelihood scores estimate log p(x) in nats: the ELBO (Kingma & Welling
 2014) averaged over k posterior draws, or the importance-weighted bound with k samples (Burda et
 al. 2016), which is tighter and ranks better when the posterior is a poor fit. The ELBO draws use
 the same k noise vectors for every example, so an example's score does not depend on which other
