@@ -174,15 +174,15 @@ def test_reconstruction_score(image_run, tabular_run, text_run, capsys, tmp_path
     run = vaekit.load(image_run)
     digits = np.round(load_digits().images[:20] * 255 / 16).astype(np.uint8)
     scores = run.score(digits, method="reconstruction")
-    # minus the squared distance to the decoded posterior mean after a Gaussian blur (sigma 1, radius
-    # 2, zero padding) of both, relative to the blurred image's squared norm; computed here
-    # independently with scipy
+    # minus the squared distance to the decoded posterior mean after a Gaussian blur (sigma 1 pixel
+    # per 28, so 8/28 on these 8x8 digits; radius 1; zero padding) of both, relative to the blurred
+    # image's squared norm; computed here independently with scipy
     from scipy.ndimage import gaussian_filter
 
     x = torch.from_numpy(digits).float().unsqueeze(1) / 255.0
     with torch.no_grad():
         r = run.model.reconstruct(x).numpy()
-    smooth = lambda a: gaussian_filter(a[:, 0].astype(np.float64), sigma=(0, 1, 1), truncate=2, mode="constant")  # noqa: E731
+    smooth = lambda a: gaussian_filter(a[:, 0].astype(np.float64), sigma=(0, 8 / 28, 8 / 28), truncate=3.5, mode="constant")  # noqa: E731
     blurred = smooth(x.numpy())
     expected = -((smooth(r) - blurred) ** 2).reshape(len(x), -1).sum(1) / (blurred ** 2).reshape(len(x), -1).sum(1)
     assert np.allclose(scores, expected, rtol=1e-4) and (scores <= 0).all()
@@ -287,3 +287,16 @@ def test_knn_score_needs_the_codes_fit_makes():
     with pytest.raises(EstimatorInputError, match="image and tabular"):
         text.fit(SENTENCES)
     assert not hasattr(text, "history_")  # refused before training
+
+
+def test_blur_is_a_gaussian_filter():
+    """anomaly.blur (radius 2 sigma, zero padding) against scipy's Gaussian filter, on 28x28 images
+    where the reconstruction score blurs with sigma 1."""
+    from scipy.ndimage import gaussian_filter
+
+    from vaekit.anomaly import blur
+
+    x = torch.rand(3, 2, 28, 28, dtype=torch.float64)
+    expected = gaussian_filter(x.numpy(), sigma=(0, 0, 1, 1), truncate=2, mode="constant")
+    assert np.allclose(blur(x, 1.0).numpy(), expected, atol=1e-12)
+    assert not np.allclose(x.numpy(), expected, atol=1e-3)  # it does blur
