@@ -23,7 +23,10 @@ EXPECTED_FAILURES = {
 }
 
 
-@parametrize_with_checks([VAE(**FAST)], expected_failed_checks=lambda est: EXPECTED_FAILURES)
+# The default (ELBO) score, and the score that compares with the training codes (a reference set
+# made in fit and carried through clone, save and load).
+@parametrize_with_checks([VAE(**FAST), VAE(**FAST, score_method="reconstruction+knn")],
+                         expected_failed_checks=lambda est: EXPECTED_FAILURES)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
