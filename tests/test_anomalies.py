@@ -182,7 +182,9 @@ def test_reconstruction_score(image_run, tabular_run, text_run, capsys, tmp_path
     x = torch.from_numpy(digits).float().unsqueeze(1) / 255.0
     with torch.no_grad():
         r = run.model.reconstruct(x).numpy()
-    smooth = lambda a: gaussian_filter(a[:, 0].astype(np.float64), sigma=(0, 8 / 28, 8 / 28), truncate=3.5, mode="constant")  # noqa: E731
+    def smooth(a):
+        return gaussian_filter(a[:, 0].astype(np.float64), sigma=(0, 8 / 28, 8 / 28), truncate=3.5, mode="constant")
+
     blurred = smooth(x.numpy())
     expected = -((smooth(r) - blurred) ** 2).reshape(len(x), -1).sum(1) / (blurred ** 2).reshape(len(x), -1).sum(1)
     assert np.allclose(scores, expected, rtol=1e-4) and (scores <= 0).all()
