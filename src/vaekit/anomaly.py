@@ -220,7 +220,8 @@ def run_reference(run) -> Reference:
     try:
         train = api._job(run.kind).prepare(run.data_config, run.path).train
     except VaekitError as e:
-        raise VaekitError(f"the knn scores compare with the run's training data, which cannot be read ({e})") from None
+        raise VaekitError(f"the knn scores compare with the run's training data, which cannot be read ({e}); "
+                          "the elbo and iw scores need no training data") from None
     x = PREPARE["rescale" if train.prepare == "binarize" else train.prepare](train.x).to(run.device)
     run.reference = build_reference(run.model, x)
     try:

@@ -15,6 +15,9 @@ from pathlib import Path
 from .errors import VaekitError
 
 KINDS = ("image", "text", "tabular")
+# `vaekit anomalies` without --score: what ranked best per kind in bench/ (likelihoods favour simple
+# images, Nalisnick et al. 2019; on tables the ELBO / IW bound is level with the combined score).
+DEFAULT_SCORE = {"image": "reconstruction+knn", "text": "elbo", "tabular": "elbo"}
 DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
 
 
@@ -311,7 +314,8 @@ def cmd_anomalies(args) -> None:
         while out.exists():
             i += 1
             out = run.path / f"anomalies-{i}"
-    result = report(run, args.data, out, args.contamination, args.threshold, args.score, args.k, args.n, args.limit)
+    method = args.score or DEFAULT_SCORE[run.kind]
+    result = report(run, args.data, out, args.contamination, args.threshold, method, args.k, args.n, args.limit)
     for line in result["lines"] or []:
         print(line)
     if result.get("unknown_words", "0 ").split()[0] != "0":
@@ -319,7 +323,7 @@ def cmd_anomalies(args) -> None:
               file=sys.stderr)
     how = (f"contamination {result['contamination']} of held-out scores" if args.threshold is None
            else "--threshold")
-    print(f"{result['flagged']} of {result['n']} flagged below {result['threshold']:.3f} ({how}); "
+    print(f"{result['flagged']} of {result['n']} flagged below {result['threshold']:.3f} (score {method}, {how}); "
           f"wrote {out}/scores.csv, histogram.png"
           + (", most_anomalous.png" if run.kind == "image" else "")
           + (", most_anomalous.txt" if run.kind == "text" else ""))
@@ -557,11 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--contamination", type=float,
                    help="share of held-out (validation) data to flag; sets the threshold (default 0.01)")
     q.add_argument("--threshold", type=float, help="flag scores below this value instead")
-    q.add_argument("--score", default="elbo", choices=METHODS,
+    q.add_argument("--score", choices=METHODS,
                    help="elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; "
                         "reconstruction (image/tabular): minus the squared reconstruction error; knn: minus the "
                         "distance to the nearest training codes; reconstruction+knn (image/tabular): both, "
-                        "standardised (the best on one-class MNIST)")
+                        "standardised. Default: reconstruction+knn for image runs (the best on one-class "
+                        "MNIST: AUROC 98.5; iw after 10 epochs: 89.0), elbo for text and tabular runs")
     q.add_argument("--k", type=int, default=10, help="posterior samples per example")
     q.add_argument("-n", type=int, default=16, help="how many of the most anomalous to show")
     q.add_argument("--limit", type=int)
