@@ -15,9 +15,6 @@ from pathlib import Path
 from .errors import VaekitError
 
 KINDS = ("image", "text", "tabular")
-# `vaekit anomalies` without --score: what ranked best per kind in bench/ (likelihoods favour simple
-# images, Nalisnick et al. 2019; on tables the ELBO / IW bound is level with the combined score).
-DEFAULT_SCORE = {"image": "reconstruction+knn", "text": "elbo", "tabular": "elbo"}
 DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
 
 
@@ -314,7 +311,7 @@ def cmd_anomalies(args) -> None:
         while out.exists():
             i += 1
             out = run.path / f"anomalies-{i}"
-    method = args.score or DEFAULT_SCORE[run.kind]
+    method = args.score or api._job(run.kind).DEFAULT_SCORE
     result = report(run, args.data, out, args.contamination, args.threshold, method, args.k, args.n, args.limit)
     for line in result["lines"] or []:
         print(line)

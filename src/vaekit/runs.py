@@ -15,6 +15,7 @@ pickled: weights are safetensors, everything else is JSON.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -146,17 +147,23 @@ def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | Non
     atomic_write(path, save(tensors, metadata=metadata))
 
 
-def tensors_metadata(path: str | Path) -> dict:
-    """The string metadata stored in a safetensors file's header ({} when it has none)."""
-    from safetensors import safe_open
-
+@contextlib.contextmanager
+def _reading_tensors(path: str | Path):
+    """A safetensors file that is missing or unreadable becomes one clear VaekitError."""
     try:
-        with safe_open(str(path), "pt") as f:
-            return dict(f.metadata() or {})
+        yield
     except FileNotFoundError:
         raise VaekitError(f"{path} is missing") from None
     except (SafetensorError, OSError, ValueError) as e:
         raise VaekitError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def tensors_metadata(path: str | Path) -> dict:
+    """The string metadata stored in a safetensors file's header ({} when it has none)."""
+    from safetensors import safe_open
+
+    with _reading_tensors(path), safe_open(str(path), "pt") as f:
+        return dict(f.metadata() or {})
 
 
 def file_digest(path: str | Path) -> str:
@@ -171,12 +178,8 @@ def file_digest(path: str | Path) -> str:
 
 
 def load_tensors(path: str | Path) -> dict:
-    try:
+    with _reading_tensors(path):
         return load_file(str(path))
-    except FileNotFoundError:
-        raise VaekitError(f"{path} is missing") from None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise VaekitError(f"{path} is not a readable safetensors file ({e})") from None
 
 
 def is_run(path: str | Path) -> bool:

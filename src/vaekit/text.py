@@ -22,6 +22,7 @@ from .generate import DecodeConfig, decode
 
 KIND = "text"
 DEFAULT_MODEL = "text-rnn"
+DEFAULT_SCORE = "elbo"  # `vaekit anomalies` without --score
 TOKENIZER = "tokenizer.json"
 PREPARE_OPTIONS = ("tokenizer",)
 # What keeps a text VAE's code in use, as the CLI's defaults for `train text`: the document's batch
