@@ -9,11 +9,16 @@ SMALL = {"image": {"image_shape": (1, 12, 10)}, "text": {"vocab_size": 50, "max_
          "tabular": {"n_features": 7}}
 
 
-@pytest.fixture(params=sorted(MODELS))
+# Every registered model at its defaults, plus the options that change which layers exist.
+VARIANTS = [(name, {}) for name in sorted(MODELS)] + [("text-rnn", {"tie_embeddings": True})]
+
+
+@pytest.fixture(params=VARIANTS, ids=lambda v: v[0] + "".join(f"-{k}" for k in v[1]))
 def model(request):
     torch.manual_seed(0)
-    cls, _ = MODELS[request.param]
-    return build_model(request.param, **SMALL.get(cls.kind, {}))
+    name, options = request.param
+    cls, _ = MODELS[name]
+    return build_model(name, **SMALL.get(cls.kind, {}), **options)
 
 
 def test_shapes_and_finite_loss(model):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..distributions import DiagonalGaussian
@@ -35,6 +36,7 @@ class TextRNNConfig:
     latent_dim: int = 32
     word_dropout: float = 0.3  # share of decoder inputs replaced by <unk> while training
     dropout: float = 0.5  # dropout on the decoder's input embeddings and outputs while training
+    tie_embeddings: bool = False  # output softmax shares the input embedding (Press & Wolf 2017)
 
     def __post_init__(self):
         check_text_config(self)
@@ -63,7 +65,18 @@ class TextRNNVAE(VAE):
         self.to_log_var = nn.Linear(2 * c.encoder_dim, c.latent_dim)
         self.to_state = nn.Linear(c.latent_dim, 2 * c.decoder_dim)  # initial (h, c) of the decoder
         self.decoder = nn.LSTM(c.embed_dim + c.latent_dim, c.decoder_dim, batch_first=True)
-        self.to_vocab = nn.Linear(c.decoder_dim, c.vocab_size)
+        if c.tie_embeddings:
+            # Project the state down to embed_dim, then score words with the embedding matrix itself
+            # (Press & Wolf 2017; Inan et al. 2017): one matrix learns both roles, and the softmax
+            # costs embed_dim instead of decoder_dim multiply-adds per word, so the recurrent state
+            # can grow at the same cost.
+            self.to_embed = nn.Linear(c.decoder_dim, c.embed_dim)
+            self.vocab_bias = nn.Parameter(torch.zeros(c.vocab_size))
+            # N(0, 1) rows would start the logits at a scale of sqrt(embed_dim); LSTM language
+            # models start their embeddings at U(-0.1, 0.1) (Zaremba et al. 2014).
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        else:
+            self.to_vocab = nn.Linear(c.decoder_dim, c.vocab_size)
         self.dropout = nn.Dropout(c.dropout)  # identity in eval mode: generation and evaluation see no noise
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
@@ -85,10 +98,16 @@ class TextRNNVAE(VAE):
         out, state = self.decoder(inputs, state)
         return self.dropout(out), state
 
+    def logits(self, states: Tensor) -> Tensor:
+        """Decoder states (..., decoder_dim) -> vocabulary logits (..., V)."""
+        if self.config.tie_embeddings:
+            return F.linear(self.to_embed(states), self.embedding.weight, self.vocab_bias)
+        return self.to_vocab(states)
+
     def step(self, tokens: Tensor, z: Tensor, state):
         """One decoding step: tokens (B, L) -> logits (B, L, V) and the new state."""
         out, state = self.run_decoder(tokens, z, state)
-        return self.to_vocab(out), state
+        return self.logits(out), state
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """Teacher forcing: predict x[t] from <bos>, x[:t] and z. x: (B, T) -> (B,)."""
@@ -99,7 +118,7 @@ class TextRNNVAE(VAE):
             drop[:, 0] = False  # keep <bos>
             inputs = inputs.masked_fill(drop & (inputs != PAD), UNK)
         states, _ = self.run_decoder(inputs, z, self.init_state(z))
-        return -token_nll(states, x, self.to_vocab)
+        return -token_nll(states, x, self.logits)
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:

@@ -80,7 +80,7 @@ def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
     return h
 
 
-def token_nll(hidden: Tensor, x: Tensor, to_vocab: nn.Module) -> Tensor:
+def token_nll(hidden: Tensor, x: Tensor, to_vocab) -> Tensor:
     """Summed negative log-likelihood of the non-padding tokens of each sentence.
 
     hidden: (B, T, H) decoder states, x: (B, T) targets -> (B,). The softmax layer runs on the
