@@ -8,18 +8,17 @@ import torch
 
 from vaekit.cli import main
 from vaekit.export import export_model, max_difference, sentences
-from vaekit.models import MODELS, build_model
+from vaekit.models import build_model
 
 pytest.importorskip("onnxruntime")
 
-SMALL = {"image": {"image_shape": (1, 12, 10)}, "text": {"vocab_size": 50, "max_len": 9}}
+from .models import SMALL, VARIANTS, build_variant, variant_id
 
 
-@pytest.fixture(params=sorted(MODELS))
+@pytest.fixture(params=VARIANTS, ids=variant_id)
 def model(request):
     torch.manual_seed(0)
-    cls, _ = MODELS[request.param]
-    return build_model(request.param, **SMALL.get(cls.kind, {}))
+    return build_variant(request.param)
 
 
 def test_every_model_round_trips_through_onnxruntime(model, tmp_path):

@@ -2,23 +2,16 @@
 import pytest
 import torch
 
-from vaekit.models import MODELS, build_model
+from vaekit.models import build_model
 from vaekit.runs import load_tensors, save_tensors
 
-SMALL = {"image": {"image_shape": (1, 12, 10)}, "text": {"vocab_size": 50, "max_len": 9},
-         "tabular": {"n_features": 7}}
+from . import VARIANTS, build_variant, variant_id
 
 
-# Every registered model at its defaults, plus the options that change which layers exist.
-VARIANTS = [(name, {}) for name in sorted(MODELS)] + [("text-rnn", {"tie_embeddings": True})]
-
-
-@pytest.fixture(params=VARIANTS, ids=lambda v: v[0] + "".join(f"-{k}" for k in v[1]))
+@pytest.fixture(params=VARIANTS, ids=variant_id)
 def model(request):
     torch.manual_seed(0)
-    name, options = request.param
-    cls, _ = MODELS[name]
-    return build_model(name, **SMALL.get(cls.kind, {}), **options)
+    return build_variant(request.param)
 
 
 def test_shapes_and_finite_loss(model):
