@@ -127,7 +127,11 @@ def model_from_config(config: dict):
         raise VaekitError("config.json has no valid 'model' entry")
     if model["name"] not in MODELS:
         raise VaekitError(f"config.json names an unknown model {model['name']!r}")
-    options = check_fields(MODELS[model["name"]][0].Config, model.get("config", {}), "config.json 'model.config'")
+    config_cls = MODELS[model["name"]][0].Config
+    options = check_fields(config_cls, model.get("config", {}), "config.json 'model.config'")
+    # A field added since the run was saved takes the value that rebuilds the model it was trained as,
+    # not today's default (e.g. an untied text-rnn from before tie_embeddings).
+    options = {**getattr(config_cls, "OLD_RUN_VALUES", {}), **options}
     try:
         return build_model(model["name"], **options)
     except (TypeError, ValueError) as e:

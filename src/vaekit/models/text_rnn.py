@@ -32,11 +32,15 @@ class TextRNNConfig:
     max_len: int = 50  # longest sentence generated (tokens, with <eos>)
     embed_dim: int = 256
     encoder_dim: int = 256  # per direction
-    decoder_dim: int = 512
+    decoder_dim: int = 1024
     latent_dim: int = 32
     word_dropout: float = 0.3  # share of decoder inputs replaced by <unk> while training
     dropout: float = 0.5  # dropout on the decoder's input embeddings and outputs while training
-    tie_embeddings: bool = False  # output softmax shares the input embedding (Press & Wolf 2017)
+    tie_embeddings: bool = True  # output softmax shares the input embedding (Press & Wolf 2017)
+
+    # What a config.json saved before a field existed meant (api.model_from_config fills these in):
+    # runs trained before tying was added have a separate output layer.
+    OLD_RUN_VALUES = {"tie_embeddings": False}
 
     def __post_init__(self):
         check_text_config(self)
