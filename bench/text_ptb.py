@@ -97,7 +97,9 @@ def trained_run_figures(path: str, args) -> dict:
     history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     train = text.read_texts("ptb", config)
     words = int((text.encode_sentences(run.tokenizer, train, max_len) > 3).sum())
-    trainer = Trainer(run.model, api.from_dict(TrainConfig, run.config["train"], "train"), test)
+    # Test figures in fp32 whatever precision the run trained in, as the IW bound below is.
+    trainer = Trainer(run.model, api.from_dict(TrainConfig, {**run.config["train"], "precision": "fp32"}, "train"),
+                      test)
     return {**test_figures(trainer, test, args, history, words, run.tokenizer.vocab_size, max_len), "run": str(path)}
 
 
