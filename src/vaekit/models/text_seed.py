@@ -8,6 +8,7 @@ the document, padding positions never count in the loss.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -80,7 +81,7 @@ def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
     return h
 
 
-def token_nll(hidden: Tensor, x: Tensor, to_vocab) -> Tensor:
+def token_nll(hidden: Tensor, x: Tensor, to_vocab: Callable[[Tensor], Tensor]) -> Tensor:
     """Summed negative log-likelihood of the non-padding tokens of each sentence.
 
     hidden: (B, T, H) decoder states, x: (B, T) targets -> (B,). The softmax layer runs on the
