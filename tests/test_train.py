@@ -80,6 +80,56 @@ def test_resume_mid_epoch_continues_exactly(digits_split, tmp_path):
     assert _weights_equal(full, resumed)
 
 
+def _scripted_validation(trainer, losses):
+    """Validation -ELBO per epoch as given (the selection logic is what is tested, not the model);
+    records each epoch's weights."""
+    losses, seen = iter(losses), []
+
+    def evaluate(data, batch_size=500, shard=False):
+        seen.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        loss = next(losses)
+        return {"loss": loss, "reconstruction": loss, "kl": 0.0}
+
+    trainer.evaluate = evaluate
+    return seen
+
+
+def _holds(state, weights):
+    return all(torch.equal(state[k], weights[k]) for k in weights)
+
+
+def test_keep_best_keeps_the_epoch_with_the_lowest_validation_loss(digits_split, tmp_path):
+    run = runs.prepare_run_dir(tmp_path / "run")
+    trainer = make_trainer(digits_split, run, epochs=4, keep_best=True)
+    epochs = _scripted_validation(trainer, [5.0, 2.0, 3.0, float("nan")])
+    history = trainer.fit()
+    assert [m["best_epoch"] for m in history] == [1, 2, 2, 2]
+    assert not _holds(epochs[1], epochs[3])  # the weights did move after the best epoch
+    assert _holds(runs.load_tensors(run / runs.WEIGHTS), epochs[1])
+    assert _holds(trainer.model.state_dict(), epochs[1])  # what the caller gets after fit
+    checkpoint = {k[6:]: v for k, v in runs.load_tensors(run / runs.CHECKPOINT).items() if k.startswith("model.")}
+    assert _holds(checkpoint, epochs[3])  # resume continues from the last step, not the best
+
+
+def test_keep_best_survives_a_resume(digits_split, tmp_path):
+    run = runs.prepare_run_dir(tmp_path / "run")
+    first = make_trainer(digits_split, run, epochs=2, keep_best=True)
+    epochs = _scripted_validation(first, [2.0, 3.0])
+    first.fit()
+    resumed = make_trainer(digits_split, run, epochs=3, keep_best=True)
+    resumed.load_checkpoint()
+    _scripted_validation(resumed, [4.0])
+    history = resumed.fit()
+    assert history[-1]["best_epoch"] == 1
+    assert _holds(resumed.model.state_dict(), epochs[0])
+    assert _holds(runs.load_tensors(run / runs.WEIGHTS), epochs[0])
+
+
+def test_keep_best_without_validation_data_is_refused(digits_split):
+    with pytest.raises(VaekitError, match="validation"):
+        make_trainer((digits_split[0], None), keep_best=True)
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(digits_split, tmp_path):
     run = runs.prepare_run_dir(tmp_path / "run")
     trainer = make_trainer(digits_split, run, epochs=3)

@@ -49,6 +49,8 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch; 0 = torch's default. Small recurrent models often run
     # faster on 1 thread, and on a busy machine many tiny parallel regions stall on a descheduled thread.
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch; 0 = each epoch
+    keep_best: bool = False  # the run's weights are those of the epoch with the lowest validation
+    # -ELBO (early stopping by selection); the checkpoint still holds the last step, for resume
     log_every: int = 50  # TensorBoard train scalars every N steps
     skip_nonfinite: int = 0  # skip up to N batches whose loss or gradients are NaN/inf (counted in
     # the metrics as skipped_batches); 0 = stop at the first one, keeping the last good checkpoint
@@ -123,7 +125,8 @@ def epoch_line(m: dict) -> str:
             f"KL {m['train_kl']:.2f})")
     if "val_loss" in m:
         line += f" | val -ELBO {m['val_loss']:.2f} (rec {m['val_reconstruction']:.2f}, KL {m['val_kl']:.2f})"
-    return line + f" | {m['examples_per_s']:.0f} examples/s"
+    line += f" | {m['examples_per_s']:.0f} examples/s"
+    return line + (" | best so far, kept" if m.get("best_epoch") == m["epoch"] else "")
 
 
 def check_runtime(config: TrainConfig) -> torch.device:
@@ -179,6 +182,8 @@ class TrainState:
     sums: dict = field(default_factory=dict)  # running sums of the incomplete epoch
     history: list = field(default_factory=list)  # one metrics dict per completed epoch
     skipped: int = 0  # batches skipped for a non-finite loss or gradient (skip_nonfinite), whole run
+    best_epoch: int = 0  # keep_best: the epoch whose weights model.safetensors holds
+    best_val_loss: float | None = None  # keep_best: that epoch's validation -ELBO
 
 
 class TrainingInterrupted(Exception):
@@ -195,6 +200,9 @@ class Trainer:
 
     def __init__(self, model, config: TrainConfig, train: TensorData, val: TensorData | None = None,
                  run: str | Path | None = None, callbacks: list | None = None):
+        if config.keep_best and val is None:
+            raise VaekitError("keep_best chooses the epoch by its validation -ELBO, and there is no "
+                              "validation data: give a validation set or a validation fraction above 0")
         self.config = config
         self.dist = distributed.setup(config.device)  # several processes: see distributed.py
         self.device = check_runtime(config)
@@ -221,6 +229,7 @@ class Trainer:
         self._stop_requested = False
         self._saved_step: int | None = None  # step of the last checkpoint written or loaded
         self._loss_share = 1.0
+        self._best_weights: dict | None = None  # keep_best: a copy of the best epoch's weights
         torch.manual_seed(distributed.rank_seed(config.seed, self.dist.rank))
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -242,6 +251,9 @@ class Trainer:
                 metrics = self._end_epoch()
                 for cb in self.callbacks:
                     getattr(cb, "on_epoch_end", lambda *a: None)(self, metrics)
+        if self.config.keep_best:  # what follows (plots, samples, the caller) sees the weights kept
+            self.model.load_state_dict(self._best_weights if self._best_weights is not None
+                                       else runs.load_tensors(self.run / runs.WEIGHTS))
         for cb in self.callbacks:
             getattr(cb, "on_train_end", lambda *a: None)(self)
         self._set_status("complete")
@@ -358,6 +370,12 @@ class Trainer:
             metrics["skipped_batches"] = st.sums.get("skipped", 0)
         if self.val_data is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data, shard=True).items()})
+        if self.config.keep_best:  # every rank sees the same all-reduced val_loss, so all agree
+            best = st.best_val_loss
+            if best is None or not math.isfinite(best) or metrics["val_loss"] < best:
+                st.best_epoch, st.best_val_loss = st.epoch + 1, metrics["val_loss"]
+                self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            metrics["best_epoch"] = st.best_epoch
         for cb in self.callbacks:  # derived figures (e.g. perplexity) join the epoch's metrics
             getattr(cb, "on_metrics", lambda *a: None)(self, metrics)
         st.epoch += 1
@@ -431,7 +449,9 @@ class Trainer:
         # so a kill between the files below leaves at worst an older model.safetensors/metrics.
         runs.save_tensors(self.run / runs.CHECKPOINT, tensors, meta)
         self._saved_step = self.state.step
-        runs.save_tensors(self.run / runs.WEIGHTS, self.model.state_dict())
+        st = self.state
+        if not self.config.keep_best or (st.best_epoch == st.epoch and st.batch_in_epoch == 0):
+            runs.save_tensors(self.run / runs.WEIGHTS, self.model.state_dict())
         lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
         runs.atomic_write(self.run / runs.METRICS, lines.encode())
         self._set_status("running")
