@@ -45,6 +45,9 @@ def test_train_text_writes_a_run_with_tokenizer_and_perplexity(text_run):
     config = json.loads((text_run / "config.json").read_text())
     assert config["kind"] == "text" and config["model"]["name"] == "text-rnn"
     assert config["train"]["batch_size"] == 32
+    assert config["train"]["keep_best"]  # text runs keep their best validation epoch by default
+    best = metrics[-1]["best_epoch"]
+    assert metrics[best - 1]["val_loss"] == min(m["val_loss"] for m in metrics)
 
 
 def test_vary_sample_interpolate_reconstruct(text_run, corpus, capsys, tmp_path):
