@@ -97,9 +97,10 @@ def trained_run_figures(path: str, args) -> dict:
     history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     train = text.read_texts("ptb", config)
     words = int((text.encode_sentences(run.tokenizer, train, max_len) > 3).sum())
-    # Test figures in fp32 whatever precision the run trained in, as the IW bound below is.
-    trainer = Trainer(run.model, api.from_dict(TrainConfig, {**run.config["train"], "precision": "fp32"}, "train"),
-                      test)
+    # Test figures in fp32 whatever precision the run trained in, as the IW bound below is. This
+    # Trainer only evaluates: it has no validation data, so it keeps no best epoch either.
+    train_config = api.from_dict(TrainConfig, {**run.config["train"], "precision": "fp32", "keep_best": False}, "train")
+    trainer = Trainer(run.model, train_config, test)
     return {**test_figures(trainer, test, args, history, words, run.tokenizer.vocab_size, max_len), "run": str(path)}
 
 
