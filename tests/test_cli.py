@@ -78,10 +78,15 @@ def test_summary_without_a_run_is_the_documents_model(capsys):
 
 def test_resume_continues_to_more_epochs(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli(capsys, "train", "image", "--out", out, "--epochs", "1", "--no-progress", "--model", "seed")[0] == 0
-    assert run_cli(capsys, "train", "image", "--out", out, "--resume", "--epochs", "3")[0] == 0
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+    assert run_cli(capsys, "train", "image", "--out", out, "--epochs", "1", "--no-progress", "--model", "seed",
+                   "--keep-best")[0] == 0
+    code, said, _ = run_cli(capsys, "train", "image", "--out", out, "--resume", "--epochs", "3")
+    assert code == 0
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    best = min(metrics, key=lambda m: m["val_loss"])
+    assert metrics[-1]["best_epoch"] == best["epoch"]
+    assert f"weights of epoch {best['epoch']} of 3 (best validation -ELBO {best['val_loss']:.2f})" in said
 
 
 def _pngs(folder: Path, n: int, size=(12, 10), mode="L"):

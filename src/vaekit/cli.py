@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import functools
 import inspect
+import json
 import re
 import sys
 import types
@@ -127,7 +128,7 @@ def cmd_train(args) -> None:
         if (code := _launch(args, ["--out", args.out])) is not None:
             return code
         api.resume(args.out, epochs=args.epochs_given)
-        print(f"done: {args.out}")
+        print(f"done: {args.out}{_kept_epoch(args.out)}")
         return
     job = api._job(args.kind)
     data = config_from_args(job.DataConfig, args)
@@ -145,8 +146,20 @@ def cmd_train(args) -> None:
     last = run.path / "metrics.jsonl"
     if not run_is_main():
         return
-    print(f"done: {run.path}  (metrics: {last}, plots: {run.path / 'plots'}, "
+    print(f"done: {run.path}{_kept_epoch(run.path)}  (metrics: {last}, plots: {run.path / 'plots'}, "
           f"TensorBoard: tensorboard --logdir {run.path / 'tb'})")
+
+
+def _kept_epoch(run) -> str:
+    """", weights of epoch N (best validation -ELBO X)" for a run that kept its best epoch, else ""."""
+    from . import runs
+
+    lines = (Path(run) / runs.METRICS).read_text().splitlines()
+    history = [json.loads(line) for line in lines]
+    if not history or "best_epoch" not in history[-1]:
+        return ""
+    best = history[history[-1]["best_epoch"] - 1]
+    return f", weights of epoch {best['epoch']} of {len(history)} (best validation -ELBO {best['val_loss']:.2f})"
 
 
 def cmd_resume(args) -> None:
@@ -156,7 +169,7 @@ def cmd_resume(args) -> None:
         return code
     api.resume(args.run, epochs=args.epochs)
     if run_is_main():
-        print(f"done: {args.run}")
+        print(f"done: {args.run}{_kept_epoch(args.run)}")
 
 
 def run_is_main() -> bool:
