@@ -39,6 +39,19 @@ def test_likelihood_bounds_parts_add_up_and_iw_is_tighter():
         likelihood_bounds(model.train(), x, k=2)
 
 
+def test_text_bounds_come_back_in_the_callers_order():
+    # Sentences are batched by length inside; every figure must still belong to its own sentence.
+    torch.manual_seed(0)
+    model = build_model("text-rnn", vocab_size=50, max_len=9, embed_dim=8, encoder_dim=8, decoder_dim=8,
+                        latent_dim=2).eval()
+    lengths = torch.tensor([7, 2, 5, 1, 6, 3, 4, 2])
+    x = torch.randint(4, 50, (8, 9)) * (torch.arange(9) < lengths[:, None])  # (8, 9), padded with 0
+    b = likelihood_bounds(model, x, k=4, batch_size=3)
+    assert torch.allclose(b["mean"], model.encode(x).mean, atol=1e-6)
+    alone = [likelihood_bounds(model, x[i:i + 1], k=1)["reconstruction"] for i in (0, 3)]
+    assert b["reconstruction"][0] > alone[1] and b["reconstruction"][3] < alone[0]  # 7 tokens cost more than 1
+
+
 def test_mutual_information_of_the_linear_gaussian_is_its_closed_form():
     # x = z + noise with unit-variance z: I(x; z) = D/2 log(1 + 1/SIGMA^2) = log 5 for D = 2.
     b = LinearGaussian().encode(linear_data(3000))

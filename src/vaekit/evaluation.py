@@ -69,9 +69,13 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
     """
     if model.training:
         raise ValueError("likelihood_bounds needs model.eval()")
+    # Text: batches of sentences of like length. A recurrent decoder runs every sentence of a pass
+    # to the longest one's length, and k copies of it at that; in PTB's test order, sorting cut
+    # the decoder's steps by about half.
+    order = (x != 0).sum(1).argsort(stable=True) if model.kind == "text" else torch.arange(len(x))  # (N,)
     out: dict[str, list] = {"reconstruction": [], "kl_per_dim": [], "iw_nll": [], "mean": [], "log_var": []}
     for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size].to(model.device)
+        batch = x[order[start:start + batch_size]].to(model.device)
         terms = elbo_terms(model, batch)
         posterior = model.encode(batch)
         samples_per_pass = chunk or iw_chunk(model, batch)
@@ -80,7 +84,8 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
         out["iw_nll"].append(-iw_log_likelihood(model, batch, k, samples_per_pass).float().cpu())
         out["mean"].append(posterior.mean.float().cpu())
         out["log_var"].append(posterior.log_var.float().cpu())
-    result = {key: torch.cat(values) for key, values in out.items()}
+    inverse = order.argsort()  # back to the caller's order
+    result = {key: torch.cat(values)[inverse] for key, values in out.items()}
     result["neg_elbo"] = result["reconstruction"] + result["kl_per_dim"].sum(1)
     return result
 
