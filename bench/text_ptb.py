@@ -144,6 +144,8 @@ def parse_args(argv=None):
     p.add_argument("--progress", action="store_true")
     p.add_argument("--iw-k", type=int, default=500, help="importance samples for the test NLL bound (0: skip)")
     p.add_argument("--iw-limit", type=int, help="IW bound, MI and active units on the first N test sentences")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the parts this run skips (seed and peer with --epochs 0) from the existing results file")
     args = p.parse_args(argv)
     args.ptb_root = data_dir(args.data_dir)
     args.limit = 4000 if args.quick else None
@@ -185,9 +187,17 @@ def main(argv=None) -> None:
         # et al. (2019) do on PTB; free bits keep the code in use, so word dropout is not needed here.
         report["default"] = train_and_test(
             "text-rnn", args, max_len,
-            {"epochs": args.rnn_epochs, "precision": args.precision, "free_bits": 0.2,
+            {"epochs": args.rnn_epochs, "precision": args.precision, "free_bits": 0.2, "keep_best": True,
              "kl_warmup_steps": 2 * steps_per_epoch, "grad_clip": 5.0, "lr_schedule": "cosine", "lr_min": 5e-5},
             {"word_dropout": 0.0})
+    out = RESULTS.with_name("text_ptb-quick.json") if args.quick else RESULTS
+    if args.merge and out.exists():  # e.g. a long IW bound of the default model alone
+        earlier = json.loads(out.read_text())
+        for part in ("seed", "peer", "default"):
+            if not report.get(part) and earlier.get(part):
+                report[part] = earlier[part]
+                report["settings"].setdefault("merged", []).append(f"{part} from {earlier['settings']['command']}")
+        seed, peer = report["seed"], report["peer"]
     # The flat keys other tools read.
     report.update({"test_neg_elbo": seed.get("test_neg_elbo"), "test_kl": seed.get("test_kl"),
                    "test_ppl": seed.get("test_ppl"), "tokens_per_s": seed.get("words_per_s"),
@@ -198,7 +208,6 @@ def main(argv=None) -> None:
     best = report.get("default", report["seed"])
     report.update({key: best.get(key) for key in ("test_nll", "test_nll_k", "mi", "active_units")})
     print_report(report)
-    out = RESULTS.with_name("text_ptb-quick.json") if args.quick else RESULTS
     write_results(out, report)
 
 
