@@ -129,6 +129,13 @@ def epoch_line(m: dict) -> str:
     return line + (" | best so far, kept" if m.get("best_epoch") == m["epoch"] else "")
 
 
+def best_epoch(history: list[dict]) -> int:
+    """The epoch with the lowest finite validation -ELBO (the first of equals; the first epoch if
+    none is finite; 0 before any): the one a keep_best run keeps."""
+    finite = [m for m in history if math.isfinite(m.get("val_loss", math.nan))]
+    return min(finite, key=lambda m: m["val_loss"])["epoch"] if finite else (history[0]["epoch"] if history else 0)
+
+
 def check_runtime(config: TrainConfig) -> torch.device:
     """Fail before anything is written if the device or precision cannot work here."""
     device = resolve_device(config.device)
@@ -182,8 +189,6 @@ class TrainState:
     sums: dict = field(default_factory=dict)  # running sums of the incomplete epoch
     history: list = field(default_factory=list)  # one metrics dict per completed epoch
     skipped: int = 0  # batches skipped for a non-finite loss or gradient (skip_nonfinite), whole run
-    best_epoch: int = 0  # keep_best: the epoch whose weights model.safetensors holds
-    best_val_loss: float | None = None  # keep_best: that epoch's validation -ELBO
 
 
 class TrainingInterrupted(Exception):
@@ -371,11 +376,9 @@ class Trainer:
         if self.val_data is not None:
             metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data, shard=True).items()})
         if self.config.keep_best:  # every rank sees the same all-reduced val_loss, so all agree
-            best = st.best_val_loss
-            if best is None or not math.isfinite(best) or metrics["val_loss"] < best:
-                st.best_epoch, st.best_val_loss = st.epoch + 1, metrics["val_loss"]
+            metrics["best_epoch"] = best_epoch(st.history + [metrics])
+            if metrics["best_epoch"] == metrics["epoch"]:
                 self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            metrics["best_epoch"] = st.best_epoch
         for cb in self.callbacks:  # derived figures (e.g. perplexity) join the epoch's metrics
             getattr(cb, "on_metrics", lambda *a: None)(self, metrics)
         st.epoch += 1
@@ -450,7 +453,7 @@ class Trainer:
         runs.save_tensors(self.run / runs.CHECKPOINT, tensors, meta)
         self._saved_step = self.state.step
         st = self.state
-        if not self.config.keep_best or (st.best_epoch == st.epoch and st.batch_in_epoch == 0):
+        if not self.config.keep_best or (best_epoch(st.history) == st.epoch and st.batch_in_epoch == 0):
             runs.save_tensors(self.run / runs.WEIGHTS, self.model.state_dict())
         lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
         runs.atomic_write(self.run / runs.METRICS, lines.encode())
