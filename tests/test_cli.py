@@ -1,6 +1,7 @@
 """The command line as a user runs it: end to end on digits, a PNG folder and MNIST, and bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vaekit.cli import main
@@ -87,6 +89,32 @@ def test_resume_continues_to_more_epochs(tmp_path, capsys):
     best = min(metrics, key=lambda m: m["val_loss"])
     assert metrics[-1]["best_epoch"] == best["epoch"]
     assert f"weights of epoch {best['epoch']} of 3 (best validation -ELBO {best['val_loss']:.2f})" in said
+
+
+def test_refine_fits_the_encoder_into_a_new_run_and_leaves_the_source_alone(trained, tmp_path, capsys):
+    from vaekit import api
+
+    source = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
+    out = tmp_path / "refined"
+    code, said, _ = run_cli(capsys, "refine", trained, "--out", out, "--epochs", "2", "--no-progress")
+    assert code == 0
+    assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == source
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["trainable"] == "encoder" and config["refined_from"] == str(trained.resolve())
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    before = float(re.search(r"validation -ELBO of .*: ([\d.]+)", said)[1])
+    assert min(m["val_loss"] for m in metrics) < before
+    refined, original = api.load(out).model, api.load(trained).model
+    encoder = {n for n, p in refined.named_parameters() if any(p is q for q in refined.encoder_only_parameters())}
+    a, b = refined.state_dict(), original.state_dict()
+    assert all(torch.equal(a[k], b[k]) == (k not in encoder) for k in a)  # a new encoder, the same decoder
+    assert run_cli(capsys, "resume", out, "--epochs", "3")[0] == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    code, _, err = run_cli(capsys, "refine", trained, "--out", trained, "--overwrite")
+    assert code == 2 and "choose another --out" in err
+    assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == source
+    with pytest.raises(SystemExit):  # a new model always trains all of itself
+        main(["train", "image", "--trainable", "encoder"])
 
 
 def _pngs(folder: Path, n: int, size=(12, 10), mode="L"):

@@ -130,6 +130,43 @@ def test_keep_best_without_validation_data_is_refused(digits_split):
         make_trainer((digits_split[0], None), keep_best=True)
 
 
+def _refiner(data, state, run=None, epochs=2):
+    """A Trainer that fits only the encoder of a model holding `state` (vaekit refine's setting)."""
+    torch.manual_seed(0)
+    vae = build_model("seed", image_shape=(1, 8, 8), latent_dim=4)
+    vae.load_state_dict(state)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, progress=False, trainable="encoder")
+    return Trainer(vae, cfg, *data, run)
+
+
+def test_encoder_refinement_moves_only_the_encoder_and_lowers_the_loss(digits_split):
+    base = make_trainer(digits_split, epochs=2)
+    base.fit()
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    refine = _refiner(digits_split, before, epochs=3)
+    untouched_loss = refine.evaluate(digits_split[1])["loss"]
+    refine.fit()
+    encoder = {name for name, p in refine.model.named_parameters() if any(p is q for q in refine.params)}
+    after = refine.model.state_dict()
+    assert encoder and len(encoder) < len(after)
+    assert all(torch.equal(before[k], after[k]) for k in after if k not in encoder)  # decoder and buffers
+    assert all(not torch.equal(before[k], after[k]) for k in encoder)
+    assert refine.evaluate(digits_split[1])["loss"] < untouched_loss
+
+
+def test_encoder_refinement_resumes_exactly(digits_split, tmp_path):
+    base = make_trainer(digits_split, epochs=1)
+    base.fit()
+    state = base.model.state_dict()
+    full = _refiner(digits_split, state, runs.prepare_run_dir(tmp_path / "full"), epochs=3)
+    full.fit()
+    _refiner(digits_split, state, runs.prepare_run_dir(tmp_path / "part"), epochs=1).fit()
+    resumed = _refiner(digits_split, state, tmp_path / "part", epochs=3)
+    resumed.load_checkpoint()
+    resumed.fit()
+    assert _weights_equal(full, resumed)
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(digits_split, tmp_path):
     run = runs.prepare_run_dir(tmp_path / "run")
     trainer = make_trainer(digits_split, run, epochs=3)

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .api import Run, load, resume, train  # noqa: E402
+from .api import Run, load, refine, resume, train  # noqa: E402
 from .errors import VaekitError  # noqa: E402
 from .estimator import VAE  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
@@ -13,4 +13,4 @@ from .tabular import TabularDataConfig  # noqa: E402
 from .train import TrainConfig, Trainer  # noqa: E402
 
 __all__ = ["ImageDataConfig", "MODELS", "ParametricUMAP", "Run", "TabularDataConfig", "TrainConfig", "Trainer", "VAE",
-           "VaekitError", "build_model", "evaluate", "load", "resume", "train"]
+           "VaekitError", "build_model", "evaluate", "load", "refine", "resume", "train"]

@@ -17,6 +17,8 @@ from .errors import VaekitError
 
 KINDS = ("image", "text", "tabular")
 DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
+NOT_TRAIN_OPTIONS = ("trainable",)  # set by vaekit refine, not by a new run
+REFINE_OPTIONS = ("epochs", "batch_size", "lr", "free_bits", "precision", "device", "threads", "progress")
 
 
 # ---- options from dataclasses -------------------------------------------------------------------
@@ -110,7 +112,11 @@ def _add_model_options(parser, kind: str, default: str):
 # ---- commands -----------------------------------------------------------------------------------
 def _default_out(kind: str, data: str) -> Path:
     """runs/<kind>-<data>, numbered so a repeated command never touches an earlier run."""
-    stem = Path("runs") / f"{kind}-{Path(data.split(':')[0]).stem or 'data'}"
+    return _unused(Path("runs") / f"{kind}-{Path(data.split(':')[0]).stem or 'data'}")
+
+
+def _unused(stem: Path) -> Path:
+    """stem, or stem-2, stem-3, ...: the first that does not exist."""
     out, i = stem, 1
     while out.exists():
         i += 1
@@ -132,7 +138,7 @@ def cmd_train(args) -> None:
         return
     job = api._job(args.kind)
     data = config_from_args(job.DataConfig, args)
-    train = config_from_args(TrainConfig, args)
+    train = config_from_args(TrainConfig, args, skip=NOT_TRAIN_OPTIONS)
     model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
                      if n not in DERIVED and getattr(args, n, None) is not None}
     if args.kind == "text":
@@ -160,6 +166,15 @@ def _kept_epoch(run) -> str:
         return ""
     best = history[history[-1]["best_epoch"] - 1]
     return f", weights of epoch {best['epoch']} of {len(history)} (best validation -ELBO {best['val_loss']:.2f})"
+
+
+def cmd_refine(args) -> None:
+    from . import api
+
+    source = Path(args.run)
+    out = Path(args.out) if args.out else _unused(source.with_name(source.name + "-refined"))
+    api.refine(source, out, overwrite=args.overwrite, **{name: getattr(args, name) for name in REFINE_OPTIONS})
+    print(f"done: {out}{_kept_epoch(out)}")
 
 
 def cmd_resume(args) -> None:
@@ -514,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
 
             add_config_options(q, TokenizerConfig, group_title="tokenizer")
         _add_model_options(q, kind, default_model)
-        add_config_options(q, TrainConfig, group_title="training", defaults=job.TRAIN_DEFAULTS)
+        add_config_options(q, TrainConfig, skip=NOT_TRAIN_OPTIONS, group_title="training",
+                           defaults=job.TRAIN_DEFAULTS)
         _add_nproc_option(q)
         q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
 
@@ -523,6 +539,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="new total number of epochs")
     _add_nproc_option(p)
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("refine", help="fit a trained run's encoder again against its fixed decoder, into "
+                       "a new run (narrows the amortisation gap: a lower -ELBO for the same decoder)")
+    p.add_argument("run")
+    p.add_argument("--out", help="the new run (default: RUN-refined, never reused)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
+    from .api import REFINE_DEFAULTS
+
+    add_config_options(p, TrainConfig, skip=[f.name for f in dataclasses.fields(TrainConfig)
+                                             if f.name not in REFINE_OPTIONS], use_defaults=False,
+                       group_title="training (the lr is constant)",
+                       defaults={name: "the source run's" for name in REFINE_OPTIONS} | REFINE_DEFAULTS)
+    p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
     p.add_argument("run", nargs="?")

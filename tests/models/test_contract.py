@@ -33,6 +33,22 @@ def test_gradients_reach_every_parameter(model):
     assert not missing
 
 
+def test_encoder_only_parameters_are_the_encoders(model):
+    """Refining the encoder (vaekit refine) trains these and nothing else: they must move the
+    posterior and leave log p(x | z) for a given z untouched."""
+    params = model.encoder_only_parameters()
+    assert params, "a model must have parameters only its encoder uses"
+    model.eval()
+    x = model.example_input(3)
+    z = torch.randn(3, model.latent_dim)
+    before_mean, before_ll = model.encode(x).mean, model.log_likelihood(x, z)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.5 * torch.randn_like(p))
+    assert not torch.allclose(model.encode(x).mean, before_mean)
+    assert torch.equal(model.log_likelihood(x, z), before_ll)
+
+
 def test_save_load_gives_identical_outputs(model, tmp_path):
     model.eval()
     save_tensors(tmp_path / "w.safetensors", model.state_dict())

@@ -48,6 +48,26 @@ class VAE(nn.Module):
         """A valid input batch, for the summary and the contract tests."""
         raise NotImplementedError
 
+    def encoder_only_parameters(self) -> list[nn.Parameter]:
+        """The parameters that `encode` uses and `log_likelihood` does not: what a refinement of the
+        encoder trains (TrainConfig.trainable = "encoder"). Found by autograd on an example batch,
+        so no model lists them by hand; a parameter both sides use (text-rnn's shared embedding)
+        counts as the decoder's and stays fixed."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        was_training = self.training
+        self.eval()  # no dropout draws, no batch-norm statistics updated by this probe
+        try:
+            with torch.enable_grad():
+                x = self.example_input(2)
+                posterior = self.encode(x)
+                used_by_encoder = torch.autograd.grad(posterior.mean.sum() + posterior.log_var.sum(), params,
+                                                      allow_unused=True)
+                used_by_decoder = torch.autograd.grad(self.log_likelihood(x, posterior.mean.detach()).sum(),
+                                                      params, allow_unused=True)
+        finally:
+            self.train(was_training)
+        return [p for p, e, d in zip(params, used_by_encoder, used_by_decoder) if e is not None and d is None]
+
     @torch.no_grad()
     def decode_mean(self, z: Tensor) -> Tensor:
         """E[x | z] in data space: (B, D) -> (B, *data_shape)."""
