@@ -98,10 +98,13 @@ def trained_run_figures(path: str, args) -> dict:
     train = text.read_texts("ptb", config)
     words = int((text.encode_sentences(run.tokenizer, train, max_len) > 3).sum())
     # Test figures in fp32 whatever precision the run trained in, as the IW bound below is. This
-    # Trainer only evaluates: it has no validation data, so it keeps no best epoch either.
-    train_config = api.from_dict(TrainConfig, {**run.config["train"], "precision": "fp32", "keep_best": False}, "train")
+    # Trainer only evaluates: it has no validation data, so it keeps no best epoch either (and it
+    # freezes nothing, whatever a refined run trained).
+    train_config = api.from_dict(TrainConfig, {**run.config["train"], "precision": "fp32", "keep_best": False,
+                                                 "trainable": "all"}, "train")
     trainer = Trainer(run.model, train_config, test)
-    return {**test_figures(trainer, test, args, history, words, run.tokenizer.vocab_size, max_len), "run": str(path)}
+    return {**test_figures(trainer, test, args, history, words, run.tokenizer.vocab_size, max_len), "run": str(path),
+            **({"refined_from": run.config["refined_from"]} if "refined_from" in run.config else {})}
 
 
 # ---- the importance-weighted NLL and latent health (vaekit.evaluation), kept apart from the rest ----

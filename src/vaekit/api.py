@@ -220,7 +220,8 @@ def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
     return load(path)
 
 
-REFINE_DEFAULTS = {"epochs": 2, "lr": 3e-4, "free_bits": 0.0}  # 400 steps gave PTB's whole gain (RESULTS)
+# On PTB the first 400 steps (a third of an epoch) gave the whole gain (bench/RESULTS.md).
+REFINE_DEFAULTS = {"epochs": 2, "lr": 3e-4, "free_bits": 0.0}
 
 
 def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=print, **options) -> Run:
