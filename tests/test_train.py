@@ -9,10 +9,10 @@ from vaekit.models import build_model
 from vaekit.train import TrainConfig, Trainer, kl_weight, learning_rate
 
 
-def make_trainer(data, run=None, epochs=3, seed=0, model="seed", **config):
+def make_trainer(data, run=None, epochs=3, seed=0, model="seed", batch_norm=False, **config):
     train, val = data
     torch.manual_seed(seed)
-    vae = build_model(model, image_shape=(1, 8, 8), latent_dim=4)
+    vae = build_model(model, image_shape=(1, 8, 8), latent_dim=4, **({"batch_norm": True} if batch_norm else {}))
     cfg = TrainConfig(epochs=epochs, batch_size=64, progress=False, seed=seed, **config)
     return Trainer(vae, cfg, train, val, run)
 
@@ -128,6 +128,47 @@ def test_keep_best_survives_a_resume(digits_split, tmp_path):
 def test_keep_best_without_validation_data_is_refused(digits_split):
     with pytest.raises(VaekitError, match="validation"):
         make_trainer((digits_split[0], None), keep_best=True)
+
+
+class _EpochWeights:
+    """Callback: a copy of the model's own (training) weights at the end of each epoch."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, trainer, metrics):
+        self.seen.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+
+def test_average_from_keeps_the_mean_of_the_epochs_weights(digits_split, tmp_path):
+    run = runs.prepare_run_dir(tmp_path / "run")
+    trainer = make_trainer(digits_split, run, epochs=4, model="conv", average_from=2, batch_norm=True)
+    trainer.callbacks = [weights := _EpochWeights()]
+    history = trainer.fit()
+    mean = {k: sum(w[k].float() for w in weights.seen[1:]) / 3 for k in weights.seen[0]}
+    saved = runs.load_tensors(run / runs.WEIGHTS)
+    for k, v in saved.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, mean[k], atol=1e-6), k
+        else:  # batch-norm's counter: the latest
+            assert torch.equal(v, weights.seen[-1][k])
+    assert all(torch.equal(v, saved[k]) for k, v in trainer.model.state_dict().items())  # the model ends on it
+    assert [m.get("averaged_epochs") for m in history] == [None, 1, 2, 3]
+    assert history[-1]["val_loss"] == pytest.approx(trainer.evaluate(digits_split[1])["loss"], rel=1e-6)
+    # training itself went on from its own weights, not from the mean
+    ckpt = runs.load_tensors(run / runs.CHECKPOINT)
+    assert all(torch.equal(ckpt[f"model.{k}"], v) for k, v in weights.seen[-1].items())
+
+
+def test_average_from_resumes_exactly(digits_split, tmp_path):
+    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), epochs=4, average_from=2)
+    full.fit()
+    make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), epochs=3, average_from=2).fit()
+    resumed = make_trainer(digits_split, tmp_path / "part", epochs=4, average_from=2)
+    resumed.load_checkpoint()
+    resumed.fit()
+    assert _weights_equal(full, resumed)
+    assert [m["val_loss"] for m in full.state.history] == [m["val_loss"] for m in resumed.state.history]
 
 
 def _refiner(data, state, run=None, epochs=2):

@@ -51,6 +51,10 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch; 0 = each epoch
     keep_best: bool = False  # the run's weights are those of the epoch with the lowest validation
     # -ELBO (early stopping by selection); the checkpoint still holds the last step, for resume
+    average_from: int = 0  # >0: from this epoch on, the run's weights are the mean of the weights at
+    # the end of each epoch (stochastic weight averaging, Izmailov et al. 2018; averaged iterates train
+    # LSTM language models well, Merity et al. 2018). Validation, keep_best and the saved weights use
+    # the mean; training goes on from the latest weights. Batch-norm statistics are averaged too.
     trainable: str = "all"  # all | encoder: fit only the parameters that the encoder alone uses,
     # with the whole model in eval mode (no dropout), so the encoder learns the posterior of the fixed
     # decoder it is evaluated with (vaekit refine; the amortisation gap of Cremer et al. 2018). The
@@ -74,6 +78,7 @@ class TrainConfig:
             (0 <= self.threads <= 1024, "threads must be between 0 and 1024"),
             (self.skip_nonfinite >= 0, "skip_nonfinite must be >= 0"),
             (self.trainable in ("all", "encoder"), "trainable must be all or encoder"),
+            (self.average_from >= 0, "average_from must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -131,6 +136,8 @@ def epoch_line(m: dict) -> str:
     if "val_loss" in m:
         line += f" | val -ELBO {m['val_loss']:.2f} (rec {m['val_reconstruction']:.2f}, KL {m['val_kl']:.2f})"
     line += f" | {m['examples_per_s']:.0f} examples/s"
+    if "averaged_epochs" in m:
+        line += f" | weights averaged over {m['averaged_epochs']} epochs"
     return line + (" | best so far, kept" if m.get("best_epoch") == m["epoch"] else "")
 
 
@@ -246,6 +253,7 @@ class Trainer:
         self._saved_step: int | None = None  # step of the last checkpoint written or loaded
         self._loss_share = 1.0
         self._best_weights: dict | None = None  # keep_best: a copy of the best epoch's weights
+        self._average: dict | None = None  # average_from: the running mean of the epochs' weights
         torch.manual_seed(distributed.rank_seed(config.seed, self.dist.rank))
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -270,6 +278,8 @@ class Trainer:
         if self.config.keep_best:  # what follows (plots, samples, the caller) sees the weights kept
             self.model.load_state_dict(self._best_weights if self._best_weights is not None
                                        else runs.load_tensors(self.run / runs.WEIGHTS))
+        elif self._average is not None:
+            self.model.load_state_dict(self._average)
         for cb in self.callbacks:
             getattr(cb, "on_train_end", lambda *a: None)(self)
         self._set_status("complete")
@@ -384,12 +394,16 @@ class Trainer:
                    "seconds": st.sums["seconds"], "examples_per_s": n / max(st.sums["seconds"], 1e-9)}
         if self.config.skip_nonfinite:
             metrics["skipped_batches"] = st.sums.get("skipped", 0)
-        if self.val_data is not None:
-            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data, shard=True).items()})
-        if self.config.keep_best:  # every rank sees the same all-reduced val_loss, so all agree
-            metrics["best_epoch"] = best_epoch(st.history + [metrics])
-            if metrics["best_epoch"] == metrics["epoch"]:
-                self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if self._update_average():
+            metrics["averaged_epochs"] = st.epoch + 2 - self.config.average_from
+        with self._holding(self._average):  # validation and keep_best see the weights the run keeps
+            if self.val_data is not None:
+                metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data, shard=True).items()})
+            if self.config.keep_best:  # every rank sees the same all-reduced val_loss, so all agree
+                metrics["best_epoch"] = best_epoch(st.history + [metrics])
+                if metrics["best_epoch"] == metrics["epoch"]:
+                    self._best_weights = {k: v.detach().to("cpu", copy=True)
+                                          for k, v in self.model.state_dict().items()}
         for cb in self.callbacks:  # derived figures (e.g. perplexity) join the epoch's metrics
             getattr(cb, "on_metrics", lambda *a: None)(self, metrics)
         st.epoch += 1
@@ -407,6 +421,37 @@ class Trainer:
         if self.config.progress and self.dist.is_main:
             tqdm.write(epoch_line(metrics))
         return metrics
+
+    @torch.no_grad()
+    def _update_average(self) -> bool:
+        """Fold the weights at the end of this epoch into the running mean (average_from); False
+        before that epoch. Integer buffers (batch-norm counters) take the latest value."""
+        n = self.state.epoch + 2 - self.config.average_from  # epochs in the mean, this one included
+        if not self.config.average_from or n < 1:
+            return False
+        weights = self.model.state_dict()
+        if self._average is None or n == 1:
+            self._average = {k: v.detach().clone() for k, v in weights.items()}
+            return True
+        for k, v in weights.items():
+            if v.is_floating_point():
+                self._average[k].add_(v - self._average[k], alpha=1 / n)
+            else:
+                self._average[k].copy_(v)
+        return True
+
+    @contextlib.contextmanager
+    def _holding(self, weights: dict | None):
+        """The model holds `weights` inside the block (None: its own), and its own again after."""
+        if weights is None:
+            yield
+            return
+        own = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(weights)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(own)
 
     @torch.no_grad()
     def evaluate(self, data: TensorData, batch_size: int = 500, shard: bool = False) -> dict:
@@ -452,6 +497,8 @@ class Trainer:
         for pid, pstate in opt["state"].items():
             for key, value in pstate.items():
                 tensors[f"optim.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        if self._average is not None:
+            tensors.update({f"average.{k}": v for k, v in self._average.items()})
         tensors["rng.torch"] = rng_states[0]
         tensors.update({f"rng.torch.{r}": state for r, state in enumerate(rng_states) if r})
         tensors["rng.shuffle_epoch_start"] = self.epoch_start_shuffle
@@ -465,7 +512,7 @@ class Trainer:
         self._saved_step = self.state.step
         st = self.state
         if not self.config.keep_best or (best_epoch(st.history) == st.epoch and st.batch_in_epoch == 0):
-            runs.save_tensors(self.run / runs.WEIGHTS, self.model.state_dict())
+            runs.save_tensors(self.run / runs.WEIGHTS, self._average or self.model.state_dict())
         lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
         runs.atomic_write(self.run / runs.METRICS, lines.encode())
         self._set_status("running")
@@ -481,6 +528,8 @@ class Trainer:
         try:
             model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             self.model.load_state_dict(model_state)
+            average = {k[8:]: v.to(self.device) for k, v in tensors.items() if k.startswith("average.")}
+            self._average = average or None
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             state = {}
             for key, value in tensors.items():
