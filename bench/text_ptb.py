@@ -40,15 +40,17 @@ def peer_max_len(ptb: Path) -> int:
     return int(np.ceil(np.percentile(lengths, 99)))
 
 
-def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_options: dict) -> dict:
-    """Train `model` with vaekit's own data pipeline and Trainer; figures on PTB test."""
+def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_options: dict,
+                   refine: dict | None = None) -> dict:
+    """Train `model` with vaekit's own data pipeline and Trainer, then (with `refine`, settings of
+    train.refine_config) fit its encoder again as `vaekit refine` does; figures on PTB test."""
     import torch
 
     from vaekit import text
     from vaekit.data import TensorData
     from vaekit.models import build_model
     from vaekit.tokenizer import Tokenizer, TokenizerConfig
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.train import TrainConfig, Trainer, refine_config
 
     # The seed model computes every padded position, as its peer does: random batches like the
     # peer's; the default model trims padding, so it takes length-bucketed batches.
@@ -64,8 +66,13 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
                                   **train_overrides})
     trainer = Trainer(vae, train_config, prepared.train, prepared.val, callbacks=text.callbacks(prepared))
     history = trainer.fit()
+    refined = {}
+    if refine is not None:
+        refiner = Trainer(trainer.model, refine_config(train_config, validated=True, **refine), prepared.train,
+                          prepared.val)
+        refined = {"refine_history": refiner.fit(), "refine_config": dict(vars(refiner.config))}
     words = int((prepared.train.x > 3).sum())  # real words (ids 0-3 are specials), as the peer counts
-    return test_figures(trainer, test, args, history, words, tokenizer.vocab_size, max_len)
+    return test_figures(trainer, test, args, history, words, tokenizer.vocab_size, max_len) | refined
 
 
 def test_figures(trainer, test, args, history: list[dict], train_words: int, vocab_size: int, max_len: int) -> dict:
@@ -94,7 +101,8 @@ def trained_run_figures(path: str, args) -> dict:
     max_len = run.model.config.max_len
     config = text.TextDataConfig("ptb", data_dir=str(args.ptb_root), max_len=max_len)
     test = TensorData(text.encode_sentences(run.tokenizer, text.read_texts("ptb:test", config), max_len))
-    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    trained = Path(run.config.get("refined_from", run.path))  # a refined run: epochs and words/s of its source
+    history = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     train = text.read_texts("ptb", config)
     words = int((text.encode_sentences(run.tokenizer, train, max_len) > 3).sum())
     # Test figures in fp32 whatever precision the run trained in, as the IW bound below is. This

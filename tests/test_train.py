@@ -6,7 +6,7 @@ import torch
 from vaekit import runs
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.train import TrainConfig, Trainer, kl_weight, learning_rate
+from vaekit.train import TrainConfig, Trainer, kl_weight, learning_rate, refine_config
 
 
 def make_trainer(data, run=None, epochs=3, seed=0, model="seed", batch_norm=False, **config):
@@ -193,6 +193,17 @@ def test_encoder_refinement_moves_only_the_encoder_and_lowers_the_loss(digits_sp
     assert all(torch.equal(before[k], after[k]) for k in after if k not in encoder)  # decoder and buffers
     assert all(not torch.equal(before[k], after[k]) for k in encoder)
     assert refine.evaluate(digits_split[1])["loss"] < untouched_loss
+
+
+def test_refine_config_fits_the_plain_elbo_and_refuses_to_change_it():
+    base = TrainConfig(lr_schedule="cosine", beta=4.0, free_bits=0.2, kl_warmup_steps=100, average_from=3, threads=1)
+    c = refine_config(base, validated=False, free_bits=0.1)
+    assert (c.trainable, c.beta, c.lr_schedule, c.kl_warmup_steps, c.average_from, c.keep_best) == (
+        "encoder", 1.0, "constant", 0, 0, False)
+    assert (c.free_bits, c.epochs, c.lr, c.threads) == (0.1, 2, 3e-4, 1)  # given, defaults, the source's
+    for bad in ({"beta": 2.0}, {"trainable": "all"}, {"no_such_setting": 1}):
+        with pytest.raises(VaekitError, match="refine cannot set"):
+            refine_config(base, True, **bad)
 
 
 def test_encoder_refinement_resumes_exactly(digits_split, tmp_path):

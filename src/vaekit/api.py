@@ -20,7 +20,7 @@ from .errors import VaekitError
 from .models import MODELS, build_model
 from .schema import check_fields
 from .summary import model_summary
-from .train import TrainConfig, Trainer, autocast_context, check_runtime, resolve_device
+from .train import TrainConfig, Trainer, autocast_context, check_runtime, refine_config, resolve_device
 
 
 def from_dict(cls, values: Any, what: str):
@@ -220,10 +220,6 @@ def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
     return load(path)
 
 
-# On PTB the first 400 steps (a third of an epoch) gave the whole gain (bench/RESULTS.md).
-REFINE_DEFAULTS = {"epochs": 2, "lr": 3e-4, "free_bits": 0.0}
-
-
 def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=print, **options) -> Run:
     """Fit the encoder of a trained run again, against its fixed decoder, into a new run at `out`.
 
@@ -233,7 +229,7 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     word dropout), and the encoder alone is fitted to the plain ELBO (beta 1, no annealing; free_bits
     > 0 keeps a per-dimension KL floor). The data, the tokenizer and the model are the source run's,
     which is left untouched; with validation data the epoch with the lowest validation -ELBO is kept.
-    `options` set TrainConfig fields (defaults: REFINE_DEFAULTS, then the source run's settings).
+    `options` set TrainConfig fields (train.refine_config: defaults REFINE_DEFAULTS, then the source's).
     """
     source = Path(source)
     config = runs.read_config(source)
@@ -242,16 +238,12 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     job = _job(config.get("kind"))
     data = from_dict(job.DataConfig, config.get("data"), "config.json 'data'")
     base = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
-    fixed = {"lr_schedule": "constant", "beta": 1.0, "kl_warmup_steps": 0, "kl_cycles": 0, "trainable": "encoder"}
-    options = {k: v for k, v in options.items() if v is not None}
-    if unknown := sorted(set(options) - ({f.name for f in dataclasses.fields(TrainConfig)} - set(fixed))):
-        raise VaekitError(f"refine cannot set {', '.join(unknown)}")
-    train = dataclasses.replace(base, **fixed, **(REFINE_DEFAULTS | options))
+    train = refine_config(base, validated=True, **options)  # settings checked before the data is read
     ctx = distributed.setup(train.device)
     echo = echo if ctx.is_main else (lambda *a, **k: None)
     check_runtime(train)
     prepared = job.prepare(data, source)  # the source's tokenizer: the same ids
-    train = dataclasses.replace(train, keep_best=prepared.val is not None)
+    train = refine_config(base, validated=prepared.val is not None, **options)
     model = load(source).model
     run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, model, job.KIND, data, train,
                                            refined_from=str(source.resolve())))

@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--out", help="the new run (default: RUN-refined, never reused)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
-    from .api import REFINE_DEFAULTS
+    from .train import REFINE_DEFAULTS
 
     add_config_options(p, TrainConfig, skip=[f.name for f in dataclasses.fields(TrainConfig)
                                              if f.name not in REFINE_OPTIONS], use_defaults=False,
