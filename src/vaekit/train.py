@@ -601,10 +601,11 @@ class Trainer:
 
     # ---- run directory helpers ------------------------------------------------------------------
     def checkpoint_bytes(self) -> int:
-        """Disk space the next checkpoint needs: checkpoint (weights + two Adam moments) written
-        beside the old one before the rename, model.safetensors, and a MiB for JSON and plots."""
+        """Disk space the next checkpoint needs: checkpoint (weights, two Adam moments and, with
+        average_from, the mean) written beside the old one before the rename, model.safetensors,
+        and a MiB for JSON and plots."""
         weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        return 4 * weights + 2**20
+        return (5 if self.config.average_from else 4) * weights + 2**20
 
     def _open_writer(self) -> None:
         if self.run is None or self.writer is not None or not self.dist.is_main:
