@@ -411,8 +411,8 @@ class Trainer:
                    "seconds": st.sums["seconds"], "examples_per_s": n / max(st.sums["seconds"], 1e-9)}
         if self.config.skip_nonfinite:
             metrics["skipped_batches"] = st.sums.get("skipped", 0)
-        if self._update_average():
-            metrics["averaged_epochs"] = st.epoch + 2 - self.config.average_from
+        if averaged := self._update_average():
+            metrics["averaged_epochs"] = averaged
         with self._holding(self._average):  # validation and keep_best see the weights the run keeps
             if self.val_data is not None:
                 metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_data, shard=True).items()})
@@ -440,22 +440,23 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def _update_average(self) -> bool:
-        """Fold the weights at the end of this epoch into the running mean (average_from); False
-        before that epoch. Integer buffers (batch-norm counters) take the latest value."""
+    def _update_average(self) -> int:
+        """Fold the weights at the end of this epoch into the running mean (average_from) and
+        return how many epochs it holds; 0 before that epoch. Integer buffers (batch-norm
+        counters) take the latest value."""
         n = self.state.epoch + 2 - self.config.average_from  # epochs in the mean, this one included
         if not self.config.average_from or n < 1:
-            return False
+            return 0
         weights = self.model.state_dict()
         if self._average is None or n == 1:
             self._average = {k: v.detach().clone() for k, v in weights.items()}
-            return True
+            return n
         for k, v in weights.items():
             if v.is_floating_point():
                 self._average[k].add_(v - self._average[k], alpha=1 / n)
             else:
                 self._average[k].copy_(v)
-        return True
+        return n
 
     @contextlib.contextmanager
     def _holding(self, weights: dict | None):
