@@ -4,9 +4,10 @@ from vaekit.models import MODELS
 SMALL = {"image": {"image_shape": (1, 12, 10)}, "text": {"vocab_size": 50, "max_len": 9},
          "tabular": {"n_features": 7}}
 
-# Every registered model at its defaults, plus the options that change which layers exist:
-# the contract and export tests run over all of them.
-VARIANTS = [(name, {}) for name in sorted(MODELS)] + [("text-rnn", {"tie_embeddings": False})]
+# Every registered model at its defaults, plus the options that change which layers exist or how the
+# model runs while training: the contract and export tests run over all of them.
+VARIANTS = [(name, {}) for name in sorted(MODELS)] + [("text-rnn", {"tie_embeddings": False}),
+                                                       ("text-rnn", {"weight_drop": 0.5})]
 
 
 def variant_id(variant) -> str:

@@ -33,3 +33,27 @@ def test_a_run_saved_before_tying_existed_loads_as_the_untied_model_it_was():
     z = old.encode(x).mean
     assert torch.equal(old.log_likelihood(x, z), again.log_likelihood(x, z))
     assert build_model("text-rnn", **SMALL).config.tie_embeddings  # while new runs tie by default
+
+
+def test_weight_drop_masks_the_recurrent_weights_in_training_and_leaves_evaluation_alone():
+    """Weight drop (Merity et al. 2018): while training, about that share of the decoder's recurrent
+    weights gets no gradient from a batch (they were not used); in eval mode the model is the one
+    without it, bit for bit, and the saved weights are the same tensors."""
+    x = torch.tensor([[5, 6, 7, 8, 9, EOS], [8, 9, 10, EOS, 0, 0]])
+    z = torch.randn(2, 4)
+    torch.manual_seed(0)
+    plain = build_model("text-rnn", **SMALL, dropout=0.0, word_dropout=0.0)
+    dropped = build_model("text-rnn", **SMALL, dropout=0.0, word_dropout=0.0, weight_drop=0.5)
+    dropped.load_state_dict(plain.state_dict())  # strict: no new parameters or buffers
+    assert torch.equal(plain.eval().log_likelihood(x, z), dropped.eval().log_likelihood(x, z))
+
+    def unused_share(model):
+        model.train().zero_grad()
+        model.log_likelihood(x, z).sum().backward()
+        return (model.decoder.weight_hh_l0.grad == 0).float().mean().item()
+
+    assert unused_share(plain) < 0.05
+    assert 0.4 < unused_share(dropped) < 0.6
+    assert not torch.equal(dropped.log_likelihood(x, z), dropped.log_likelihood(x, z))  # a new mask per call
+    with pytest.raises(Exception, match="weight_drop"):
+        build_model("text-rnn", **SMALL, weight_drop=1.0)

@@ -7,6 +7,9 @@ Word dropout (Bowman et al. 2016, sec. 3.2) replaces decoder inputs by <unk> dur
 decoder must lean on z; with KL annealing and free bits (train.py) it keeps the code in use.
 Dropout on the decoder's input embeddings and on its outputs (Zaremba et al. 2014, as He et al. 2019
 train their PTB models) keeps the language model from overfitting a corpus the size of PTB.
+Weight drop (DropConnect on the decoder's recurrent weights, one mask per batch shared by every time
+step; Wan et al. 2013, Merity et al. 2018 "Regularizing and optimizing LSTM language models") regularises
+the recurrence itself, which dropout between layers does not reach.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class TextRNNConfig:
     latent_dim: int = 32
     word_dropout: float = 0.3  # share of decoder inputs replaced by <unk> while training
     dropout: float = 0.5  # dropout on the decoder's input embeddings and outputs while training
+    weight_drop: float = 0.0  # share of the decoder's recurrent weights dropped per batch while training
     tie_embeddings: bool = True  # output softmax shares the input embedding (Press & Wolf 2017)
 
     # What a config.json saved before a field existed meant (api.model_from_config fills these in):
@@ -44,7 +48,7 @@ class TextRNNConfig:
 
     def __post_init__(self):
         check_text_config(self)
-        for name in ("word_dropout", "dropout"):
+        for name in ("word_dropout", "dropout", "weight_drop"):
             if not 0 <= getattr(self, name) < 1:
                 raise VaekitError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
@@ -99,7 +103,13 @@ class TextRNNVAE(VAE):
         """Decoder states for input tokens (B, L): (B, L, decoder_dim) and the new state."""
         embedded = self.dropout(self.embedding(tokens))  # (B, L, embed_dim)
         inputs = torch.cat([embedded, z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], -1)
-        out, state = self.decoder(inputs, state)
+        if self.training and self.config.weight_drop > 0:
+            # The dropped matrix stands in for the parameter in this call only: the parameter, the
+            # state dict and evaluation are untouched, and its gradient flows through the mask.
+            dropped = F.dropout(self.decoder.weight_hh_l0, self.config.weight_drop)  # (4*decoder_dim, decoder_dim)
+            out, state = torch.func.functional_call(self.decoder, {"weight_hh_l0": dropped}, (inputs, state))
+        else:
+            out, state = self.decoder(inputs, state)
         return self.dropout(out), state
 
     def logits(self, states: Tensor) -> Tensor:
