@@ -57,3 +57,15 @@ def test_weight_drop_masks_the_recurrent_weights_in_training_and_leaves_evaluati
     assert not torch.equal(dropped.log_likelihood(x, z), dropped.log_likelihood(x, z))  # a new mask per call
     with pytest.raises(Exception, match="weight_drop"):
         build_model("text-rnn", **SMALL, weight_drop=1.0)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_drop_connect_zeroes_that_share_and_rescales_the_rest_as_dropout_does(p):
+    from vaekit.models.text_rnn import drop_connect
+
+    weight = torch.randn(257, 129)  # an odd number of entries: the 16-bit draws are cut to size
+    dropped = drop_connect(weight, p)
+    kept = dropped != 0
+    assert abs(1 - kept.float().mean().item() - p) < 0.01  # 33,153 entries: 0.01 is 3.6 standard deviations
+    assert torch.allclose(dropped[kept], weight[kept] / (1 - p))
+    assert not torch.equal(kept, drop_connect(weight, p) != 0)

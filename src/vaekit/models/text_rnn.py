@@ -59,6 +59,22 @@ def trim_padding(x: Tensor) -> Tensor:
     return x[:, :max(longest, 1)]
 
 
+def drop_connect(weight: Tensor, p: float) -> Tensor:
+    """`weight` with each entry zeroed with probability p and the others scaled by 1/(1-p)
+    (F.dropout's result, in distribution; p is rounded to a multiple of 1/65536).
+
+    Why not F.dropout: on CPU its bernoulli_ draw costs about 65 ms for a 4096 x 1024 matrix, a
+    third of a training step here. Two 16-bit uniform integers cut from each 32-bit randint draw,
+    compared straight into a float mask, cost a quarter of that, backward included (measured on
+    one thread; a boolean mask's type promotion alone costs 20 ms).
+    """
+    n = weight.numel()
+    bits = torch.randint(-2**31, 2**31 - 1, ((n + 1) // 2,), dtype=torch.int32, device=weight.device)
+    uniform = bits.view(torch.int16)[:n].view(weight.shape)  # uniform on [-32768, 32767]
+    mask = torch.ge(uniform, round(p * 65536) - 32768, out=weight.new_empty(weight.shape))  # 1 with P = 1-p
+    return weight * mask.mul_(1 / (1 - p))
+
+
 @register("text-rnn")
 class TextRNNVAE(VAE):
     Config = TextRNNConfig
@@ -106,7 +122,7 @@ class TextRNNVAE(VAE):
         if self.training and self.config.weight_drop > 0:
             # The dropped matrix stands in for the parameter in this call only: the parameter, the
             # state dict and evaluation are untouched, and its gradient flows through the mask.
-            dropped = F.dropout(self.decoder.weight_hh_l0, self.config.weight_drop)  # (4*decoder_dim, decoder_dim)
+            dropped = drop_connect(self.decoder.weight_hh_l0, self.config.weight_drop)  # (4*decoder_dim, decoder_dim)
             out, state = torch.func.functional_call(self.decoder, {"weight_hh_l0": dropped}, (inputs, state))
         else:
             out, state = self.decoder(inputs, state)
