@@ -60,12 +60,13 @@ def test_weight_drop_masks_the_recurrent_weights_in_training_and_leaves_evaluati
 
 
 @pytest.mark.parametrize("p", [0.3, 0.5])
-def test_drop_connect_zeroes_that_share_and_rescales_the_rest_as_dropout_does(p):
-    from vaekit.models.text_rnn import drop_connect
+def test_fast_dropout_zeroes_that_share_and_rescales_the_rest_as_dropout_does(p):
+    from vaekit.models.text_rnn import fast_dropout
 
     weight = torch.randn(257, 129)  # an odd number of entries: the 16-bit draws are cut to size
-    dropped = drop_connect(weight, p)
+    dropped = fast_dropout(weight, p)
     kept = dropped != 0
     assert abs(1 - kept.float().mean().item() - p) < 0.01  # 33,153 entries: 0.01 is 3.6 standard deviations
     assert torch.allclose(dropped[kept], weight[kept] / (1 - p))
-    assert not torch.equal(kept, drop_connect(weight, p) != 0)
+    assert not torch.equal(kept, fast_dropout(weight, p) != 0)
+    assert fast_dropout(weight.bfloat16(), p).dtype == torch.bfloat16  # as autocast hands it over
