@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from vaekit.errors import VaekitError
 from vaekit.models import build_model
 from vaekit.models.text_rnn import EOS
 
@@ -55,7 +56,7 @@ def test_weight_drop_masks_the_recurrent_weights_in_training_and_leaves_evaluati
     assert unused_share(plain) < 0.05
     assert 0.4 < unused_share(dropped) < 0.6
     assert not torch.equal(dropped.log_likelihood(x, z), dropped.log_likelihood(x, z))  # a new mask per call
-    with pytest.raises(Exception, match="weight_drop"):
+    with pytest.raises(VaekitError, match="weight_drop"):
         build_model("text-rnn", **SMALL, weight_drop=1.0)
 
 
