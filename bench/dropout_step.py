@@ -11,12 +11,11 @@ F.dropout time / fast time. The machine is shared: read the ratios, not the abso
 """
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ab  # noqa: E402
 from gru_step import make_batch, time_steps  # noqa: E402
 from peers import REPO, machine, write_results  # noqa: E402
 
@@ -37,38 +36,22 @@ def compare(weight_drop: float, precision: str, threads: int, args) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     x = make_batch(args.batch, args.steps, args.vocab)
     fast = text_rnn.fast_dropout  # the Dropout module and weight drop both call it by this name
-    paths = {"F.dropout": lambda t, p: F.dropout(t, p), "fast": fast}
-    times = {name: [] for name in paths}
     try:
-        for path in paths.values():  # warm-up, both paths
-            text_rnn.fast_dropout = path
-            time_steps(model, optimizer, x, precision, 1)
-        for rep in range(args.repeats):
-            for name in (list(paths) if rep % 2 == 0 else list(paths)[::-1]):
-                text_rnn.fast_dropout = paths[name]
-                times[name].append(time_steps(model, optimizer, x, precision, args.n))
+        times = ab.interleaved({"F.dropout": lambda t, p: F.dropout(t, p), "fast": fast},
+                               lambda path: setattr(text_rnn, "fast_dropout", path),
+                               lambda k: time_steps(model, optimizer, x, precision, k), args.repeats, args.n, 1)
     finally:
         text_rnn.fast_dropout = fast
-    ref, new = statistics.median(times["F.dropout"]), statistics.median(times["fast"])
-    pairs = sorted(a / b for a, b in zip(times["F.dropout"], times["fast"]))
-    result = {"f_dropout_ms": 1000 * ref, "fast_ms": 1000 * new, "speedup": ref / new,
-              "paired_speedup_median": statistics.median(pairs), "paired_speedup_range": [pairs[0], pairs[-1]],
-              "all_ms": {k: [round(1000 * t, 2) for t in v] for k, v in times.items()}}
+    found = ab.compare(times, "F.dropout", "fast")
+    ref, new = found.pop("ref_s"), found.pop("new_s")
+    result = {"f_dropout_ms": 1000 * ref, "fast_ms": 1000 * new, **found}
     print(f"weight drop {weight_drop}, {precision}, {threads} thread(s): F.dropout {1000 * ref:.0f} ms, "
-          f"fast {1000 * new:.0f} ms per step -> {ref / new:.2f}x (paired median "
-          f"{result['paired_speedup_median']:.2f}x, range {pairs[0]:.2f}-{pairs[-1]:.2f})", flush=True)
+          f"fast {1000 * new:.0f} ms per step {ab.describe(result)}", flush=True)
     return result
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--n", type=int, default=5, help="steps per timing")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=50, help="T, the padded sentence length")
-    p.add_argument("--vocab", type=int, default=10_002)
-    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p = ab.step_parser(__doc__.split("\n")[0], repeats=7, n=5, threads=[2])
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     args = p.parse_args(argv)
     if args.quick:

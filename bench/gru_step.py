@@ -11,13 +11,12 @@ ratio nn.GRU time / fused time. The machine is shared: read the ratios, not the 
 """
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ab  # noqa: E402
 from peers import REPO, machine, write_results  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "gru_step.json"
@@ -66,41 +65,24 @@ def compare(precision: str, threads: int, args) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     x = make_batch(args.batch, args.steps, args.vocab)
     fused_rule = text_seed.use_fused
-    paths = {"nn.GRU": lambda gru, h: False, "fused": fused_rule}
-    times = {name: [] for name in paths}
     try:
-        for rule in paths.values():  # warm-up, both paths
-            text_seed.use_fused = rule
-            time_steps(model, optimizer, x, precision, 2)
-        for rep in range(args.repeats):
-            for name in (list(paths) if rep % 2 == 0 else list(paths)[::-1]):
-                text_seed.use_fused = paths[name]
-                times[name].append(time_steps(model, optimizer, x, precision, args.n))
+        times = ab.interleaved({"nn.GRU": lambda gru, h: False, "fused": fused_rule},
+                               lambda rule: setattr(text_seed, "use_fused", rule),
+                               lambda k: time_steps(model, optimizer, x, precision, k), args.repeats, args.n, 2)
     finally:
         text_seed.use_fused = fused_rule
-    ref, fused = statistics.median(times["nn.GRU"]), statistics.median(times["fused"])
-    pairs = sorted(a / b for a, b in zip(times["nn.GRU"], times["fused"]))
+    found = ab.compare(times, "nn.GRU", "fused")
+    ref, fused = found.pop("ref_s"), found.pop("new_s")
     tokens = int((x != 0).sum())
-    result = {"nn_gru_ms": 1000 * ref, "fused_ms": 1000 * fused, "speedup": ref / fused,
-              "paired_speedup_median": statistics.median(pairs), "paired_speedup_range": [pairs[0], pairs[-1]],
-              "tokens_per_step": tokens, "nn_gru_words_per_s": tokens / ref, "fused_words_per_s": tokens / fused,
-              "all_ms": {k: [round(1000 * t, 2) for t in v] for k, v in times.items()}}
+    result = {"nn_gru_ms": 1000 * ref, "fused_ms": 1000 * fused, **found, "tokens_per_step": tokens,
+              "nn_gru_words_per_s": tokens / ref, "fused_words_per_s": tokens / fused}
     print(f"{precision} {threads} thread(s): nn.GRU {1000 * ref:.1f} ms, fused {1000 * fused:.1f} ms per step "
-          f"-> {ref / fused:.2f}x (paired median {result['paired_speedup_median']:.2f}x, "
-          f"range {pairs[0]:.2f}-{pairs[-1]:.2f})", flush=True)
+          f"{ab.describe(result)}", flush=True)
     return result
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--n", type=int, default=10, help="steps per timing")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=50, help="T, the padded sentence length")
-    p.add_argument("--vocab", type=int, default=10_002)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    args = p.parse_args(argv)
+    args = ab.step_parser(__doc__.split("\n")[0], repeats=9, n=10, threads=[1, 2]).parse_args(argv)
     if args.quick:
         args.repeats, args.n = 3, 4
     import torch
@@ -111,7 +93,7 @@ def main(argv=None) -> None:
     for precision in precisions:
         for threads in args.threads:
             report["results"][f"{precision}_{threads}t"] = compare(precision, threads, args)
-    write_results(RESULTS, report)
+    write_results(RESULTS.with_name("gru_step-quick.json") if args.quick else RESULTS, report)
 
 
 if __name__ == "__main__":
