@@ -24,18 +24,22 @@ def step_parser(description: str, repeats: int, n: int, threads: list[int]) -> a
     return p
 
 
-def interleaved(paths: dict, use: Callable, measure: Callable[[int], float], repeats: int, n: int,
+def interleaved(module, name: str, paths: dict, measure: Callable[[int], float], repeats: int, n: int,
                 warmup: int) -> dict[str, list[float]]:
-    """Seconds per step of each path, `repeats` times: `use(path)` switches to a path, `measure(k)`
-    times k steps. Each path is warmed up first."""
-    times = {name: [] for name in paths}
-    for path in paths.values():
-        use(path)
-        measure(warmup)
-    for rep in range(repeats):
-        for name in (list(paths) if rep % 2 == 0 else list(paths)[::-1]):
-            use(paths[name])
-            times[name].append(measure(n))
+    """Seconds per step of each path, `repeats` times, where a path is what `module.name` is set to
+    (restored afterwards); `measure(k)` times k steps. Each path is warmed up first."""
+    original = getattr(module, name)
+    times = {label: [] for label in paths}
+    try:
+        for path in paths.values():
+            setattr(module, name, path)
+            measure(warmup)
+        for rep in range(repeats):
+            for label in (list(paths) if rep % 2 == 0 else list(paths)[::-1]):
+                setattr(module, name, paths[label])
+                times[label].append(measure(n))
+    finally:
+        setattr(module, name, original)
     return times
 
 

@@ -64,13 +64,8 @@ def compare(precision: str, threads: int, args) -> dict:
     model = build_model("text-seed", vocab_size=args.vocab, max_len=args.steps).train()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     x = make_batch(args.batch, args.steps, args.vocab)
-    fused_rule = text_seed.use_fused
-    try:
-        times = ab.interleaved({"nn.GRU": lambda gru, h: False, "fused": fused_rule},
-                               lambda rule: setattr(text_seed, "use_fused", rule),
-                               lambda k: time_steps(model, optimizer, x, precision, k), args.repeats, args.n, 2)
-    finally:
-        text_seed.use_fused = fused_rule
+    times = ab.interleaved(text_seed, "use_fused", {"nn.GRU": lambda gru, h: False, "fused": text_seed.use_fused},
+                           lambda k: time_steps(model, optimizer, x, precision, k), args.repeats, args.n, 2)
     found = ab.compare(times, "nn.GRU", "fused")
     ref, fused = found.pop("ref_s"), found.pop("new_s")
     tokens = int((x != 0).sum())
