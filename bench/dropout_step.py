@@ -36,7 +36,7 @@ def compare(weight_drop: float, precision: str, threads: int, args) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     x = make_batch(args.batch, args.steps, args.vocab)
     # The Dropout module and weight drop both call text_rnn.fast_dropout by that name.
-    paths = {"F.dropout": lambda t, p: F.dropout(t, p), "fast": text_rnn.fast_dropout}
+    paths = {"F.dropout": F.dropout, "fast": text_rnn.fast_dropout}
     times = ab.interleaved(text_rnn, "fast_dropout", paths,
                            lambda k: time_steps(model, optimizer, x, precision, k), args.repeats, args.n, 1)
     found = ab.compare(times, "F.dropout", "fast")
