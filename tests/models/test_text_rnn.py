@@ -74,16 +74,17 @@ def test_fast_dropout_zeroes_that_share_and_rescales_the_rest_as_dropout_does(p)
 
 
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16")
-@pytest.mark.parametrize("weight_drop", [0.0, 0.5])
-def test_bf16_training_gradients_point_where_fp32_ones_do(weight_drop):
-    """On CPUs with AMX, oneDNN's bf16 LSTM backward sent a 1024-unit decoder's gradients elsewhere
-    (cosine 0.78 to fp32's here, and a PTB run fell 5 nats behind); the recurrence now trains in fp32
-    there. On CPUs without AMX the bf16 path is the accurate one, so this holds either way."""
+@pytest.mark.parametrize("sizes", [dict(decoder_dim=1024), dict(decoder_dim=1024, weight_drop=0.5),
+                                   dict(encoder_dim=1024, decoder_dim=64)], ids=["decoder", "weight-drop", "encoder"])
+def test_bf16_training_gradients_point_where_fp32_ones_do(sizes):
+    """On CPUs with AMX, oneDNN's bf16 LSTM backward sent a 1024-unit LSTM's gradients elsewhere
+    (cosine 0.78 to fp32's here, and a PTB run fell 5 nats behind); such LSTMs now train in fp32
+    there (models.text_rnn.run_lstm). On CPUs without AMX the bf16 path is the accurate one, so this
+    holds either way."""
     from vaekit.train import autocast_context
 
     torch.manual_seed(0)
-    model = build_model("text-rnn", vocab_size=500, max_len=40, decoder_dim=1024, dropout=0.0, word_dropout=0.0,
-                        weight_drop=weight_drop)
+    model = build_model("text-rnn", vocab_size=500, max_len=40, dropout=0.0, word_dropout=0.0, **sizes)
     x = torch.randint(4, 500, (32, 30))
     x[:, 25:] = 0
 

@@ -13,12 +13,13 @@ the recurrence itself, which dropout between layers does not reach.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from ..distributions import DiagonalGaussian
 from ..errors import VaekitError
@@ -77,24 +78,38 @@ def fast_dropout(x: Tensor, p: float) -> Tensor:
     return x * mask.mul_(1 / (1 - p))
 
 
+@functools.cache
 def _amx_cpu() -> bool:
     """Whether this CPU has AMX tiles (torch's private probe; assume so where it is missing)."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return True if probe is None else bool(probe())
 
 
-def recurrence_leaves_bf16(x: Tensor) -> bool:
-    """Whether the decoder LSTM runs outside bf16 autocast for this call: when it trains on a CPU with AMX.
+def run_lstm(lstm: nn.LSTM, inputs: Tensor | PackedSequence, state=None, weights: dict | None = None):
+    """lstm(inputs, state), with `weights` standing in for its parameters in this call, and in fp32
+    where bf16 autocast would differentiate it wrongly: an LSTM wider than 512 units, training on a
+    CPU with AMX.
 
     oneDNN's bf16 LSTM backward on AMX CPUs (torch 2.13, Intel Xeon with amx_bf16) returns gradients
-    that point elsewhere for a 1024-unit decoder: cosine 0.78 to fp32's at initialisation, 0.68 down
-    to -0.03 on a trained PTB model, where its forward agrees to 1e-4 and its AVX512-BF16 path on the
-    same machine (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) agrees to 0.9999. A PTB run trained with it fell
-    5 nats behind by epoch 3 (bench/RESULTS.md). In fp32 the recurrence costs 1.45x a bf16 step here,
-    still 1.2x faster than fp32 throughout; forward-only calls (evaluation, generation) keep bf16.
+    that point elsewhere for 1024 units: cosine 0.78 to fp32's at initialisation, 0.68 down to -0.03
+    on a trained PTB model, where its forward agrees to 1e-4 and its AVX512-BF16 path on the same
+    machine (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) agrees to 0.9999; 512 units agree to 0.9998. A PTB
+    run trained with it fell 5 nats behind by epoch 3 (bench/RESULTS.md). The 1024-unit decoder in
+    fp32 makes a training step 1.45x slower than the wrong bf16 one, still 1.2x faster than fp32
+    throughout; forward-only calls (evaluation, generation) keep bf16.
     """
-    return (x.device.type == "cpu" and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and _amx_cpu())
+    def call(inputs, state):
+        if weights:
+            return torch.func.functional_call(lstm, weights, (inputs, state))
+        return lstm(inputs, state)
+
+    device = (inputs.data if isinstance(inputs, PackedSequence) else inputs).device
+    if not (lstm.hidden_size > 512 and device.type == "cpu" and torch.is_grad_enabled()
+            and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and _amx_cpu()):
+        return call(inputs, state)
+    with torch.autocast("cpu", enabled=False):
+        return call(inputs.float(), None if state is None else tuple(s.float() for s in state))
 
 
 class Dropout(nn.Dropout):
@@ -136,7 +151,7 @@ class TextRNNVAE(VAE):
         x = trim_padding(x)
         lengths = (x != PAD).sum(1).clamp(min=1).cpu()  # (B,)
         packed = pack_padded_sequence(self.embedding(x), lengths, batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.encoder(packed)  # h: (2, B, encoder_dim), final forward and backward states
+        _, (h, _) = run_lstm(self.encoder, packed)  # h: (2, B, encoder_dim), final forward and backward states
         h = torch.cat([h[0], h[1]], -1)  # (B, 2*encoder_dim)
         return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))
 
@@ -148,20 +163,14 @@ class TextRNNVAE(VAE):
         """Decoder states for input tokens (B, L): (B, L, decoder_dim) and the new state."""
         embedded = self.dropout(self.embedding(tokens))  # (B, L, embed_dim)
         inputs = torch.cat([embedded, z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], -1)
-        if recurrence_leaves_bf16(inputs):
-            with torch.autocast("cpu", enabled=False):
-                out, state = self._recurrence(inputs.float(), tuple(s.float() for s in state))
-        else:
-            out, state = self._recurrence(inputs, state)
-        return self.dropout(out), state
-
-    def _recurrence(self, inputs: Tensor, state):
+        weights = None
         if self.training and self.config.weight_drop > 0:
             # The dropped matrix stands in for the parameter in this call only: the parameter, the
             # state dict and evaluation are untouched, and its gradient flows through the mask.
             dropped = fast_dropout(self.decoder.weight_hh_l0, self.config.weight_drop)  # (4*decoder_dim, decoder_dim)
-            return torch.func.functional_call(self.decoder, {"weight_hh_l0": dropped}, (inputs, state))
-        return self.decoder(inputs, state)
+            weights = {"weight_hh_l0": dropped}
+        out, state = run_lstm(self.decoder, inputs, state, weights)
+        return self.dropout(out), state
 
     def logits(self, states: Tensor) -> Tensor:
         """Decoder states (..., decoder_dim) -> vocabulary logits (..., V)."""
