@@ -171,6 +171,27 @@ def test_average_from_resumes_exactly(digits_split, tmp_path):
     assert [m["val_loss"] for m in full.state.history] == [m["val_loss"] for m in resumed.state.history]
 
 
+def test_average_from_set_to_a_past_epoch_on_resume_counts_only_what_it_averaged(digits_split, tmp_path):
+    # A run trained without averaging, resumed with average_from=1 (already past): the mean can only
+    # hold the epochs trained from then on, and the metrics must say so.
+    run = runs.prepare_run_dir(tmp_path / "run")
+    make_trainer(digits_split, run, epochs=2).fit()
+    resumed = make_trainer(digits_split, run, epochs=4, average_from=1)
+    resumed.load_checkpoint()
+    resumed.callbacks = [weights := _EpochWeights()]
+    history = resumed.fit()
+    assert [m.get("averaged_epochs") for m in history] == [None, None, 1, 2]
+    saved = runs.load_tensors(run / runs.WEIGHTS)
+    for k, v in saved.items():
+        assert torch.allclose(v, (weights.seen[0][k] + weights.seen[1][k]) / 2, atol=1e-6), k
+    # and a later resume with a later average_from drops the mean instead of keeping a stale one
+    later = make_trainer(digits_split, run, epochs=5, average_from=6)
+    later.load_checkpoint()
+    later.fit()
+    assert later.state.history[-1].get("averaged_epochs") is None
+    assert all(torch.equal(v, later.model.state_dict()[k]) for k, v in runs.load_tensors(run / runs.WEIGHTS).items())
+
+
 def _refiner(data, state, run=None, epochs=2):
     """A Trainer that fits only the encoder of a model holding `state` (vaekit refine's setting)."""
     torch.manual_seed(0)

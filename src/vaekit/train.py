@@ -218,6 +218,8 @@ class TrainState:
     sums: dict = field(default_factory=dict)  # running sums of the incomplete epoch
     history: list = field(default_factory=list)  # one metrics dict per completed epoch
     skipped: int = 0  # batches skipped for a non-finite loss or gradient (skip_nonfinite), whole run
+    averaged: int = 0  # epochs in the running mean of average_from (counted, not inferred from the
+    # config: a resume with an earlier average_from must not claim epochs the mean never saw)
 
 
 class TrainingInterrupted(Exception):
@@ -444,19 +446,23 @@ class Trainer:
         """Fold the weights at the end of this epoch into the running mean (average_from) and
         return how many epochs it holds; 0 before that epoch. Integer buffers (batch-norm
         counters) take the latest value."""
-        n = self.state.epoch + 2 - self.config.average_from  # epochs in the mean, this one included
-        if not self.config.average_from or n < 1:
+        due = self.config.average_from and self.state.epoch + 1 >= self.config.average_from  # this epoch counts
+        if not due:  # also drops a mean that a resume with a later average_from no longer wants
+            self._average, self.state.averaged = None, 0
             return 0
         weights = self.model.state_dict()
-        if self._average is None or n == 1:
+        starts = self.state.epoch + 1 == self.config.average_from
+        if self._average is None or starts:
             self._average = {k: v.detach().clone() for k, v in weights.items()}
-            return n
+            self.state.averaged = 1
+            return 1
+        self.state.averaged += 1
         for k, v in weights.items():
             if v.is_floating_point():
-                self._average[k].add_(v - self._average[k], alpha=1 / n)
+                self._average[k].add_(v - self._average[k], alpha=1 / self.state.averaged)
             else:
                 self._average[k].copy_(v)
-        return n
+        return self.state.averaged
 
     @contextlib.contextmanager
     def _holding(self, weights: dict | None):
@@ -563,7 +569,10 @@ class Trainer:
                     state.setdefault(int(pid), {})[name] = value
             self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
             self.scaler.load_state_dict(json.loads(meta["scaler"]))
-            self.state = TrainState(**json.loads(meta["trainer"]))
+            saved = json.loads(meta["trainer"])
+            self.state = TrainState(**saved)
+            if self._average is not None and "averaged" not in saved:  # a checkpoint from before the count
+                self.state.averaged = max(1, self.state.epoch + 1 - self.config.average_from)
             self._restore_rng(tensors)
             self.epoch_start_shuffle = tensors["rng.shuffle_epoch_start"]
             if "rng.cuda" in tensors and self.device.type == "cuda":
