@@ -510,7 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .anomaly import METHODS
     from .train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="vaekit", epilog="`vaekit COMMAND -h` lists a command's options; `vaekit train image` trains on "
+        "scikit-learn's bundled digits with no download.",
+        description="Variational autoencoders for images, text and tables: train one into a run directory, "
+                    "then sample, reconstruct, vary sentences, embed, score anomalies, evaluate and export it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a VAE into a run directory")
