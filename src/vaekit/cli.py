@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import VaekitError
 
 KINDS = ("image", "text", "tabular")
+RUN_HELP = "a run directory written by vaekit train"
 DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
 NOT_TRAIN_OPTIONS = ("trainable",)  # set by vaekit refine, not by a new run
 REFINE_OPTIONS = ("epochs", "batch_size", "lr", "free_bits", "precision", "device", "threads", "progress")
@@ -523,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for job in (image, text, tabular):
         kind, data_cls, default_model = job.KIND, job.DataConfig, job.DEFAULT_MODEL
-        q = kinds.add_parser(kind, help=f"train a {kind} VAE")
+        q = kinds.add_parser(kind, help=f"train {'an' if kind == 'image' else 'a'} {kind} VAE")
         q.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
         q.add_argument("--resume", action="store_true", help="continue the run at --out from its checkpoint")
@@ -539,14 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
-    p.add_argument("run")
+    p.add_argument("run", help=RUN_HELP)
     p.add_argument("--epochs", type=int, help="new total number of epochs")
     _add_nproc_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("refine", help="fit a trained run's encoder again against its fixed decoder, into "
                        "a new run (narrows the amortisation gap: a lower -ELBO for the same decoder)")
-    p.add_argument("run")
+    p.add_argument("run", help="the trained run to start from (left as it is)")
     p.add_argument("--out", help="the new run (default: RUN-refined, never reused)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
     from .train import REFINE_DEFAULTS
@@ -558,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
-    p.add_argument("run", nargs="?")
+    p.add_argument("run", nargs="?", help="a run directory (else the model given by the options below)")
     p.add_argument("--model", default="conv")
     p.add_argument("--image-shape", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"))
     p.add_argument("--latent-dim", type=int, default=2)
@@ -566,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def use_command(name, help_, func, data=True):
         q = sub.add_parser(name, help=help_)
-        q.add_argument("run")
+        q.add_argument("run", help=RUN_HELP)
         if data:
             q.add_argument("--data", required=True, help="images: digits, mnist[:test], a folder, .npy/.npz, IDX")
         q.add_argument("--out", help="output file (default: inside the run directory)")
@@ -585,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-n", type=int, default=16)
     _add_decode_options(q)
     q = use_command("vary", "variations of a given sentence", cmd_vary, data=False)
-    q.add_argument("sentence")
+    q.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
     q.add_argument("-n", type=int, default=5)
     q.add_argument("--spread", type=float, default=1.0,
                    help="scale of the posterior's standard deviation (0: always the mean)")
@@ -630,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("raters", help="rating sheets for human judges: export, then summarise their scores")
     raters = p.add_subparsers(dest="raters_command", required=True, metavar="ACTION")
     q = raters.add_parser("export", help="CSV + HTML sheet of shuffled, unlabeled variations (one or two runs)")
-    q.add_argument("run")
+    q.add_argument("run", help="a text run")
     q.add_argument("run_b", nargs="?", help="a second text run, mixed in blind")
     q.add_argument("--data", required=True, help="the input sentences: a text file, a CSV (--column), ptb:test")
     q.add_argument("-n", type=int, default=20, help="number of input sentences (drawn at random with --seed)")
@@ -654,7 +655,7 @@ def _add_evaluation_commands(sub) -> None:
     from .evaluation import EvalConfig
 
     q = sub.add_parser("evaluate", help="likelihood bounds, latent health and probes -> evaluation.json + .md")
-    q.add_argument("run")
+    q.add_argument("run", help=RUN_HELP)
     q.add_argument("--data", required=True, help="as for training: digits, mnist:test, a folder, ptb:test, a file")
     q.add_argument("--data-dir", help="where named data sets are looked up (default: the run's, else $VAEKIT_DATA)")
     q.add_argument("--out", help="folder for the report (default: the run directory)")
@@ -664,8 +665,8 @@ def _add_evaluation_commands(sub) -> None:
     add_config_options(q, EvalConfig, group_title="evaluation (k default: 1000 images, 500 text)")
     q.set_defaults(func=cmd_evaluate)
     q = sub.add_parser("compare", help="two evaluations side by side (runs or evaluation.json files)")
-    q.add_argument("a")
-    q.add_argument("b")
+    q.add_argument("a", help="a run directory or an evaluation.json")
+    q.add_argument("b", help="the other one")
     q.add_argument("--out", help="also write the Markdown table to this file")
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=cmd_compare)
