@@ -1,4 +1,5 @@
 """The command line as a user runs it: end to end on digits, a PNG folder and MNIST, and bad input."""
+import dataclasses
 import json
 import os
 import re
@@ -262,3 +263,24 @@ def test_console_script_and_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
                            str(status["epoch"] + 1)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "status.json").read_text())["state"] == "complete"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Documented:
+    first: int = 1  # what first is,
+    # and the rest of its sentence
+    second: int = 2  # second's own words
+
+    # a comment after a blank line belongs to no field
+    third: int = 3
+
+
+def test_option_help_is_the_whole_comment_beside_a_field(capsys):
+    from vaekit.cli import field_docs
+
+    assert field_docs(_Documented) == {"first": "what first is, and the rest of its sentence",
+                                       "second": "second's own words"}
+    with pytest.raises(SystemExit):
+        main(["train", "image", "-h"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "training goes on from the latest weights" in help_text  # average_from's comment, past its first line

@@ -236,6 +236,22 @@ def test_evaluate_a_text_run(text_run, capsys):
     assert all(0 <= h["val_active_units"] <= 3 for h in history)  # the text job watches for collapse too
 
 
+def test_evaluate_measures_the_amortisation_gap_when_asked(text_run, capsys, tmp_path):
+    run, folder = text_run
+    code, _, _ = run_cli(capsys, "evaluate", run, "--data", folder / "held.txt", "--k", "2", "--svi-steps", "20",
+                         "--out", tmp_path)
+    assert code == 0
+    result = json.loads((tmp_path / "evaluation.json").read_text())
+    m = {name: entry["value"] for name, entry in result["metrics"].items()}
+    assert m["amortisation_gap"] == pytest.approx(m["neg_elbo"] - m["neg_elbo_svi"])
+    assert math.isfinite(m["neg_elbo_svi"]) and m["kl_svi"] >= 0 and result["settings"]["svi_steps"] == 20
+    assert "| amortisation_gap |" in (tmp_path / "evaluation.md").read_text()
+    # without the option the figures are not there (and cost nothing)
+    assert run_cli(capsys, "evaluate", run, "--data", folder / "held.txt", "--k", "2", "--out", tmp_path / "b")[0] == 0
+    assert "amortisation_gap" not in json.loads((tmp_path / "b" / "evaluation.json").read_text())["metrics"]
+    assert run_cli(capsys, "evaluate", run, "--data", folder / "held.txt", "--svi-steps", "-1")[0] != 0
+
+
 def test_text_variations_call_text_quality(text_run, monkeypatch):
     run, folder = text_run
     seen = {}

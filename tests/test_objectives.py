@@ -6,7 +6,7 @@ import torch
 from vaekit.distributions import DiagonalGaussian, Gaussian, standard_normal_log_prob
 from vaekit.models import build_model
 from vaekit.models.base import VAE
-from vaekit.objectives import elbo_terms, iw_log_likelihood, training_loss
+from vaekit.objectives import elbo_terms, iw_log_likelihood, optimise_posterior, training_loss
 
 
 def test_iw_bound_with_k1_equals_elbo_in_expectation():
@@ -27,6 +27,32 @@ def test_iw_bound_tightens_with_k():
     x = torch.bernoulli(torch.full((8, 1, 8, 8), 0.3))
     bounds = [iw_log_likelihood(model, x, k=k, chunk=64).mean().item() for k in (1, 10, 200)]
     assert bounds[0] < bounds[1] < bounds[2]
+
+
+def _mean_neg_elbo(model, x, posterior, draws=500):
+    """-ELBO per example averaged over many z draws, so two posteriors compare without noise."""
+    rep = lambda t: t.repeat(draws, *([1] * (t.dim() - 1)))  # noqa: E731
+    with torch.no_grad():
+        terms = elbo_terms(model, rep(x), DiagonalGaussian(rep(posterior.mean), rep(posterior.log_var)))
+    return terms.neg_elbo.view(draws, len(x)).mean(0)  # (B,)
+
+
+def test_fitting_each_posterior_alone_raises_the_elbo_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = build_model("seed", image_shape=(1, 8, 8), latent_dim=4, init="torch").eval()
+    x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.3))
+    with torch.no_grad():  # an encoder far off: every posterior N(0, e^2 I), 8.8 nats of KL that buy nothing
+        model.to_log_var.weight.zero_()
+        model.to_log_var.bias.fill_(2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        amortised = model.encode(x)
+    fitted = optimise_posterior(model, x, steps=60, lr=0.05)
+    gain = _mean_neg_elbo(model, x, amortised) - _mean_neg_elbo(model, x, fitted)  # (B,)
+    assert (gain > 2).all(), gain  # every example's own ELBO rose, by several nats
+    assert fitted.mean.shape == (6, 4) and not fitted.mean.requires_grad and fitted.mean.grad_fn is None
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_free_bits_floor_each_dimension():

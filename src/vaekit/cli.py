@@ -43,7 +43,15 @@ def field_docs(cls) -> dict[str, str]:
         source = inspect.getsource(cls)
     except (OSError, TypeError):
         return {}
-    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)}
+    docs, name = {}, None
+    for line in source.splitlines():
+        if field := re.match(r"^\s+(\w+):[^#\n]*#\s*(.*)$", line):
+            name, docs[field[1]] = field[1], field[2].strip()
+        elif name and (more := re.match(r"^\s+#\s*(.*)$", line)):  # the comment goes on below its field
+            docs[name] += " " + more[1].strip()
+        else:
+            name = None
+    return docs
 
 
 def _help(cls, name: str, default) -> str | None:

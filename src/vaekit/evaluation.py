@@ -8,7 +8,9 @@ The estimators work on any vaekit model (`encode -> DiagonalGaussian`, `log_like
 - active units: dimensions u with Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2016, sec. 5.2);
 - mutual information I(x; z) under q, with the aggregate posterior q(z) estimated over the whole
   evaluation set (Hoffman & Johnson 2016; He et al. 2019, `calc_mi`);
-- KL per latent dimension; k-NN and logistic-regression probes on latent means; trustworthiness.
+- KL per latent dimension; k-NN and logistic-regression probes on latent means; trustworthiness;
+- optionally the amortisation gap: the negative ELBO again with each example's posterior fitted to
+  it alone (Cremer et al. 2018; `objectives.optimise_posterior`).
 
 `evaluate(run, data)` computes them all for a run directory; writing evaluation.json, evaluation.md and
 the plots, and `compare`, live in evaluation_report.py. `CollapseMonitor` warns during training.
@@ -25,7 +27,7 @@ from torch import Tensor
 
 from .distributions import LOG_2PI
 from .errors import VaekitError
-from .objectives import elbo_terms, iw_log_likelihood
+from .objectives import elbo_terms, iw_log_likelihood, optimise_posterior
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E_q[z_u]) exceeds this
 DEFAULT_K = {"image": 1000, "text": 500}
@@ -44,6 +46,9 @@ class EvalConfig:
     probes: bool = True  # k-NN / logistic regression / trustworthiness where labels exist
     variations: int = 0  # text: variations per held-out sentence for the text-quality metrics (0: skip)
     variation_inputs: int = 100  # text: how many held-out sentences get variations
+    svi_steps: int = 0  # >0: also the -ELBO with each example's posterior fitted alone for this many Adam
+    # steps from the encoder's (the amortisation gap); each step costs a decoder pass with gradients
+    svi_lr: float = 0.02  # Adam's step size for those steps
 
     def __post_init__(self):
         checks = [
@@ -52,6 +57,8 @@ class EvalConfig:
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.variations >= 0, f"variations must be >= 0, got {self.variations}"),
             (self.variation_inputs >= 1, f"variation inputs must be >= 1, got {self.variation_inputs}"),
+            (self.svi_steps >= 0, f"svi steps must be >= 0, got {self.svi_steps}"),
+            (self.svi_lr > 0 and math.isfinite(self.svi_lr), f"svi lr must be a positive number, got {self.svi_lr}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -60,11 +67,15 @@ class EvalConfig:
 
 # ---- the estimators -----------------------------------------------------------------------------
 @torch.no_grad()
-def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: int | None = None) -> dict:
+def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: int | None = None,
+                      svi_steps: int = 0, svi_lr: float = 0.02) -> dict:
     """Per-example negative ELBO terms and the k-sample IW bound on -log p(x), all in nats.
 
     x: (N, ...) prepared model input. Returns tensors on the CPU: "reconstruction" (N,),
-    "kl_per_dim" (N, D), "neg_elbo" (N,), "iw_nll" (N,), plus "mean" and "log_var" (N, D) of q(z|x).
+    "kl_per_dim" (N, D), "neg_elbo" (N,), "iw_nll" (N,), plus "mean" and "log_var" (N, D) of q(z|x);
+    with svi_steps > 0 also "svi_reconstruction" (N,) and "svi_kl" (N,): the one-sample ELBO terms
+    under each example's posterior fitted alone (`optimise_posterior`; the IW bound keeps the
+    encoder's posterior as its proposal, so it stays comparable with evaluations without them).
     The model must be in eval mode (dropout, batch norm and word dropout off).
     """
     if model.training:
@@ -84,6 +95,10 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
         out["iw_nll"].append(-iw_log_likelihood(model, batch, k, samples_per_pass).float().cpu())
         out["mean"].append(posterior.mean.float().cpu())
         out["log_var"].append(posterior.log_var.float().cpu())
+        if svi_steps:
+            fitted = elbo_terms(model, batch, optimise_posterior(model, batch, svi_steps, svi_lr))
+            out.setdefault("svi_reconstruction", []).append(fitted.reconstruction.float().cpu())
+            out.setdefault("svi_kl", []).append(fitted.kl.float().cpu())
     inverse = order.argsort()  # back to the caller's order
     result = {key: torch.cat(values)[inverse] for key, values in out.items()}
     result["neg_elbo"] = result["reconstruction"] + result["kl_per_dim"].sum(1)
@@ -227,6 +242,13 @@ DEFINITIONS = {
     "kl": ("nats per example", "KL(q(z|x) || N(0, I)), analytic, summed over latent dimensions"),
     "iw_nll": ("nats per example", "importance-weighted bound on -log p(x) with k samples from q(z|x) "
                "(Burda et al. 2016, eq. 8); an upper bound on the true NLL that tightens with k"),
+    "neg_elbo_svi": ("nats per example", "negative ELBO with each example's posterior fitted to it alone: "
+                     "svi_steps Adam steps on its ELBO from the encoder's mean and variance (semi-amortised "
+                     "inference, Kim et al. 2018); one z draw per example"),
+    "kl_svi": ("nats per example", "KL(q(z|x) || N(0, I)) of those fitted posteriors"),
+    "amortisation_gap": ("nats per example", "neg_elbo - neg_elbo_svi: how much ELBO the encoder leaves "
+                         "that a per-example posterior finds (Cremer et al. 2018); large values say the "
+                         "encoder lags its decoder (He et al. 2019; vaekit refine)"),
     "bits_per_dim": ("bits", "iw_nll / (C*H*W * ln 2)"),
     "ppl": ("per word", "per-word perplexity exp(sum of iw_nll / tokens), tokens counting <eos> "
             "(as the PTB literature counts)"),
@@ -273,7 +295,8 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
     run.model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        bounds = likelihood_bounds(run.model, x, k, config.batch_size)
+        bounds = likelihood_bounds(run.model, x, k, config.batch_size, svi_steps=config.svi_steps,
+                                   svi_lr=config.svi_lr)
         mi = mutual_information(bounds["mean"], bounds["log_var"], torch.Generator().manual_seed(config.seed))
     result = _result(run, data, config, k, len(x), extra)
     metrics = summarise(bounds, mi)
@@ -296,10 +319,15 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
 def summarise(bounds: dict, mi: float) -> dict:
     """The modality-free figures: means over the examples (and the IW bound's standard error)."""
     n = len(bounds["neg_elbo"])
-    return {"neg_elbo": float(bounds["neg_elbo"].mean()), "reconstruction": float(bounds["reconstruction"].mean()),
-            "kl": float(bounds["kl_per_dim"].sum(1).mean()), "iw_nll": float(bounds["iw_nll"].mean()),
-            "iw_nll_stderr": float(bounds["iw_nll"].std() / math.sqrt(n)) if n > 1 else 0.0,
-            "active_units": active_units(bounds["mean"])[0], "mutual_information": mi}
+    figures = {"neg_elbo": float(bounds["neg_elbo"].mean()), "reconstruction": float(bounds["reconstruction"].mean()),
+               "kl": float(bounds["kl_per_dim"].sum(1).mean()), "iw_nll": float(bounds["iw_nll"].mean()),
+               "iw_nll_stderr": float(bounds["iw_nll"].std() / math.sqrt(n)) if n > 1 else 0.0,
+               "active_units": active_units(bounds["mean"])[0], "mutual_information": mi}
+    if "svi_kl" in bounds:
+        svi_neg_elbo = float((bounds["svi_reconstruction"] + bounds["svi_kl"]).mean())
+        figures.update({"neg_elbo_svi": svi_neg_elbo, "kl_svi": float(bounds["svi_kl"].mean()),
+                        "amortisation_gap": figures["neg_elbo"] - svi_neg_elbo})
+    return figures
 
 
 def _kind_metrics(run, x: Tensor, bounds: dict, extra: dict) -> dict:

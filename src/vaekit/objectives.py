@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .distributions import standard_normal_log_prob
+from .distributions import DiagonalGaussian, standard_normal_log_prob
 
 
 @dataclass
@@ -31,11 +31,39 @@ class ELBOTerms:
         return self.reconstruction + self.kl
 
 
-def elbo_terms(model, x: Tensor) -> ELBOTerms:
-    """One-sample ELBO terms for a batch x, reparameterised so gradients flow to the encoder."""
-    posterior = model.encode(x)
+def elbo_terms(model, x: Tensor, posterior: DiagonalGaussian | None = None) -> ELBOTerms:
+    """One-sample ELBO terms for a batch x, reparameterised so gradients flow to the encoder.
+    `posterior`: q(z|x) to use instead of the encoder's (e.g. from `optimise_posterior`)."""
+    posterior = model.encode(x) if posterior is None else posterior
     z = posterior.rsample()  # (B, D)
     return ELBOTerms(-model.log_likelihood(x, z), posterior.kl(), z)
+
+
+def optimise_posterior(model, x: Tensor, steps: int, lr: float = 0.02) -> DiagonalGaussian:
+    """q(z|x) fitted to each example of x alone: the encoder's mean and log-variance as a start, then
+    `steps` Adam steps on that example's one-sample ELBO (stochastic variational inference started
+    from the amortised posterior: semi-amortised inference, Kim et al. 2018).
+
+    The ELBO gained over the encoder's posterior measures the amortisation gap (Cremer et al. 2018):
+    how far the encoder is from the best Gaussian posterior the decoder admits. The model's
+    parameters and their .grad are left untouched; put the model in eval mode first.
+    Returns a DiagonalGaussian with (B, D) tensors that carry no graph.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    with torch.no_grad():
+        start = model.encode(x)
+    mean = start.mean.detach().float().clone().requires_grad_()  # (B, D)
+    log_var = start.log_var.detach().float().clone().requires_grad_()  # (B, D)
+    optimizer = torch.optim.Adam([mean, log_var], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            # Summed, not averaged, over the batch: each example's step is then its own ELBO's,
+            # whatever the batch holds.
+            loss = elbo_terms(model, x, DiagonalGaussian(mean, log_var)).neg_elbo.sum()
+            mean.grad, log_var.grad = torch.autograd.grad(loss, [mean, log_var])  # nothing reaches the model
+            optimizer.step()
+    return DiagonalGaussian(mean.detach(), log_var.detach())
 
 
 def training_loss(terms: ELBOTerms, kl_weight: float = 1.0, free_bits: float = 0.0) -> Tensor:
