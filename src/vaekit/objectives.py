@@ -58,8 +58,8 @@ def optimise_posterior(model, x: Tensor, steps: int, lr: float = 0.02) -> Diagon
     optimizer = torch.optim.Adam([mean, log_var], lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
-            # Summed, not averaged, over the batch: each example's step is then its own ELBO's,
-            # whatever the batch holds.
+            # Summed over the batch: the examples share no parameters, so each (mean, log_var) row
+            # gets exactly its own example's ELBO gradient.
             loss = elbo_terms(model, x, DiagonalGaussian(mean, log_var)).neg_elbo.sum()
             mean.grad, log_var.grad = torch.autograd.grad(loss, [mean, log_var])  # nothing reaches the model
             optimizer.step()
