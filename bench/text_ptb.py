@@ -119,53 +119,53 @@ def trained_run_figures(path: str, args) -> dict:
 
 
 # ---- the importance-weighted NLL and latent health (vaekit.evaluation), kept apart from the rest ----
-def iw_and_latent_figures(model, test, args) -> dict:
-    """IW bound on the test NLL per sentence (Burda et al. 2016), MI (He et al. 2019) and active units
-    (Burda et al. 2016) on the first --iw-limit test sentences, with --iw-k samples."""
-    import time
-
-    import torch
-
-    from vaekit.evaluation import active_units, likelihood_bounds, mutual_information
-
-    if not args.iw_k:
-        return {}
-    x = test.x[:args.iw_limit] if args.iw_limit else test.x
-    started = time.perf_counter()
-    model.eval()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        b = likelihood_bounds(model, x, args.iw_k, batch_size=50)
-    tokens = int((x != 0).sum())
-    return {"test_nll": float(b["iw_nll"].mean()), "test_nll_k": args.iw_k, "test_nll_sentences": len(x),
-            "test_ppl_iw": math.exp(float(b["iw_nll"].sum()) / tokens),
-            "mi": mutual_information(b["mean"], b["log_var"], torch.Generator().manual_seed(0)),
-            "active_units": active_units(b["mean"])[0], "iw_seconds": time.perf_counter() - started}
-
-
-def svi_figures(model, test, args) -> dict:
-    """Test -ELBO with each sentence's posterior fitted alone (--svi-steps Adam steps from the encoder's;
-    vaekit.objectives.optimise_posterior) beside the encoder's own on the same sentences and noise seed:
-    the amortisation gap (Cremer et al. 2018). A separate figure: test_neg_elbo stays the encoder's."""
+def _bounds(model, x, k: int, **options) -> tuple[dict, float]:
+    """vaekit.evaluation.likelihood_bounds in eval mode with noise seed 0, and the seconds it took."""
     import time
 
     import torch
 
     from vaekit.evaluation import likelihood_bounds
 
-    if not args.svi_steps:
-        return {}
-    x = test.x[:args.svi_limit] if args.svi_limit else test.x
     started = time.perf_counter()
     model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        b = likelihood_bounds(model, x, 1, batch_size=50, svi_steps=args.svi_steps, svi_lr=args.svi_lr)
+        bounds = likelihood_bounds(model, x, k, batch_size=50, **options)
+    return bounds, time.perf_counter() - started
+
+
+def iw_and_latent_figures(model, test, args) -> dict:
+    """IW bound on the test NLL per sentence (Burda et al. 2016), MI (He et al. 2019) and active units
+    (Burda et al. 2016) on the first --iw-limit test sentences, with --iw-k samples."""
+    import torch
+
+    from vaekit.evaluation import active_units, mutual_information
+
+    if not args.iw_k:
+        return {}
+    x = test.x[:args.iw_limit] if args.iw_limit else test.x
+    b, seconds = _bounds(model, x, args.iw_k)
+    tokens = int((x != 0).sum())
+    return {"test_nll": float(b["iw_nll"].mean()), "test_nll_k": args.iw_k, "test_nll_sentences": len(x),
+            "test_ppl_iw": math.exp(float(b["iw_nll"].sum()) / tokens),
+            "mi": mutual_information(b["mean"], b["log_var"], torch.Generator().manual_seed(0)),
+            "active_units": active_units(b["mean"])[0], "iw_seconds": seconds}
+
+
+def svi_figures(model, test, args) -> dict:
+    """Test -ELBO with each sentence's posterior fitted alone (--svi-steps Adam steps from the encoder's;
+    vaekit.objectives.optimise_posterior) beside the encoder's own on the same sentences and noise seed:
+    the amortisation gap (Cremer et al. 2018). A separate figure: test_neg_elbo stays the encoder's."""
+    if not args.svi_steps:
+        return {}
+    x = test.x[:args.svi_limit] if args.svi_limit else test.x
+    b, seconds = _bounds(model, x, 1, svi_steps=args.svi_steps, svi_lr=args.svi_lr)
     fitted = float((b["svi_reconstruction"] + b["svi_kl"]).mean())
     return {"test_neg_elbo_svi": fitted, "test_kl_svi": float(b["svi_kl"].mean()),
             "test_neg_elbo_same_sentences": float(b["neg_elbo"].mean()),
             "amortisation_gap": float(b["neg_elbo"].mean()) - fitted, "svi_steps": args.svi_steps,
-            "svi_lr": args.svi_lr, "svi_sentences": len(x), "svi_seconds": time.perf_counter() - started}
+            "svi_lr": args.svi_lr, "svi_sentences": len(x), "svi_seconds": seconds}
 
 
 def parse_args(argv=None):
