@@ -109,3 +109,19 @@ def test_run_refuses_rows_that_do_not_fit(tmp_path, capsys):
     (out / "standardize.json").write_text(json.dumps({"columns": ["a"], "mean": [0.0], "std": [1.0]}))
     with pytest.raises(VaekitError, match="do not belong together"):
         vaekit.load(out)
+
+
+def test_evaluate_a_tabular_run(tmp_path, capsys):
+    path, _ = _table(tmp_path)
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--out", out, *FAST)[0] == 0
+    code, stdout, _ = run_cli(capsys, "evaluate", out, "--data", path, "--svi-steps", "3")  # k: the default
+    assert code == 0 and "iw_nll_raw_units" in stdout
+    result = json.loads((out / "evaluation.json").read_text())
+    m = {name: entry["value"] for name, entry in result["metrics"].items()}
+    assert result["kind"] == "tabular" and result["settings"]["examples"] == 120 and result["settings"]["k"] == 1000
+    std = np.array(json.loads((out / "standardize.json").read_text())["std"])
+    assert m["iw_nll_raw_units"] == pytest.approx(m["iw_nll"] + np.log(std).sum(), rel=1e-5)
+    assert 0 <= m["knn_accuracy"] <= 1 and "amortisation_gap" in m and "bits_per_dim" not in m
+    code, _, err = run_cli(capsys, "evaluate", out, "--data", path, "--data-dir", tmp_path)
+    assert code == 2 and "--data-dir" in err

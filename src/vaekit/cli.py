@@ -664,13 +664,14 @@ def _add_evaluation_commands(sub) -> None:
 
     q = sub.add_parser("evaluate", help="likelihood bounds, latent health and probes -> evaluation.json + .md")
     q.add_argument("run", help=RUN_HELP)
-    q.add_argument("--data", required=True, help="as for training: digits, mnist:test, a folder, ptb:test, a file")
+    q.add_argument("--data", required=True,
+                   help="as for training: digits, mnist:test, a folder, ptb:test, a text file, a table")
     q.add_argument("--data-dir", help="where named data sets are looked up (default: the run's, else $VAEKIT_DATA)")
     q.add_argument("--out", help="folder for the report (default: the run directory)")
     q.add_argument("--overwrite", action="store_true",
                    help="replace evaluation.json (default: a new evaluation-N.json beside earlier ones)")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    add_config_options(q, EvalConfig, group_title="evaluation (k default: 1000 images, 500 text)")
+    add_config_options(q, EvalConfig, group_title="evaluation (k default: 1000 images and tables, 500 text)")
     q.set_defaults(func=cmd_evaluate)
     q = sub.add_parser("compare", help="two evaluations side by side (runs or evaluation.json files)")
     q.add_argument("a", help="a run directory or an evaluation.json")
