@@ -291,7 +291,8 @@ def export_runs(run_paths: list[str | Path], data: str, out: str | Path, n_input
     loaded = [api.load(p) for p in run_paths]
     for run in loaded:
         if run.kind != "text":
-            raise VaekitError(f"{run.path} is {"an" if run.kind == "image" else "a"} {run.kind} run: rating sheets are for text runs")
+            article = "an" if run.kind == "image" else "a"
+            raise VaekitError(f"{run.path} is {article} {run.kind} run: rating sheets are for text runs")
     sentences = [s for s in read_texts(data, loaded[0].data_config, default_split="test") if s.strip()]
     if not sentences:
         raise VaekitError(f"{data} has no sentences")
