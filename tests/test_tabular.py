@@ -123,5 +123,5 @@ def test_evaluate_a_tabular_run(tmp_path, capsys):
     std = np.array(json.loads((out / "standardize.json").read_text())["std"])
     assert m["iw_nll_raw_units"] == pytest.approx(m["iw_nll"] + np.log(std).sum(), rel=1e-5)
     assert 0 <= m["knn_accuracy"] <= 1 and "amortisation_gap" in m and "bits_per_dim" not in m
-    code, _, err = run_cli(capsys, "evaluate", out, "--data", path, "--data-dir", tmp_path)
-    assert code == 2 and "--data-dir" in err
+    code, _, err = run_cli(capsys, "evaluate", out, "--data", path, "--data-dir", tmp_path, "--out", tmp_path / "ev")
+    assert code == 2 and "--data-dir" in err and not (tmp_path / "ev").exists()  # refused before anything is written

@@ -283,10 +283,6 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
 
     config = EvalConfig(**settings)
     run = api.load(run, device) if not isinstance(run, api.Run) else run
-    if write:
-        from .evaluation_report import output_folder
-
-        output_folder(run, out)  # fail before the work, not after it
     if data_dir is not None:
         import dataclasses
 
@@ -294,6 +290,10 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
             raise VaekitError(f"--data-dir is where named image and text data sets are looked up; a {run.kind} "
                               "run reads its tables from the path given to --data")
         run.data_config = dataclasses.replace(run.data_config, data_dir=data_dir)
+    if write:
+        from .evaluation_report import output_folder
+
+        output_folder(run, out)  # fail before the work, not after it
     k = config.k or DEFAULT_K[run.kind]
     x, labels, extra = load_eval_data(run, data, config)
     echo(f"evaluating {run.path} on {data}: {len(x)} examples, k={k} ...")
