@@ -133,6 +133,11 @@ def test_embed_text_and_the_umap_view(text_run, image_run, capsys, tmp_path):
     rows = _rows(tmp_path / "t.csv")
     assert len(rows) == 30 and rows[0]["text"] == SENTENCES[0] and "z7" in rows[0]
     assert (tmp_path / "t_pca.png").exists()
+    # two sentences: their codes are written; the 2-D view of an 8-D space is skipped with a note, not an error
+    (tmp_path / "two.txt").write_text("\n".join(SENTENCES[:2]) + "\n")
+    code, stdout, _ = run_cli(capsys, "embed", text_run, "--data", tmp_path / "two.txt", "--out", tmp_path / "two.npy")
+    assert code == 0 and np.load(tmp_path / "two.npy").shape == (2, 8) and "no 2-D view" in stdout
+    assert not (tmp_path / "two_pca.png").exists()
     pytest.importorskip("umap")
     code, stdout, _ = run_cli(capsys, "embed", text_run, "--data", tmp_path / "s.txt", "--view", "umap",
                               "--out", tmp_path / "u.npy")

@@ -102,6 +102,9 @@ def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = No
     z = run.encode(data.x)
     messages = [f"wrote {p}" for p in write_embedding(out, z, data.y, data.classes, data.texts)]
     messages[0] += f": {z.shape[0]} latent means of dimension {z.shape[1]}"
+    if z.shape[1] > 2 and len(z) < 3:  # the codes are what was asked for; a view of two points is not
+        messages.append(f"no 2-D view: one of a {z.shape[1]}-D latent space needs at least 3 examples, got {len(z)}")
+        return messages
     if view == "parametric" and z.shape[1] > 2:
         xy, what, done = parametric_view(run, z)
         messages.append(done)
