@@ -16,7 +16,6 @@ element-wise work and overhead. Synthetic data: speed does not depend on the pix
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -106,7 +105,7 @@ def onednn_primitives(args) -> list[dict]:
     """oneDNN's execution times for one step: [{kind, pass, shape, ms}], the median over the steps."""
     cmd = [sys.executable, __file__, "--child", "--precision", args.precision, "--threads", str(args.threads),
            "--verbose-steps", str(args.verbose_steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ}).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     lines = [line for line in out.split("STEPS-START", 1)[1].splitlines() if ",primitive,exec," in line]
     if not lines or len(lines) % args.verbose_steps:
         raise SystemExit(f"oneDNN's verbose log did not give {args.verbose_steps} equal steps ({len(lines)} lines)")

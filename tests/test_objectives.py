@@ -31,7 +31,9 @@ def test_iw_bound_tightens_with_k():
 
 def _mean_neg_elbo(model, x, posterior, draws=500):
     """-ELBO per example averaged over many z draws, so two posteriors compare without noise."""
-    rep = lambda t: t.repeat(draws, *([1] * (t.dim() - 1)))  # noqa: E731
+    def rep(t):
+        return t.repeat(draws, *([1] * (t.dim() - 1)))  # (draws * B, ...), draw-major
+
     with torch.no_grad():
         terms = elbo_terms(model, rep(x), DiagonalGaussian(rep(posterior.mean), rep(posterior.log_var)))
     return terms.neg_elbo.view(draws, len(x)).mean(0)  # (B,)

@@ -87,8 +87,8 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
     out: dict[str, list] = {"reconstruction": [], "kl_per_dim": [], "iw_nll": [], "mean": [], "log_var": []}
     for start in range(0, len(x), batch_size):
         batch = x[order[start:start + batch_size]].to(model.device)
-        terms = elbo_terms(model, batch)
         posterior = model.encode(batch)
+        terms = elbo_terms(model, batch, posterior)
         samples_per_pass = chunk or iw_chunk(model, batch)
         out["reconstruction"].append(terms.reconstruction.float().cpu())
         out["kl_per_dim"].append(terms.kl_per_dim.float().cpu())
@@ -96,7 +96,7 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
         out["mean"].append(posterior.mean.float().cpu())
         out["log_var"].append(posterior.log_var.float().cpu())
         if svi_steps:
-            fitted = elbo_terms(model, batch, optimise_posterior(model, batch, svi_steps, svi_lr))
+            fitted = elbo_terms(model, batch, optimise_posterior(model, batch, svi_steps, svi_lr, start=posterior))
             out.setdefault("svi_reconstruction", []).append(fitted.reconstruction.float().cpu())
             out.setdefault("svi_kl", []).append(fitted.kl.float().cpu())
     inverse = order.argsort()  # back to the caller's order

@@ -39,7 +39,8 @@ def elbo_terms(model, x: Tensor, posterior: DiagonalGaussian | None = None) -> E
     return ELBOTerms(-model.log_likelihood(x, z), posterior.kl(), z)
 
 
-def optimise_posterior(model, x: Tensor, steps: int, lr: float = 0.02) -> DiagonalGaussian:
+def optimise_posterior(model, x: Tensor, steps: int, lr: float = 0.02,
+                       start: DiagonalGaussian | None = None) -> DiagonalGaussian:
     """q(z|x) fitted to each example of x alone: the encoder's mean and log-variance as a start, then
     `steps` Adam steps on that example's one-sample ELBO (stochastic variational inference started
     from the amortised posterior: semi-amortised inference, Kim et al. 2018).
@@ -47,12 +48,14 @@ def optimise_posterior(model, x: Tensor, steps: int, lr: float = 0.02) -> Diagon
     The ELBO gained over the encoder's posterior measures the amortisation gap (Cremer et al. 2018):
     how far the encoder is from the best Gaussian posterior the decoder admits. The model's
     parameters and their .grad are left untouched; put the model in eval mode first.
-    Returns a DiagonalGaussian with (B, D) tensors that carry no graph.
+    `start`: the encoder's posterior for x when the caller has it already. Returns a DiagonalGaussian
+    with (B, D) tensors that carry no graph.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    with torch.no_grad():
-        start = model.encode(x)
+    if start is None:
+        with torch.no_grad():
+            start = model.encode(x)
     mean = start.mean.detach().float().clone().requires_grad_()  # (B, D)
     log_var = start.log_var.detach().float().clone().requires_grad_()  # (B, D)
     optimizer = torch.optim.Adam([mean, log_var], lr=lr)
