@@ -92,7 +92,7 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
         samples_per_pass = chunk or iw_chunk(model, batch)
         out["reconstruction"].append(terms.reconstruction.float().cpu())
         out["kl_per_dim"].append(terms.kl_per_dim.float().cpu())
-        out["iw_nll"].append(-iw_log_likelihood(model, batch, k, samples_per_pass).float().cpu())
+        out["iw_nll"].append(-iw_log_likelihood(model, batch, k, samples_per_pass, posterior).float().cpu())
         out["mean"].append(posterior.mean.float().cpu())
         out["log_var"].append(posterior.log_var.float().cpu())
         if svi_steps:

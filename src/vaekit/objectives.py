@@ -83,17 +83,20 @@ def training_loss(terms: ELBOTerms, kl_weight: float = 1.0, free_bits: float = 0
 
 
 @torch.no_grad()
-def iw_log_likelihood(model, x: Tensor, k: int, chunk: int = 100) -> Tensor:
+def iw_log_likelihood(model, x: Tensor, k: int, chunk: int = 100,
+                      posterior: DiagonalGaussian | None = None) -> Tensor:
     """Importance-weighted lower bound on log p(x) with k samples (Burda et al. 2016, eq. 8).
 
     log (1/k) sum_i p(x, z_i) / q(z_i | x),  z_i ~ q(z | x). Returns (B,); k=1 is the ELBO in
     expectation. x is encoded once; the decoder sees `chunk` samples per example at a time, so one
     pass holds chunk * B decoded examples whatever k is, and the log-weights are folded into a
-    running log-sum-exp, so nothing of size k is kept either.
+    running log-sum-exp, so nothing of size k is kept either. `posterior`: q(z|x) when the caller
+    has already encoded x (the proposal; it must be x's).
     """
     if k < 1 or chunk < 1:
         raise ValueError(f"k and chunk must be at least 1, got k={k}, chunk={chunk}")
-    posterior = model.encode(x)
+    if posterior is None:
+        posterior = model.encode(x)
     total = None  # (B,) log sum_i w_i over the samples so far
     x_rep = None
     for start in range(0, k, chunk):
