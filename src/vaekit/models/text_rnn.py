@@ -25,6 +25,7 @@ from ..distributions import DiagonalGaussian
 from ..errors import VaekitError
 from . import register
 from .base import VAE
+from .lstm import lstm as bf16_lstm
 from .text_seed import PAD, check_text_config, token_nll
 
 UNK, BOS, EOS = 1, 2, 3
@@ -86,17 +87,20 @@ def _amx_cpu() -> bool:
 
 
 def run_lstm(lstm: nn.LSTM, inputs: Tensor | PackedSequence, state=None, weights: dict | None = None):
-    """lstm(inputs, state), with `weights` standing in for its parameters in this call, and in fp32
-    where bf16 autocast would differentiate it wrongly: an LSTM wider than 512 units, training on a
-    CPU with AMX.
+    """lstm(inputs, state), with `weights` standing in for its parameters in this call, and not
+    through oneDNN's bf16 LSTM where that would differentiate it wrongly: an LSTM wider than 512 units,
+    training on a CPU with AMX. There the text decoder (one layer, padded batch-first inputs, an initial
+    state) runs models/lstm.py's LSTM (bf16 products, fp32 gates, its own backward pass); any other
+    LSTM runs in fp32.
 
     oneDNN's bf16 LSTM backward on AMX CPUs (torch 2.13, Intel Xeon with amx_bf16) returns gradients
     that point elsewhere for 1024 units: cosine 0.78 to fp32's at initialisation, 0.68 down to -0.03
     on a trained PTB model, where its forward agrees to 1e-4 and its AVX512-BF16 path on the same
     machine (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) agrees to 0.9999; 512 units agree to 0.9998. A PTB
     run trained with it fell 5 nats behind by epoch 3 (bench/RESULTS.md). The 1024-unit decoder in
-    fp32 makes a training step 1.45x slower than the wrong bf16 one, still 1.2x faster than fp32
-    throughout; forward-only calls (evaluation, generation) keep bf16.
+    fp32 made a PTB training step 1.45x slower than the wrong bf16 one; models/lstm.py's takes 1.37x
+    less time than fp32 (bench/RESULTS.md). Forward-only calls (evaluation, generation) keep oneDNN's
+    bf16 LSTM, whose forward is right.
     """
     def call(inputs, state):
         if weights:
@@ -109,6 +113,11 @@ def run_lstm(lstm: nn.LSTM, inputs: Tensor | PackedSequence, state=None, weights
             and _amx_cpu()):
         return call(inputs, state)
     with torch.autocast("cpu", enabled=False):
+        if (isinstance(inputs, Tensor) and state is not None and lstm.num_layers == 1 and lstm.bias
+                and not lstm.bidirectional and lstm.batch_first and not lstm.proj_size):
+            params = {**dict(lstm.named_parameters()), **(weights or {})}
+            names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+            return bf16_lstm(inputs, state, *(params[n] for n in names))
         return call(inputs.float(), None if state is None else tuple(s.float() for s in state))
 
 
