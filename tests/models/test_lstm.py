@@ -6,7 +6,8 @@ from torch import nn
 import vaekit.models.text_rnn as text_rnn
 from vaekit.models import build_model
 from vaekit.models.lstm import lstm
-from vaekit.train import autocast_context
+
+from .test_text_rnn import training_grads
 
 
 def _case(seed=0, B=5, L=7, D=6, H=8):  # noqa: N803 (the shapes' usual names)
@@ -69,16 +70,9 @@ def test_the_text_decoder_takes_it_on_amx_cpus_and_trains_as_in_fp32(monkeypatch
     x = torch.randint(4, 300, (8, 20))
     x[:, 15:] = 0
 
-    def grads(precision):
-        model.zero_grad()
-        torch.manual_seed(1)  # the same z noise and weight-drop mask in both
-        with autocast_context(torch.device("cpu"), precision):
-            model(x).neg_elbo.mean().backward()
-        return {name: p.grad.float().flatten() for name, p in model.named_parameters() if p.grad is not None}
-
-    exact = grads("fp32")
+    exact = training_grads(model, x, "fp32")
     assert not calls  # fp32 runs nn.LSTM
-    mixed = grads("bf16")
+    mixed = training_grads(model, x, "bf16")
     assert calls  # bf16 training on "AMX" runs the hand-written LSTM
     assert mixed.keys() == exact.keys()
     for name in exact:

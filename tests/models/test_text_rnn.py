@@ -73,6 +73,19 @@ def test_fast_dropout_zeroes_that_share_and_rescales_the_rest_as_dropout_does(p)
     assert fast_dropout(weight.bfloat16(), p).dtype == torch.bfloat16  # as autocast hands it over
 
 
+def training_grads(model, x, precision: str) -> dict:
+    """Every parameter's gradient of the mean -ELBO of x under `precision`, flattened, in fp32.
+    Noise seeded: the z draws, dropout and weight-drop masks are the same for every precision."""
+    from vaekit.train import autocast_context
+
+    model.zero_grad()
+    torch.manual_seed(1)
+    with autocast_context(torch.device("cpu"), precision):
+        loss = model(x).neg_elbo.mean()
+    loss.backward()
+    return {name: p.grad.float().flatten() for name, p in model.named_parameters() if p.grad is not None}
+
+
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16")
 @pytest.mark.parametrize("sizes", [dict(decoder_dim=1024), dict(decoder_dim=1024, weight_drop=0.5),
                                    dict(encoder_dim=1024, decoder_dim=64)], ids=["decoder", "weight-drop", "encoder"])
@@ -81,21 +94,11 @@ def test_bf16_training_gradients_point_where_fp32_ones_do(sizes):
     (cosine 0.78 to fp32's here, and a PTB run fell 5 nats behind); such LSTMs now train in fp32
     there (models.text_rnn.run_lstm). On CPUs without AMX the bf16 path is the accurate one, so this
     holds either way."""
-    from vaekit.train import autocast_context
-
     torch.manual_seed(0)
     model = build_model("text-rnn", vocab_size=500, max_len=40, dropout=0.0, word_dropout=0.0, **sizes)
     x = torch.randint(4, 500, (32, 30))
     x[:, 25:] = 0
 
-    def grads(precision):
-        model.zero_grad()
-        torch.manual_seed(1)  # the same z noise and weight-drop mask in both
-        with autocast_context(torch.device("cpu"), precision):
-            loss = model(x).neg_elbo.mean()
-        loss.backward()
-        return {name: p.grad.float().flatten() for name, p in model.named_parameters() if p.grad is not None}
-
-    exact, mixed = grads("fp32"), grads("bf16")
+    exact, mixed = training_grads(model, x, "fp32"), training_grads(model, x, "bf16")
     cosines = {name: torch.nn.functional.cosine_similarity(exact[name], mixed[name], 0).item() for name in exact}
     assert min(cosines.values()) > 0.99, cosines
