@@ -38,6 +38,31 @@ def kernel_path(dtype):
     return run
 
 
+def compare(threads: int, paths: dict, args) -> dict:
+    """The three paths interleaved at `threads` threads: ms a step and the fp32 / lstm.py ratio."""
+    import torch
+
+    import vaekit.models.text_rnn as text_rnn
+    from vaekit.models import build_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model("text-rnn", vocab_size=args.vocab, max_len=args.steps, decoder_dim=1024, dropout=0.6,
+                        word_dropout=0.0, weight_drop=0.5).train()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    x = make_batch(args.batch, args.steps, args.vocab)
+    times = ab.interleaved(text_rnn, "bf16_lstm", paths,
+                           lambda k: time_steps(model, optimizer, x, "bf16", k), args.repeats, args.n, 1)
+    found = ab.compare({k: times[k] for k in ("fp32", "lstm.py")}, "fp32", "lstm.py")
+    ref, new = found.pop("ref_s"), found.pop("new_s")
+    onednn = sorted(times["onednn-bf16"])[len(times["onednn-bf16"]) // 2]
+    result = {"fp32_ms": 1000 * ref, "lstm_py_ms": 1000 * new, "onednn_bf16_ms": 1000 * onednn, **found}
+    result["all_ms"]["onednn-bf16"] = [round(1000 * t, 2) for t in times["onednn-bf16"]]
+    print(f"{threads} thread(s): fp32 {1000 * ref:.0f} ms, lstm.py {1000 * new:.0f} ms per step "
+          f"{ab.describe(result)}; oneDNN bf16 (wrong on AMX) {1000 * onednn:.0f} ms", flush=True)
+    return result
+
+
 def main(argv=None) -> None:
     p = ab.step_parser(__doc__.split("\n")[0], repeats=7, n=5, threads=[2])
     args = p.parse_args(argv)
@@ -46,7 +71,6 @@ def main(argv=None) -> None:
     import torch
 
     import vaekit.models.text_rnn as text_rnn
-    from vaekit.models import build_model
 
     report = {"settings": vars(args), "command": " ".join(["python bench/lstm_step.py", *(argv or sys.argv[1:])]),
               "machine": machine(), "amx": bool(text_rnn._amx_cpu()), "results": {}}
@@ -54,22 +78,7 @@ def main(argv=None) -> None:
     paths = {"fp32": kernel_path(torch.float32), "lstm.py": text_rnn.bf16_lstm,
              "onednn-bf16": kernel_path(torch.bfloat16)}
     for threads in args.threads:
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        model = build_model("text-rnn", vocab_size=args.vocab, max_len=args.steps, decoder_dim=1024, dropout=0.6,
-                            word_dropout=0.0, weight_drop=0.5).train()
-        optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-        x = make_batch(args.batch, args.steps, args.vocab)
-        times = ab.interleaved(text_rnn, "bf16_lstm", paths,
-                               lambda k: time_steps(model, optimizer, x, "bf16", k), args.repeats, args.n, 1)
-        found = ab.compare({k: times[k] for k in ("fp32", "lstm.py")}, "fp32", "lstm.py")
-        ref, new = found.pop("ref_s"), found.pop("new_s")
-        onednn = sorted(times["onednn-bf16"])[len(times["onednn-bf16"]) // 2]
-        result = {"fp32_ms": 1000 * ref, "lstm_py_ms": 1000 * new, "onednn_bf16_ms": 1000 * onednn, **found}
-        result["all_ms"]["onednn-bf16"] = [round(1000 * t, 2) for t in times["onednn-bf16"]]
-        print(f"{threads} thread(s): fp32 {1000 * ref:.0f} ms, lstm.py {1000 * new:.0f} ms per step "
-              f"{ab.describe(result)}; oneDNN bf16 (wrong on AMX) {1000 * onednn:.0f} ms", flush=True)
-        report["results"][f"{threads}t"] = result
+        report["results"][f"{threads}t"] = compare(threads, paths, args)
     write_results(RESULTS.with_name("lstm_step-quick.json") if args.quick else RESULTS, report)
 
 

@@ -28,9 +28,10 @@ class _LSTM(torch.autograd.Function):
         wih, whh = w_ih.to(dtype), w_hh.to(dtype)
         # The input's share of every step in one product (AMX runs a large product near its peak).
         gates = (xd @ wih.t()).float().add_((b_ih + b_hh).float()).view(L, B, 4 * H)  # (L, B, 4H)
-        cells = torch.empty(L, B, H)
-        tanh_cells = torch.empty(L, B, H)
-        out = torch.empty(L, B, H)
+        fp32 = dict(dtype=torch.float32, device=x.device)
+        cells = torch.empty(L, B, H, **fp32)
+        tanh_cells = torch.empty(L, B, H, **fp32)
+        out = torch.empty(L, B, H, **fp32)
         whh_t = whh.t()  # (H, 4H)
         h, c = h0.float(), c0.float()
         for t in range(L):
@@ -51,10 +52,11 @@ class _LSTM(torch.autograd.Function):
         xd, h0, c0, wih, whh, gates, cells, tanh_cells, out = ctx.saved_tensors
         dtype = ctx.dtype
         L, B, H = out.shape
-        dh = torch.zeros(B, H) if d_hn is None else d_hn.float().clone()  # (B, H)
-        dc = torch.zeros(B, H) if d_cn is None else d_cn.float().clone()
+        fp32 = dict(dtype=torch.float32, device=out.device)
+        dh = torch.zeros(B, H, **fp32) if d_hn is None else d_hn.float().clone()  # (B, H)
+        dc = torch.zeros(B, H, **fp32) if d_cn is None else d_cn.float().clone()
         d_out = None if d_out is None else d_out.float().transpose(0, 1).contiguous()  # (L, B, H)
-        d_pre = torch.empty(L, B, 4 * H)  # gradients of the gate pre-activations
+        d_pre = torch.empty(L, B, 4 * H, **fp32)  # gradients of the gate pre-activations
         for t in reversed(range(L)):
             if d_out is not None:
                 dh += d_out[t]

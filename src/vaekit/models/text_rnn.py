@@ -98,9 +98,9 @@ def run_lstm(lstm: nn.LSTM, inputs: Tensor | PackedSequence, state=None, weights
     on a trained PTB model, where its forward agrees to 1e-4 and its AVX512-BF16 path on the same
     machine (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) agrees to 0.9999; 512 units agree to 0.9998. A PTB
     run trained with it fell 5 nats behind by epoch 3 (bench/RESULTS.md). The 1024-unit decoder in
-    fp32 made a PTB training step 1.45x slower than the wrong bf16 one; models/lstm.py's takes 1.37x
-    less time than fp32 (bench/RESULTS.md). Forward-only calls (evaluation, generation) keep oneDNN's
-    bf16 LSTM, whose forward is right.
+    fp32 made a PTB training step 1.45x slower than the wrong bf16 one; with models/lstm.py the step
+    is 1.35x faster than with the fp32 decoder (bench/lstm_step.py). Forward-only calls (evaluation,
+    generation) keep oneDNN's bf16 LSTM, whose forward is right.
     """
     def call(inputs, state):
         if weights:
