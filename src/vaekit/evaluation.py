@@ -73,7 +73,7 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
 
     x: (N, ...) prepared model input. Returns tensors on the CPU: "reconstruction" (N,),
     "kl_per_dim" (N, D), "neg_elbo" (N,), "iw_nll" (N,), plus "mean" and "log_var" (N, D) of q(z|x);
-    with svi_steps > 0 also "svi_reconstruction" (N,) and "svi_kl" (N,): the one-sample ELBO terms
+    with svi_steps > 0 also "svi_reconstruction", "svi_kl" and "svi_neg_elbo" (N,): the one-sample ELBO terms
     under each example's posterior fitted alone (`optimise_posterior`; the IW bound keeps the
     encoder's posterior as its proposal, so it stays comparable with evaluations without them).
     The model must be in eval mode (dropout, batch norm and word dropout off).
@@ -102,6 +102,8 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
     inverse = order.argsort()  # back to the caller's order
     result = {key: torch.cat(values)[inverse] for key, values in out.items()}
     result["neg_elbo"] = result["reconstruction"] + result["kl_per_dim"].sum(1)
+    if svi_steps:
+        result["svi_neg_elbo"] = result["svi_reconstruction"] + result["svi_kl"]
     return result
 
 
@@ -328,8 +330,8 @@ def summarise(bounds: dict, mi: float) -> dict:
                "kl": float(bounds["kl_per_dim"].sum(1).mean()), "iw_nll": float(bounds["iw_nll"].mean()),
                "iw_nll_stderr": float(bounds["iw_nll"].std() / math.sqrt(n)) if n > 1 else 0.0,
                "active_units": active_units(bounds["mean"])[0], "mutual_information": mi}
-    if "svi_kl" in bounds:
-        svi_neg_elbo = float((bounds["svi_reconstruction"] + bounds["svi_kl"]).mean())
+    if "svi_neg_elbo" in bounds:
+        svi_neg_elbo = float(bounds["svi_neg_elbo"].mean())
         figures.update({"neg_elbo_svi": svi_neg_elbo, "kl_svi": float(bounds["svi_kl"].mean()),
                         "amortisation_gap": figures["neg_elbo"] - svi_neg_elbo})
     return figures
