@@ -18,6 +18,7 @@ from ..distributions import LIKELIHOODS, DiagonalGaussian
 from ..errors import VaekitError
 from . import register
 from .base import VAE, keras_init
+from .fused_conv import conv_bias_relu, fused_dtype, memory_format
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,19 @@ def check_config(config: ConvVAEConfig) -> None:
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
-    """nn.ConvTranspose2d that adds its bias after the convolution: same parameters, same result.
+    """nn.ConvTranspose2d whose bias gradient is a plain sum: same parameters, same result.
 
     Why: on CPU, oneDNN's bf16 transposed-convolution backward takes ~4x longer when it also
     computes the bias gradient (the seed model's 64->32 layer: 12.9 ms vs 3.5 ms on one core);
-    autograd's plain sum for the bias costs 0.1 ms. The class keeps nn.ConvTranspose2d's name so
-    summaries and checkpoints are unchanged.
+    autograd's plain sum for the bias costs 0.1 ms. On CPU the forward adds the bias inside the
+    convolution (models/fused_conv.py), elsewhere as a separate add. The class keeps
+    nn.ConvTranspose2d's name so summaries and checkpoints are unchanged.
     """
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        dtype = fused_dtype(self, x) if output_size is None else None
+        if dtype is not None:
+            return conv_bias_relu(self, x, relu=False, dtype=dtype)
         output_padding = self._output_padding(x, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
         y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, output_padding,
@@ -74,13 +79,22 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return y + self.bias.to(y.dtype).view(-1, 1, 1)
 
 
-def _block(conv: nn.Module, channels: int, batch_norm: bool) -> nn.Sequential:
+class ConvBlock(nn.Sequential):
+    """conv -> [BatchNorm] -> ReLU. Without batch norm, on CPU, the three run as one oneDNN call
+    (models/fused_conv.py: same outputs, ~10 % off the seed model's training step); the
+    Sequential keeps the layers' names, so checkpoints and summaries are unchanged."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self) == 2:  # conv, ReLU
+            dtype = fused_dtype(self[0], x, self[0], self[1])
+            if dtype is not None:
+                return conv_bias_relu(self[0], x, relu=True, dtype=dtype)
+        return super().forward(x)
+
+
+def _block(conv: nn.Module, channels: int, batch_norm: bool) -> ConvBlock:
     layers = [conv] + ([nn.BatchNorm2d(channels)] if batch_norm else []) + [nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
-def _memory_format(t: Tensor) -> torch.memory_format:
-    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return ConvBlock(*layers)
 
 
 @register("seed", init="keras")
@@ -129,7 +143,7 @@ class ConvVAE(VAE):
         hidden = self.from_latent(z).view(-1, self.config.channels[-1], *self.bottom)  # (B, C, h, w)
         # Give the first transposed conv the layout its weight has (channels_last after the
         # trainer's model.to(memory_format=...)): mixed layouts cost oneDNN a reorder each way.
-        hidden = hidden.contiguous(memory_format=_memory_format(self.decoder[0][0].weight))
+        hidden = hidden.contiguous(memory_format=memory_format(self.decoder[0][0].weight))
         out = self.decoder(hidden)  # (B, C, 2^n * bottom_h, 2^n * bottom_w)
         return out[:, :, :h, :w]
 
