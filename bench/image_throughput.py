@@ -44,6 +44,8 @@ CONFIGS = {  # the matrix run by default
 EXTRA_CONFIGS = {
     "fp32+malloc": ({"precision": "fp32"}, MALLOC_ENV),
     "bf16+malloc": ({"precision": "bf16"}, MALLOC_ENV),
+    # models/fused_conv.py switched off: the ordinary conv, bias and ReLU layers.
+    "bf16-unfused": ({"precision": "bf16"}, {"VAEKIT_FUSED_CONV": "0"}),
     "bf16+compile": ({"precision": "bf16", "compile": True}, {}),
 }
 ALL_CONFIGS = {**CONFIGS, **EXTRA_CONFIGS}

@@ -56,32 +56,6 @@ def test_fused_blocks_give_the_unfused_loss_and_gradients(precision, channels_la
             assert F.cosine_similarity(gf.flatten(), gu.flatten(), dim=0) > 0.999
 
 
-def test_the_compiled_relu_backward_equals_the_eager_one(monkeypatch):
-    torch.manual_seed(1)
-    y = torch.relu(torch.randn(4, 8, 6, 6)).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    grad_y = torch.randn_like(y)
-    monkeypatch.setattr(fused_conv, "COMPILE", False)
-    g_eager, b_eager = fused_conv.relu_bias_grads(grad_y, y)
-    expected_g = torch.where(y > 0, grad_y, 0)
-    assert torch.equal(g_eager, expected_g)
-    monkeypatch.setattr(fused_conv, "COMPILE", True)
-    g, b = fused_conv.relu_bias_grads(grad_y, y)
-    assert torch.equal(g, expected_g)
-    assert torch.allclose(b.float(), expected_g.float().sum((0, 2, 3)), rtol=1e-2)
-    assert torch.allclose(b.float(), b_eager.float(), rtol=1e-2)
-
-
-def test_a_failing_compiler_falls_back_to_the_eager_kernels(monkeypatch):
-    def broken(*_):
-        raise RuntimeError("no C++ compiler")
-    monkeypatch.setattr(fused_conv, "COMPILE", True)
-    monkeypatch.setattr(fused_conv, "_compiled_relu_bias_grads", lambda: broken)
-    y, grad_y = torch.rand(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
-    g, b = fused_conv.relu_bias_grads(grad_y, y)
-    assert torch.equal(g, grad_y * (y > 0)) and torch.allclose(b, g.sum((0, 2, 3)))
-    assert fused_conv.COMPILE is False  # and it does not try again
-
-
 def test_batch_norm_hooks_and_tracing_take_the_ordinary_layers():
     x = torch.rand(4, 1, 28, 28)
     bn = build_model("conv", image_shape=(1, 28, 28))
