@@ -85,7 +85,7 @@ class ConvBlock(nn.Sequential):
     Sequential keeps the layers' names, so checkpoints and summaries are unchanged."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if len(self) == 2:  # conv, ReLU
+        if len(self) == 2 and isinstance(self[1], nn.ReLU):  # conv, ReLU (and no batch norm)
             dtype = fused_dtype(self[0], x, self[0], self[1])
             if dtype is not None:
                 return conv_bias_relu(self[0], x, relu=True, dtype=dtype)
