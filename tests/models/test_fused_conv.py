@@ -35,10 +35,11 @@ def _loss_and_grads(model, x, fused: bool, precision: str, monkeypatch):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_fused_blocks_give_the_unfused_loss_and_gradients(precision, channels_last, monkeypatch):
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 30, 26)])  # the document's, and odd RGB (cropped)
+def test_fused_blocks_give_the_unfused_loss_and_gradients(precision, channels_last, shape, monkeypatch):
     torch.manual_seed(0)
-    model = build_model("seed", image_shape=(1, 28, 28), latent_dim=3)
-    x = torch.rand(16, 1, 28, 28)
+    model = build_model("seed", image_shape=shape, latent_dim=3)
+    x = torch.rand(16, *shape)
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     loss_f, grads_f, nodes_f = _loss_and_grads(model, x, True, precision, monkeypatch)
@@ -47,8 +48,14 @@ def test_fused_blocks_give_the_unfused_loss_and_gradients(precision, channels_la
     # ReLU) and the other was not.
     assert nodes_f.count("_ConvBiasReLUBackward") == 5 and nodes_f.count("ReluBackward0") == 2
     assert "_ConvBiasReLUBackward" not in nodes_u and nodes_u.count("ReluBackward0") == 6
-    # Forward is the same oneDNN kernel with the bias and ReLU applied inside it.
-    assert torch.allclose(loss_f, loss_u, rtol=1e-6 if precision == "fp32" else 1e-3)
+    # Forward is the same oneDNN kernel with the bias and ReLU applied inside it: the same bits.
+    assert torch.equal(loss_f, loss_u)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+        z = torch.randn(16, 3)
+        monkeypatch.setattr(fused_conv, "ENABLED", True)
+        fused_out = model.decode(z)
+        monkeypatch.setattr(fused_conv, "ENABLED", False)
+        assert torch.equal(fused_out, model.decode(z))
     for gf, gu in zip(grads_f, grads_u):
         if precision == "fp32":
             assert torch.allclose(gf, gu, rtol=1e-4, atol=1e-4 * gu.abs().max()), (gf - gu).abs().max()
