@@ -22,6 +22,15 @@ class DiagonalGaussian:
     mean: Tensor
     log_var: Tensor
 
+    def __post_init__(self):
+        # Under bf16/fp16 autocast the encoder's last layer returns half-precision codes; sampling and
+        # the KL are kept in fp32 (a few (B, D) elements): in bf16, z would be rounded to 1/128 of
+        # its size (a sizeable share of a posterior's std) and each KL term to about 1 %.
+        if self.mean.dtype in (torch.bfloat16, torch.float16):
+            self.mean = self.mean.float()
+        if self.log_var.dtype in (torch.bfloat16, torch.float16):
+            self.log_var = self.log_var.float()
+
     @property
     def std(self) -> Tensor:
         return torch.exp(0.5 * self.log_var)
