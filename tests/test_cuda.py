@@ -30,14 +30,6 @@ pytestmark = pytest.mark.skipif(DEVICE is None, reason="no CUDA device (VAEKIT_T
 PRECISIONS = ["fp32", "bf16"] + (["fp16"] if ON_CUDA else [])
 
 
-def _digits() -> TensorData:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.from_numpy(np.round(d.images * 255 / 16).astype(np.uint8)[:, None])  # (1797, 1, 8, 8)
-    return TensorData(x, torch.from_numpy(d.target), "rescale")
-
-
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
 def test_every_model_trains_on_the_device(variant, precision):
@@ -55,13 +47,13 @@ def test_every_model_trains_on_the_device(variant, precision):
         assert 0 < scale < math.inf and math.log2(scale).is_integer()
 
 
-def test_image_run_trained_on_the_device_is_used_and_loaded_anywhere(tmp_path, capsys):
+def test_image_run_trained_on_the_device_is_used_and_loaded_anywhere(digits, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "image", "--out", out, "--model", "conv", "--device", DEVICE, "--precision", "bf16",
             "--epochs", "2", "--no-progress"]
     assert main([str(a) for a in args]) == 0
     assert (out / "model.safetensors").exists()
-    x = _digits().x[:64].float() / 255
+    x = digits.x[:64].float() / 255
     on_device, on_cpu = vaekit.load(out, device=DEVICE), vaekit.load(out, device="cpu")
     # The same weights on two devices: the same codes and images, up to the kernels' rounding.
     np.testing.assert_allclose(on_device.encode(x), on_cpu.encode(x), rtol=1e-3, atol=1e-3)
@@ -77,10 +69,10 @@ def test_image_run_trained_on_the_device_is_used_and_loaded_anywhere(tmp_path, c
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_resume_on_the_device_continues_exactly(tmp_path):
+def test_resume_on_the_device_continues_exactly(digits, tmp_path):
     from vaekit import runs
 
-    train, val = _digits(), None
+    train, val = digits, None
 
     def trainer(run, epochs):
         torch.manual_seed(0)
@@ -98,10 +90,10 @@ def test_resume_on_the_device_continues_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("budget", [0.5, 0.0])
-def test_training_data_on_the_gpu_or_in_pinned_memory(budget):
+def test_training_data_on_the_gpu_or_in_pinned_memory(digits, budget):
     if not ON_CUDA:
         pytest.skip("data placement only differs on CUDA")
-    data = _digits()
+    data = digits
     placed = place_data(data, torch.device(DEVICE), budget=budget)
     if budget:
         assert placed.x.device.type == "cuda"  # small data: kept on the GPU, no copy per step
@@ -128,10 +120,10 @@ def test_text_run_on_the_device(tmp_path):
     assert len(run.sample(4)) == 4
 
 
-def test_compiled_training_on_the_device():
+def test_compiled_training_on_the_device(digits):
     torch.manual_seed(0)
     model = build_model("seed", image_shape=(1, 8, 8))
-    data = _digits()
+    data = digits
     config = TrainConfig(epochs=1, batch_size=128, progress=False, precision="bf16", device=DEVICE, compile=True)
     history = Trainer(model, config, data).fit()
     assert math.isfinite(history[0]["train_loss"])

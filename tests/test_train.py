@@ -261,6 +261,20 @@ def test_kl_schedules():
     assert kl_weight(50, 100, TrainConfig(kl_warmup_steps=10, beta=2.0)) == 2.0
     cyc = TrainConfig(kl_cycles=2)
     assert [kl_weight(s, 100, cyc) for s in (0, 25, 40, 50, 75)] == [0.0, 1.0, 1.0, 0.0, 1.0]
+    by_epochs = TrainConfig(kl_warmup_epochs=0.5)
+    assert [kl_weight(s, 100, by_epochs, steps_per_epoch=20) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
+    with pytest.raises(VaekitError, match="not both"):
+        TrainConfig(kl_warmup_steps=10, kl_warmup_epochs=1.0)
+
+
+def test_kl_warmup_in_epochs_follows_the_data(digits_split):
+    # 1438 training digits in batches of 64: 23 steps an epoch, so the weight reaches 1 at step 23.
+    trainer = make_trainer(digits_split, epochs=2, kl_warmup_epochs=1.0)
+    weights, step = [], trainer._step
+    trainer._step = lambda batch, weight: (weights.append(weight), step(batch, weight))[1]
+    trainer.fit()
+    assert len(weights) == 46 and weights[0] == 0.0
+    assert weights[:24] == pytest.approx([s / 23 for s in range(24)]) and set(weights[23:]) == {1.0}
 
 
 def test_cosine_learning_rate():

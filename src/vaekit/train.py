@@ -39,6 +39,8 @@ class TrainConfig:
     seed: int = 42
     beta: float = 1.0  # weight of the KL term once annealing is over (Higgins et al. 2017)
     kl_warmup_steps: int = 0  # linear KL annealing from 0 to beta (Bowman et al. 2016)
+    kl_warmup_epochs: float = 0.0  # the same warm-up given in epochs (e.g. 1.0: over the first epoch),
+    # which scales with the data set; at most one of the two may be set
     kl_cycles: int = 0  # >0: cyclical annealing over the run (Fu et al. 2019)
     free_bits: float = 0.0  # per-dimension KL floor in nats (Kingma et al. 2016)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
@@ -72,7 +74,10 @@ class TrainConfig:
             (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant or cosine"),
             (0 <= self.lr_min <= self.lr, "lr_min must be between 0 and lr"),
             (self.beta >= 0, "beta must be >= 0"),
-            (self.kl_warmup_steps >= 0 and self.kl_cycles >= 0, "KL schedule settings must be >= 0"),
+            (self.kl_warmup_steps >= 0 and self.kl_cycles >= 0 and 0 <= self.kl_warmup_epochs < math.inf,
+             "KL schedule settings must be >= 0"),
+            (not (self.kl_warmup_steps and self.kl_warmup_epochs),
+             "give the KL warm-up in steps or in epochs, not both"),
             (self.free_bits >= 0, "free bits must be >= 0"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
             (0 <= self.threads <= 1024, "threads must be between 0 and 1024"),
@@ -94,22 +99,24 @@ def refine_config(base: TrainConfig, validated: bool, **options) -> TrainConfig:
     ELBO (beta 1, no annealing; free_bits > 0 keeps a per-dimension KL floor), a constant lr, only
     the encoder trained; with validation data the best epoch is kept. `options` set other fields
     (defaults: REFINE_DEFAULTS, then base's)."""
-    fixed = {"lr_schedule": "constant", "beta": 1.0, "kl_warmup_steps": 0, "kl_cycles": 0, "average_from": 0,
-             "trainable": "encoder", "keep_best": validated}
+    fixed = {"lr_schedule": "constant", "beta": 1.0, "kl_warmup_steps": 0, "kl_warmup_epochs": 0.0, "kl_cycles": 0,
+             "average_from": 0, "trainable": "encoder", "keep_best": validated}
     options = {k: v for k, v in options.items() if v is not None}
     if unknown := sorted(set(options) - ({f.name for f in fields(TrainConfig)} - set(fixed))):
         raise VaekitError(f"refine cannot set {', '.join(unknown)}")
     return replace(base, **fixed, **(REFINE_DEFAULTS | options))
 
 
-def kl_weight(step: int, total_steps: int, config: TrainConfig) -> float:
-    """KL weight at a step: linear warm-up, or cyclical (Fu et al. 2019: rise over the first
-    half of each cycle, then hold), times beta."""
+def kl_weight(step: int, total_steps: int, config: TrainConfig, steps_per_epoch: int = 0) -> float:
+    """KL weight at a step: linear warm-up (kl_warmup_steps, or kl_warmup_epochs of steps_per_epoch
+    steps each), or cyclical (Fu et al. 2019: rise over the first half of each cycle, then hold),
+    times beta."""
     if config.kl_cycles > 0:
         period = max(1, total_steps // config.kl_cycles)
         return config.beta * min(1.0, (step % period) / (0.5 * period))
-    if config.kl_warmup_steps > 0:
-        return config.beta * min(1.0, step / config.kl_warmup_steps)
+    warmup = config.kl_warmup_steps or round(config.kl_warmup_epochs * steps_per_epoch)
+    if warmup > 0:
+        return config.beta * min(1.0, step / warmup)
     return config.beta
 
 
@@ -321,7 +328,7 @@ class Trainer:
         for batch in batches:
             if self.dist.any(self._stop_requested):  # every rank stops at the same step
                 break
-            weight = kl_weight(st.step, total_steps, cfg)
+            weight = kl_weight(st.step, total_steps, cfg, n_batches)
             lr = learning_rate(st.step, total_steps, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
