@@ -45,3 +45,18 @@ def test_gaussian_matches_torch_normal():
     mean, x = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
     expected = torch.distributions.Normal(mean, 0.5).log_prob(x).flatten(1).sum(1)
     assert torch.allclose(lik.log_prob(mean, x), expected, atol=1e-5)
+
+
+def test_posterior_sampling_and_kl_stay_fp32_under_bf16_autocast():
+    # The encoder's last layer returns bf16 under autocast; in bf16 z would be rounded to 1/128 of its
+    # size and each KL term to about 1 %.
+    from vaekit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("seed", image_shape=(1, 8, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.to_mean(torch.randn(2, 16)).dtype == torch.bfloat16  # what the encoder hands over
+        terms = model(model.example_input(4))
+    assert terms.z.dtype == terms.kl_per_dim.dtype == torch.float32
+    q = DiagonalGaussian(torch.ones(1, 1, dtype=torch.bfloat16), torch.zeros(1, 1, dtype=torch.bfloat16))
+    assert q.mean.dtype == q.log_var.dtype == torch.float32 and q.kl().dtype == torch.float32
