@@ -20,6 +20,8 @@ out=${2:?usage: bash bench/gpu_check.sh DATA OUT}
 py=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 VAEKIT_DATA="$data"
+# cuBLAS picks reproducible algorithms with a fixed workspace (the exact-resume test compares bits).
+export CUBLAS_WORKSPACE_CONFIG=:4096:8
 
 { date -u; nvidia-smi; "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else None)"; } >"$out/env.txt" 2>&1
