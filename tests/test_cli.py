@@ -153,6 +153,14 @@ def test_train_on_mnist_from_the_shared_data(tmp_path, capsys):
     code, _, _ = run_cli(capsys, "embed", out, "--data", "mnist:test", "--limit", "500", "--out", tmp_path / "z.npy")
     assert code == 0 and np.load(tmp_path / "z.npy").shape == (500, 2)
     assert np.load(tmp_path / "z_labels.npy").shape == (500,)
+    # The run moved to a machine where the data lives elsewhere: --data-dir says where.
+    config = json.loads((out / "config.json").read_text())
+    config["data"]["data_dir"] = str(tmp_path / "gone")
+    (out / "config.json").write_text(json.dumps(config))
+    for command in (["reconstruct", out, "--data", "mnist:test", "-n", "4", "--out", tmp_path / "r.png"],
+                    ["interpolate", out, "--data", "mnist:test", "--index", "0", "1", "--out", tmp_path / "i.png"]):
+        assert run_cli(capsys, *command, "--data-dir", shared_data())[0] == 0
+    assert (tmp_path / "r.png").exists() and (tmp_path / "i.png").exists()
 
 
 # ---- bad input: one clear message, exit 2, nothing created or overwritten -----------------------------

@@ -17,6 +17,7 @@ from .errors import VaekitError
 
 KINDS = ("image", "text", "tabular")
 RUN_HELP = "a run directory written by vaekit train"
+DATA_DIR_HELP = "where named data sets (mnist, ptb, ...) are looked up (default: the run's, else $VAEKIT_DATA)"
 DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
 NOT_TRAIN_OPTIONS = ("trainable",)  # set by vaekit refine, not by a new run
 REFINE_OPTIONS = ("epochs", "batch_size", "lr", "free_bits", "precision", "device", "threads", "progress")
@@ -251,6 +252,20 @@ def _output(path: str | None, default: Path, overwrite: bool) -> Path:
     return out
 
 
+def _load_run(args, **options):
+    """The run at args.run. --data-dir (the commands that read data) replaces where it looks up named data
+    sets: by default the folder it was trained from, saved in its config.json, else $VAEKIT_DATA."""
+    from . import api
+
+    run = api.load(args.run, **options)
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None:
+        if not any(f.name == "data_dir" for f in dataclasses.fields(run.data_config)):
+            raise VaekitError(f"--data-dir is where named data sets are looked up; a {run.kind} run reads files")
+        run.data_config = dataclasses.replace(run.data_config, data_dir=data_dir)
+    return run
+
+
 def _images(run, source: str, limit: int | None = None):
     from .image import read_images
 
@@ -284,9 +299,9 @@ def cmd_sample(args) -> None:
 def cmd_reconstruct(args) -> None:
     import torch
 
-    from . import api, visual
+    from . import visual
 
-    run = api.load(args.run)
+    run = _load_run(args)
     if run.kind == "text":
         from .text import read_texts
 
@@ -323,10 +338,9 @@ def _write_rows(run, rows, args, name: str) -> None:
 
 
 def cmd_embed(args) -> None:
-    from . import api
     from .embedding import embed
 
-    run = api.load(args.run, precision=args.precision)
+    run = _load_run(args, precision=args.precision)
     out = _output(args.out, run.path / "embedding.npy", args.overwrite)
     for line in embed(run, args.data, out, args.view, args.limit):
         print(line)
@@ -338,7 +352,7 @@ def cmd_anomalies(args) -> None:
 
     if args.contamination is not None and args.threshold is not None:
         raise VaekitError("give --contamination or --threshold, not both")
-    run = api.load(args.run)
+    run = _load_run(args)
     if args.out:
         out = Path(args.out)
         if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -367,9 +381,9 @@ def cmd_interpolate(args) -> None:
     import numpy as np
     import torch
 
-    from . import api, visual
+    from . import visual
 
-    run = api.load(args.run)
+    run = _load_run(args)
     if run.kind == "text":
         if len(args.sentences) != 2:
             raise VaekitError('give two sentences: vaekit interpolate RUN "first sentence" "second sentence"')
@@ -578,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("run", help=RUN_HELP)
         if data:
             q.add_argument("--data", required=True, help="images: digits, mnist[:test], a folder, .npy/.npz, IDX")
+            q.add_argument("--data-dir", help=DATA_DIR_HELP)
         q.add_argument("--out", help="output file (default: inside the run directory)")
         q.add_argument("--overwrite", action="store_true")
         q.set_defaults(func=func)
@@ -626,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
                     data=False)
     q.add_argument("sentences", nargs="*", help="text runs: the two sentences")
     q.add_argument("--data", help="image runs: the images (with --index A B)")
+    q.add_argument("--data-dir", help=DATA_DIR_HELP)
     q.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
     q.add_argument("--steps", type=int, default=10)
     _add_decode_options(q)
