@@ -52,6 +52,7 @@ EXTRA_CONFIGS = {
     "bf16+warmup": ({"precision": "bf16", "kl_warmup_epochs": 1.0}, {}),
 }
 ALL_CONFIGS = {**CONFIGS, **EXTRA_CONFIGS}
+REPORTED_SETTINGS = ("precision", "channels_last", "compile", "kl_warmup_epochs")  # in each result
 
 
 def measured(run_child):
@@ -105,8 +106,7 @@ def train_one(name: str, data_dir: Path, epochs: int, limit: int | None, seed: i
     test_metrics = trainer.evaluate(test)
     seconds = [m["seconds"] for m in history]
     return {
-        "config": {k: v for k, v in vars(config).items() if k in ("precision", "channels_last", "compile",
-                                                                                "kl_warmup_epochs")},
+        "config": {k: v for k, v in vars(config).items() if k in REPORTED_SETTINGS},
         "name": name, "env": env, "seed": seed,
         "steady_img_per_s": len(train) * (len(seconds) - 1) / sum(seconds[1:]),
         "img_per_s": len(train) * len(seconds) / train_seconds,

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import vaekit
+from vaekit import runs
 from vaekit.cli import main
 from vaekit.data import TensorData
 from vaekit.models import build_model
@@ -70,15 +71,11 @@ def test_image_run_trained_on_the_device_is_used_and_loaded_anywhere(digits, tmp
 
 
 def test_resume_on_the_device_continues_exactly(digits, tmp_path):
-    from vaekit import runs
-
-    train, val = digits, None
-
     def trainer(run, epochs):
         torch.manual_seed(0)
         vae = build_model("image-mlp", image_shape=(1, 8, 8), latent_dim=4)
         config = TrainConfig(epochs=epochs, batch_size=64, progress=False, seed=0, device=DEVICE)
-        return Trainer(vae, config, train, val, run)
+        return Trainer(vae, config, digits, None, run)
 
     full = trainer(runs.prepare_run_dir(tmp_path / "full"), 3)
     full.fit()
@@ -93,15 +90,14 @@ def test_resume_on_the_device_continues_exactly(digits, tmp_path):
 def test_training_data_on_the_gpu_or_in_pinned_memory(digits, budget):
     if not ON_CUDA:
         pytest.skip("data placement only differs on CUDA")
-    data = digits
-    placed = place_data(data, torch.device(DEVICE), budget=budget)
+    placed = place_data(digits, torch.device(DEVICE), budget=budget)
     if budget:
         assert placed.x.device.type == "cuda"  # small data: kept on the GPU, no copy per step
     else:
         assert placed.x.device.type == "cpu" and placed.x.is_pinned()
     torch.manual_seed(0)
     model = build_model("seed", image_shape=(1, 8, 8))
-    trainer = Trainer(model, TrainConfig(epochs=2, batch_size=128, progress=False, device=DEVICE), data)
+    trainer = Trainer(model, TrainConfig(epochs=2, batch_size=128, progress=False, device=DEVICE), digits)
     trainer.train_data = placed
     history = trainer.fit()
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -123,7 +119,6 @@ def test_text_run_on_the_device(tmp_path):
 def test_compiled_training_on_the_device(digits):
     torch.manual_seed(0)
     model = build_model("seed", image_shape=(1, 8, 8))
-    data = digits
     config = TrainConfig(epochs=1, batch_size=128, progress=False, precision="bf16", device=DEVICE, compile=True)
-    history = Trainer(model, config, data).fit()
+    history = Trainer(model, config, digits).fit()
     assert math.isfinite(history[0]["train_loss"])
