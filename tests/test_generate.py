@@ -60,7 +60,18 @@ def test_position_wise_decoding_for_the_documents_model():
     assert ids.shape == (3, 6)
 
 
-@pytest.mark.parametrize("bad", [dict(strategy="nope"), dict(top_p=0.0), dict(temperature=0.0), dict(beam_size=0)])
-def test_bad_decoding_settings(bad):
-    with pytest.raises(VaekitError):
+@pytest.mark.parametrize("bad,match", [
+    (dict(strategy="nope"), "strategy"), (dict(top_p=0.0), "top-p"), (dict(top_p=float("nan")), "top-p"),
+    (dict(temperature=0.0), "temperature"), (dict(temperature=float("nan")), "temperature"),
+    (dict(beam_size=0), "beam size"), (dict(beam_size=10**6), "beam size"), (dict(top_k=-1), "top-k"),
+])
+def test_bad_decoding_settings(bad, match):
+    with pytest.raises(VaekitError, match=match):  # the message names the setting at fault
         DecodeConfig(**bad)
+
+
+def test_a_beam_wider_than_the_vocabulary_decodes():
+    model = build_model("text-rnn", vocab_size=12, max_len=5, embed_dim=8, encoder_dim=8, decoder_dim=8,
+                        latent_dim=4).eval()
+    ids = decode(model, torch.randn(1, model.latent_dim), DecodeConfig("beam", beam_size=50))
+    assert ids.shape == (1, 5)

@@ -73,6 +73,34 @@ def test_unknown_words_are_reported(text_run, capsys):
     assert code == 0 and "no known words" in err
 
 
+@pytest.mark.parametrize("args", [
+    ["vary", "the cat", "-n", "-3"], ["vary", "the cat", "-n", "1000000000"], ["vary", "the cat", "--spread", "nan"],
+    ["vary", "the cat", "--spread", "-1"], ["sample", "-n", "-1"], ["interpolate", "the cat", "a dog", "--steps", "-2"],
+    ["vary", "the cat", "--strategy", "sample", "--decode-temperature", "nan"],
+    ["vary", "the cat", "--strategy", "beam", "--beam-size", "100000"], ["reconstruct", "--data", "x.txt", "-n", "-1"],
+])
+def test_bad_counts_and_numbers_are_refused_with_a_message(text_run, capsys, args):
+    command, *rest = args
+    try:
+        code, out, err = cli(capsys, command, text_run, *rest)
+    except SystemExit as e:  # argparse refuses the value before the command runs
+        code, (out, err) = e.code, capsys.readouterr()
+    assert code == 2 and "error:" in err and not out.strip()
+
+
+def test_bad_counts_are_refused_in_python_and_large_ones_decode_in_chunks(text_run, monkeypatch):
+    from vaekit import text
+
+    run = vaekit.load(text_run)
+    for call in (lambda: run.vary("the cat", n=-1), lambda: run.vary("the cat", spread=float("nan")),
+                 lambda: run.sample(0), lambda: run.interpolate("the cat", "a dog", steps=1)):
+        with pytest.raises(vaekit.VaekitError):
+            call()
+    whole = run.sample(7, seed=3)
+    monkeypatch.setattr(text, "DECODE_CHUNK", 3)
+    assert run.sample(7, seed=3) == whole  # three chunks, the same sentences
+
+
 def test_python_api(text_run):
     run = vaekit.load(text_run)
     z = run.encode(["the cat sat on the mat", "a dog ran in the park"])

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__, distributed, runs
-from .errors import VaekitError
+from .errors import MAX_OUTPUTS, VaekitError, check_count, check_finite
 from .models import MODELS, build_model
 from .schema import check_fields
 from .summary import model_summary
@@ -90,10 +90,15 @@ class Run:
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
         """n samples from the prior, decoded to their means."""
+        return self.decode(self.prior_draws(n, seed, temperature).numpy())
+
+    def prior_draws(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """n codes (n, D) from the prior N(0, temperature^2 I); seed: torch's global seed first."""
+        n = check_count("n (the number of samples)", n, 1, MAX_OUTPUTS)
+        temperature = check_finite("temperature", temperature, 0)
         if seed is not None:
             torch.manual_seed(seed)
-        z = temperature * torch.randn(n, self.model.latent_dim)
-        return self.decode(z.numpy())
+        return temperature * torch.randn(n, self.model.latent_dim)
 
     def reconstruct(self, x) -> np.ndarray:
         x = self.prepare(x)

@@ -13,7 +13,7 @@ import types
 import typing
 from pathlib import Path
 
-from .errors import VaekitError
+from .errors import MAX_OUTPUTS, VaekitError
 
 KINDS = ("image", "text", "tabular")
 RUN_HELP = "a run directory written by vaekit train"
@@ -21,6 +21,35 @@ DATA_DIR_HELP = "where named data sets (mnist, ptb, ...) are looked up (default:
 DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
 NOT_TRAIN_OPTIONS = ("trainable",)  # set by vaekit refine, not by a new run
 REFINE_OPTIONS = ("epochs", "batch_size", "lr", "free_bits", "precision", "device", "threads", "progress")
+
+
+# ---- numeric options ------------------------------------------------------------------------------
+def _whole(minimum: int = 1, maximum: int | None = None):
+    """argparse type: a whole number in [minimum, maximum] (a count), refused with argparse's message."""
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum:,} to {maximum:,}" if maximum is not None else f"at least {minimum:,}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value:,}")
+        return value
+    return whole
+
+
+def _finite(minimum: float | None = None):
+    """argparse type: a finite number (nan and inf refused), at least `minimum`."""
+    def finite(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")) or (minimum is not None and value < minimum):
+            at_least = f" of at least {minimum:g}" if minimum is not None else ""
+            raise argparse.ArgumentTypeError(f"must be a finite number{at_least}, got {text}")
+        return value
+    return finite
 
 
 # ---- options from dataclasses -------------------------------------------------------------------
@@ -523,7 +552,7 @@ def cmd_export(args) -> None:
 
 
 def _add_nproc_option(parser) -> None:
-    parser.add_argument("--nproc", type=int, default=1,
+    parser.add_argument("--nproc", type=_whole(1, 1024), default=1,
                         help="data-parallel processes on this machine (DDP; gloo on CPU, nccl with one GPU "
                              "each); --batch-size stays the global batch. Several machines: torchrun")
 
@@ -600,23 +629,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = use_command("sample", "decode draws from the prior (images: PNG grid + .npy; text: sentences)",
                     cmd_sample, data=False)
-    q.add_argument("-n", type=int, default=64)
+    q.add_argument("-n", type=_whole(1, MAX_OUTPUTS), default=64)
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draws")
+    q.add_argument("--temperature", type=_finite(0), default=1.0, help="scale of the prior draws")
     _add_decode_options(q)
     q = use_command("reconstruct", "inputs beside their reconstructions (images: PNG; text: lines)",
                     cmd_reconstruct)
-    q.add_argument("-n", type=int, default=16)
+    q.add_argument("-n", type=_whole(1), default=16, help="how many inputs (the first N)")
     _add_decode_options(q)
     q = use_command("vary", "variations of a given sentence", cmd_vary, data=False)
     q.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
-    q.add_argument("-n", type=int, default=5)
-    q.add_argument("--spread", type=float, default=1.0,
+    q.add_argument("-n", type=_whole(1, MAX_OUTPUTS), default=5)
+    q.add_argument("--spread", type=_finite(0), default=1.0,
                    help="scale of the posterior's standard deviation (0: always the mean)")
     q.add_argument("--seed", type=int, default=0)
     _add_decode_options(q)
     q = use_command("embed", "latent means to .npy or .csv, and a 2-D view coloured by label", cmd_embed)
-    q.add_argument("--limit", type=int)
+    q.add_argument("--limit", type=_whole(1))
     q.add_argument("--view", default="pca", choices=("pca", "umap", "parametric"),
                    help="2-D view of a latent space of more than 2 dimensions: umap needs umap-learn; "
                         "parametric fits a map once (saved in RUN/embedding_map) and reuses it for new data")
@@ -627,29 +656,29 @@ def build_parser() -> argparse.ArgumentParser:
                     cmd_anomalies)
     q.add_argument("--contamination", type=float,
                    help="share of held-out (validation) data to flag; sets the threshold (default 0.01)")
-    q.add_argument("--threshold", type=float, help="flag scores below this value instead")
+    q.add_argument("--threshold", type=_finite(), help="flag scores below this value instead")
     q.add_argument("--score", choices=METHODS,
                    help="elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; "
                         "reconstruction (image/tabular): minus the squared reconstruction error; knn: minus the "
                         "distance to the nearest training codes; reconstruction+knn (image/tabular): both, "
                         "standardised. Default: reconstruction+knn for image runs (the best on one-class "
                         "MNIST: AUROC 98.5; iw after 10 epochs: 89.0), elbo for text and tabular runs")
-    q.add_argument("--k", type=int, default=10, help="posterior samples per example")
-    q.add_argument("-n", type=int, default=16, help="how many of the most anomalous to show")
-    q.add_argument("--limit", type=int)
+    q.add_argument("--k", type=_whole(1), default=10, help="posterior samples per example")
+    q.add_argument("-n", type=_whole(0), default=16, help="how many of the most anomalous to show")
+    q.add_argument("--limit", type=_whole(1))
     q = use_command("interpolate", "decode a straight line between two inputs' codes", cmd_interpolate,
                     data=False)
     q.add_argument("sentences", nargs="*", help="text runs: the two sentences")
     q.add_argument("--data", help="image runs: the images (with --index A B)")
     q.add_argument("--data-dir", help=DATA_DIR_HELP)
     q.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
-    q.add_argument("--steps", type=int, default=10)
+    q.add_argument("--steps", type=_whole(2, MAX_OUTPUTS), default=10)
     _add_decode_options(q)
     q = use_command("export", "the encoder and decoder as ONNX graphs (RUN/onnx)", cmd_export, data=False)
     q.add_argument("--onnx", action="store_true", help="ONNX graphs with a dynamic batch axis + manifest.json")
     q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
-    q.add_argument("-n", type=int, default=20)
-    q.add_argument("--span", type=float, default=2.0)
+    q.add_argument("-n", type=_whole(1, 100), default=20, help="images per side of the grid")
+    q.add_argument("--span", type=_finite(0), default=2.0, help="the grid covers [-span, span] in each dimension")
     _add_evaluation_commands(sub)
 
     p = sub.add_parser("raters", help="rating sheets for human judges: export, then summarise their scores")
@@ -658,11 +687,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run", help="a text run")
     q.add_argument("run_b", nargs="?", help="a second text run, mixed in blind")
     q.add_argument("--data", required=True, help="the input sentences: a text file, a CSV (--column), ptb:test")
-    q.add_argument("-n", type=int, default=20, help="number of input sentences (drawn at random with --seed)")
-    q.add_argument("--variations", type=int, default=3, help="outputs per input and run")
+    q.add_argument("-n", type=_whole(1), default=20, help="number of input sentences (drawn at random with --seed)")
+    q.add_argument("--variations", type=_whole(1, 1000), default=3, help="outputs per input and run")
     q.add_argument("--out", required=True, help="a new folder for sheet.csv, sheet.html and key.json")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--spread", type=float, default=1.0, help="as in vary")
+    q.add_argument("--spread", type=_finite(0), default=1.0, help="as in vary")
     _add_decode_options(q)
     q.set_defaults(func=cmd_raters_export)
     q = raters.add_parser("summarise", help="per-run means of the raters' scores (+ a paired test for two runs)")

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .errors import VaekitError
+from .errors import VaekitError, check_count, check_finite
 
 PAD, BOS, EOS = 0, 2, 3
 STRATEGIES = ("greedy", "beam", "sample")
+# Beam search runs in Python, one candidate list per beam: wider beams than this only cost time.
+MAX_BEAM = 100
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,15 @@ class DecodeConfig:
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise VaekitError(f"decoding strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
-        if self.beam_size < 1 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
-            raise VaekitError("need beam size >= 1, top-k >= 0, 0 < top-p <= 1 and temperature > 0")
+        check_count("beam size (--beam-size)", self.beam_size, 1, MAX_BEAM)
+        check_count("top-k (--top-k)", self.top_k, 0)
+        if not 0 < check_finite("top-p (--top-p)", self.top_p) <= 1:
+            raise VaekitError(f"top-p (--top-p) must be in (0, 1], got {self.top_p}")
+        if check_finite("the sampling temperature (--decode-temperature)", self.temperature) <= 0:
+            raise VaekitError("the sampling temperature (--decode-temperature) must be above 0, "
+                              f"got {self.temperature}")
+        if self.max_len is not None:
+            check_count("max_len", self.max_len, 1)
 
 
 def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
@@ -81,7 +90,7 @@ def _beam(model, z: Tensor, beam_size: int, max_len: int) -> Tensor:
         for score, seq, state in beams:
             logits, new_state = model.step(torch.tensor([[seq[-1]]], device=z.device), z, state)
             log_probs = logits[0, -1].float().log_softmax(-1)
-            top = log_probs.topk(beam_size)
+            top = log_probs.topk(min(beam_size, len(log_probs)))  # a beam wider than the vocabulary
             candidates += [(score + lp.item(), seq + [tok.item()], new_state) for lp, tok in zip(*top)]
         candidates.sort(key=lambda c: c[0], reverse=True)
         beams = []

@@ -17,13 +17,14 @@ import torch
 
 from .api import Run
 from .data import Prepared, TensorData
-from .errors import VaekitError
+from .errors import MAX_OUTPUTS, VaekitError, check_count, check_finite
 from .generate import DecodeConfig, decode
 
 KIND = "text"
 DEFAULT_MODEL = "text-rnn"
 DEFAULT_SCORE = "elbo"  # `vaekit anomalies` without --score
 TOKENIZER = "tokenizer.json"
+DECODE_CHUNK = 1000  # codes decoded at once by TextRun.decode
 PREPARE_OPTIONS = ("tokenizer",)
 # What keeps a text VAE's code in use, as the CLI's defaults for `train text`: the document's batch
 # of 32, cyclical KL annealing (Fu et al. 2019) and a free-bits floor per dimension (Kingma et al. 2016).
@@ -197,14 +198,14 @@ class TextRun(Run):
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         if z.dim() != 2 or z.shape[1] != self.model.latent_dim:
             raise VaekitError(f"latent codes must have shape (N, {self.model.latent_dim}), got {tuple(z.shape)}")
-        return self.texts(decode(self.model, z, config))
+        # In chunks: the decoder's states and logits for every code at once outgrow memory.
+        return [s for i in range(0, len(z), DECODE_CHUNK)
+                for s in self.texts(decode(self.model, z[i:i + DECODE_CHUNK], config))]
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0,
                config: DecodeConfig = DecodeConfig()) -> list[str]:
         """n sentences decoded from prior draws."""
-        if seed is not None:
-            torch.manual_seed(seed)
-        return self.decode(temperature * torch.randn(n, self.model.latent_dim), config)
+        return self.decode(self.prior_draws(n, seed, temperature), config)
 
     def reconstruct(self, sentences, config: DecodeConfig = DecodeConfig()) -> list[str]:
         return self.decode(self.encode(sentences), config)
@@ -213,6 +214,8 @@ class TextRun(Run):
              seed: int | None = None) -> list[str]:
         """n variations of `sentence`: codes drawn from its posterior with the standard deviation
         scaled by `spread` (0 = the posterior mean every time), each decoded with `config`."""
+        n = check_count("n (the number of variations)", n, 1, MAX_OUTPUTS)
+        spread = check_finite("spread", spread, 0)
         if seed is not None:
             torch.manual_seed(seed)
         mean, log_var = self.encode([sentence], return_log_var=True)
@@ -222,6 +225,7 @@ class TextRun(Run):
 
     def interpolate(self, a: str, b: str, steps: int = 5, config: DecodeConfig = DecodeConfig()) -> list[str]:
         """Sentences decoded along the straight line between the codes of a and b."""
+        steps = check_count("steps", steps, 2, MAX_OUTPUTS)
         z = self.encode([a, b])
         t = np.linspace(0, 1, steps)[:, None]
         return self.decode((1 - t) * z[0] + t * z[1], config)
