@@ -167,7 +167,8 @@ def test_bad_input(image_run, tabular_run, text_run, capsys, tmp_path):
     bad("anomalies", image_run, "--data", "digits", "--contamination", "0.1", "--threshold", "3", match="not both")
     bad("anomalies", image_run, "--data", "digits", "--contamination", "2", "--out", tmp_path / "f",
         match="contamination")
-    bad("anomalies", image_run, "--data", "digits", "--k", "0", "--out", tmp_path / "g", match="k (samples")
+    code, _, err = run_cli(capsys, "anomalies", image_run, "--data", "digits", "--k", "0", "--out", tmp_path / "g")
+    assert code == 2 and "argument --k: must be at least 1" in err
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "scores.csv").write_text("precious")
     bad("anomalies", image_run, "--data", "digits", "--out", tmp_path / "mine", match="--overwrite")

@@ -22,7 +22,10 @@ FAST = ["--epochs", "2", "--no-progress"]
 
 
 def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse refuses an option's value (usage + one error line, exit 2)
+        code = e.code
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     return code, out, err

@@ -89,9 +89,11 @@ def test_a_failing_child_gives_one_clear_error(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_nproc_is_checked(capsys):
-    assert main(["resume", "nowhere", "--nproc", "2000"]) == 2
-    assert "--nproc" in capsys.readouterr().err
+@pytest.mark.parametrize("n", ["2000", "0", "-1"])
+def test_nproc_is_checked(capsys, n):
+    with pytest.raises(SystemExit) as refused:  # argparse: usage and one error line
+        main(["resume", "nowhere", "--nproc", n])
+    assert refused.value.code == 2 and "argument --nproc: must be from 1 to 1,024" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("n, world", [(10, 2), (10, 3), (1, 2), (64, 2), (7, 4)])

@@ -236,6 +236,27 @@ def test_evaluate_a_text_run(text_run, capsys):
     assert all(0 <= h["val_active_units"] <= 3 for h in history)  # the text job watches for collapse too
 
 
+def test_a_text_run_trained_on_a_text_file_evaluates_a_csv_column(text_run, capsys, tmp_path):
+    import csv
+
+    run, folder = text_run
+    sentences = (folder / "held.txt").read_text().splitlines()
+    with open(tmp_path / "held.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["id", "text"]] + [[i, s] for i, s in enumerate(sentences)])
+    code, _, err = run_cli(capsys, "evaluate", run, "--data", tmp_path / "held.csv", "--k", "2",
+                           "--out", tmp_path / "a")
+    assert code == 2 and "column" in err
+    code, _, _ = run_cli(capsys, "evaluate", run, "--data", tmp_path / "held.csv", "--column", "text", "--k", "2",
+                         "--out", tmp_path / "a")
+    assert code == 0
+    assert json.loads((tmp_path / "a" / "evaluation.json").read_text())["settings"]["examples"] == len(sentences)
+    code, out, _ = run_cli(capsys, "reconstruct", run, "--data", tmp_path / "held.csv", "--column", "1", "-n", "3")
+    assert code == 0 and [line.split("\t")[0] for line in out.splitlines()[:3]] == sentences[:3]
+    code, _, err = run_cli(capsys, "evaluate", run, "--data", tmp_path / "held.csv", "--column", "nope", "--k", "2",
+                           "--out", tmp_path / "b")
+    assert code == 2 and "no column named 'nope'" in err
+
+
 def test_evaluate_measures_the_amortisation_gap_when_asked(text_run, capsys, tmp_path):
     run, folder = text_run
     code, _, _ = run_cli(capsys, "evaluate", run, "--data", folder / "held.txt", "--k", "2", "--svi-steps", "20",
@@ -282,6 +303,7 @@ def test_bad_input_gives_one_clear_error(image_run, text_run, capsys, tmp_path):
         (("evaluate", text_run[0], "--data", "digits"), "no such file: digits"),
         (("compare", tmp_path, image_run), "has no evaluation yet"),
         (("evaluate", image_run, "--data", "digits", "--out", tmp_path / "big.npy"), "is a file"),
+        (("evaluate", image_run, "--data", "digits", "--column", "text"), "this image run has none"),
         (("compare", tmp_path / "big.npy", image_run), "not valid JSON"),
     ]
     for args, message in cases:

@@ -147,6 +147,17 @@ def test_cli_export_and_summarise_two_text_runs(text_runs, corpus, tmp_path, cap
     assert summary["runs"][str(run_a)]["fluency"] == {"mean": 3.0, "std": pytest.approx(1.0328, abs=1e-4), "n": 16}
 
 
+def test_cli_export_reads_the_sentences_of_a_csv_column(text_runs, tmp_path, capsys):
+    import csv
+
+    with open(tmp_path / "inputs.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["text", "label"]] + [[s, i % 2] for i, s in enumerate(SENTENCES[:6])])
+    code, out, _ = cli(capsys, "raters", "export", text_runs[0], "--data", tmp_path / "inputs.csv", "--column", "text",
+                       "-n", "3", "--out", tmp_path / "sheet")
+    assert code == 0
+    assert {r["input"] for r in read_sheet(tmp_path / "sheet" / "sheet.csv")} <= set(SENTENCES[:6])
+
+
 def test_cli_bad_input(text_runs, corpus, tmp_path, capsys):
     run_a, _ = text_runs
     image_run = untrained_image_run(tmp_path / "image")

@@ -61,7 +61,7 @@ def test_train_tabular_from_a_csv_and_use_the_run(tmp_path, capsys):
     code, _, err = run_cli(capsys, "manifold", out)
     assert code == 2 and "draws images" in err
     code, _, err = run_cli(capsys, "reconstruct", out, "--data", path, "--data-dir", tmp_path)
-    assert code == 2 and "reads files" in err
+    assert code == 2 and "reads its tables from the path given to --data" in err
     # resume reuses the saved standardisation
     assert run_cli(capsys, "train", "tabular", "--out", out, "--resume", "--epochs", "4")[0] == 0
 

@@ -57,6 +57,22 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.model.name!r}, latent_dim={self.model.latent_dim})"
 
+    def read_from(self, data_dir: str | None = None, column: str | None = None) -> Run:
+        """Where this run reads data it is given later (evaluate, reconstruct, anomalies, ...), in place of
+        the settings it was trained with: data_dir, the folder of named data sets (a run that has moved);
+        column, the CSV column holding a text run's sentences. Returns the run."""
+        import dataclasses
+
+        fields = {f.name for f in dataclasses.fields(self.data_config)}
+        if data_dir is not None and "data_dir" not in fields:
+            raise VaekitError(f"--data-dir is where named image and text data sets are looked up; a {self.kind} "
+                              "run reads its tables from the path given to --data")
+        if column is not None and "column" not in fields:
+            raise VaekitError(f"--column names the CSV column of a text run's sentences; this {self.kind} run has none")
+        changes = {k: v for k, v in (("data_dir", data_dir), ("column", column)) if v is not None}
+        self.data_config = dataclasses.replace(self.data_config, **changes)
+        return self
+
     def prepare(self, x) -> torch.Tensor:
         """Arrays as the model takes them: uint8 images are rescaled to [0, 1], shapes checked."""
         x = torch.as_tensor(np.asarray(x))

@@ -17,6 +17,7 @@ from .errors import MAX_OUTPUTS, VaekitError
 
 KINDS = ("image", "text", "tabular")
 RUN_HELP = "a run directory written by vaekit train"
+COLUMN_HELP = "text runs given a CSV: the column of sentences, a header name or 0-based index (default: the run's)"
 DATA_DIR_HELP = "where named data sets (mnist, ptb, ...) are looked up (default: the run's, else $VAEKIT_DATA)"
 DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
 NOT_TRAIN_OPTIONS = ("trainable",)  # set by vaekit refine, not by a new run
@@ -283,16 +284,11 @@ def _output(path: str | None, default: Path, overwrite: bool) -> Path:
 
 def _load_run(args, **options):
     """The run at args.run. --data-dir (the commands that read data) replaces where it looks up named data
-    sets: by default the folder it was trained from, saved in its config.json, else $VAEKIT_DATA."""
+    sets: by default the folder it was trained from, saved in its config.json, else $VAEKIT_DATA;
+    --column, the CSV column of a text run's sentences (by default the one it was trained from)."""
     from . import api
 
-    run = api.load(args.run, **options)
-    data_dir = getattr(args, "data_dir", None)
-    if data_dir is not None:
-        if not any(f.name == "data_dir" for f in dataclasses.fields(run.data_config)):
-            raise VaekitError(f"--data-dir is where named data sets are looked up; a {run.kind} run reads files")
-        run.data_config = dataclasses.replace(run.data_config, data_dir=data_dir)
-    return run
+    return api.load(args.run, **options).read_from(getattr(args, "data_dir", None), getattr(args, "column", None))
 
 
 def _images(run, source: str, limit: int | None = None):
@@ -486,7 +482,7 @@ def cmd_evaluate(args) -> None:
 
     settings = config_from_args(EvalConfig, args)
     result = evaluate(args.run, args.data, out=args.out, overwrite=args.overwrite, data_dir=args.data_dir,
-                      device=args.device, **vars(settings))
+                      column=args.column, device=args.device, **vars(settings))
     for name, m in result["metrics"].items():
         value = f"{m['value']:.4g}" if isinstance(m["value"], float) else m["value"]
         print(f"{name:<22}{value!s:>12}  {m['unit']}")
@@ -506,7 +502,7 @@ def cmd_raters_export(args) -> None:
     from .raters import export_runs
 
     paths = export_runs([args.run, *([args.run_b] if args.run_b else [])], args.data, args.out, args.n,
-                        args.variations, args.seed, args.spread, _decode_config(args))
+                        args.variations, args.seed, args.spread, _decode_config(args), column=args.column)
     print(f"wrote {paths['csv']} and {paths['html']} for the raters; keep {paths['key']} from them "
           f"(it says which run wrote each output)")
 
@@ -622,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
         if data:
             q.add_argument("--data", required=True, help="images: digits, mnist[:test], a folder, .npy/.npz, IDX")
             q.add_argument("--data-dir", help=DATA_DIR_HELP)
+            q.add_argument("--column", help=COLUMN_HELP)
         q.add_argument("--out", help="output file (default: inside the run directory)")
         q.add_argument("--overwrite", action="store_true")
         q.set_defaults(func=func)
@@ -687,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run", help="a text run")
     q.add_argument("run_b", nargs="?", help="a second text run, mixed in blind")
     q.add_argument("--data", required=True, help="the input sentences: a text file, a CSV (--column), ptb:test")
+    q.add_argument("--column", help=COLUMN_HELP)
     q.add_argument("-n", type=_whole(1), default=20, help="number of input sentences (drawn at random with --seed)")
     q.add_argument("--variations", type=_whole(1, 1000), default=3, help="outputs per input and run")
     q.add_argument("--out", required=True, help="a new folder for sheet.csv, sheet.html and key.json")
@@ -711,7 +709,8 @@ def _add_evaluation_commands(sub) -> None:
     q.add_argument("run", help=RUN_HELP)
     q.add_argument("--data", required=True,
                    help="as for training: digits, mnist:test, a folder, ptb:test, a text file, a table")
-    q.add_argument("--data-dir", help="where named data sets are looked up (default: the run's, else $VAEKIT_DATA)")
+    q.add_argument("--data-dir", help=DATA_DIR_HELP)
+    q.add_argument("--column", help=COLUMN_HELP)
     q.add_argument("--out", help="folder for the report (default: the run directory)")
     q.add_argument("--overwrite", action="store_true",
                    help="replace evaluation.json (default: a new evaluation-N.json beside earlier ones)")

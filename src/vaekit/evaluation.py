@@ -272,26 +272,21 @@ DEFINITIONS = {
 
 
 def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = False,
-             data_dir: str | None = None, device: str = "auto", echo=print, **settings) -> dict:
+             data_dir: str | None = None, column: str | None = None, device: str = "auto", echo=print,
+             **settings) -> dict:
     """Evaluate a run (a path or a loaded Run) on `data` (the same specs as training: "digits",
     "mnist:test", a folder, "ptb:test", a text file ...). `settings` are EvalConfig fields.
 
     Returns the evaluation (the content of evaluation.json). With `write`, also writes
     evaluation.json, evaluation.md and plots into the run directory or `out` (never replacing an
     earlier evaluation unless `overwrite`; see `evaluation_paths`). `device`: where the model runs
-    (auto: CUDA when available), for a path; a loaded Run keeps its own.
+    (auto: CUDA when available), for a path; a loaded Run keeps its own. `data_dir`, `column`: where
+    named data sets are and which CSV column holds a text run's sentences (`Run.read_from`).
     """
     from . import api
 
     config = EvalConfig(**settings)
-    run = api.load(run, device) if not isinstance(run, api.Run) else run
-    if data_dir is not None:
-        import dataclasses
-
-        if not hasattr(run.data_config, "data_dir"):
-            raise VaekitError(f"--data-dir is where named image and text data sets are looked up; a {run.kind} "
-                              "run reads its tables from the path given to --data")
-        run.data_config = dataclasses.replace(run.data_config, data_dir=data_dir)
+    run = (api.load(run, device) if not isinstance(run, api.Run) else run).read_from(data_dir, column)
     if write:
         from .evaluation_report import output_folder
 

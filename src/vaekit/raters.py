@@ -274,9 +274,10 @@ def format_summary(summary: dict) -> str:
 
 # ---- from runs ----------------------------------------------------------------------------------
 def export_runs(run_paths: list[str | Path], data: str, out: str | Path, n_inputs: int = 20, variations: int = 3,
-                seed: int = 0, spread: float = 1.0, decode_config=None) -> dict[str, Path]:
+                seed: int = 0, spread: float = 1.0, decode_config=None, column: str | None = None) -> dict[str, Path]:
     """A rating sheet of `variations` outputs of one or two text runs (`TextRun.vary`) for `n_inputs`
-    sentences of `data` (a file, or "ptb:test"), drawn at random with `seed`, the same for both runs."""
+    sentences of `data` (a file, a CSV with its sentences in `column`, or "ptb:test"), drawn at random
+    with `seed`, the same for both runs."""
     import dataclasses
 
     from . import api
@@ -293,7 +294,8 @@ def export_runs(run_paths: list[str | Path], data: str, out: str | Path, n_input
         if run.kind != "text":
             article = "an" if run.kind == "image" else "a"
             raise VaekitError(f"{run.path} is {article} {run.kind} run: rating sheets are for text runs")
-    sentences = [s for s in read_texts(data, loaded[0].data_config, default_split="test") if s.strip()]
+    sentences = [s for s in read_texts(data, loaded[0].read_from(column=column).data_config, default_split="test")
+                 if s.strip()]
     if not sentences:
         raise VaekitError(f"{data} has no sentences")
     chosen = sorted(np.random.default_rng(seed).choice(len(sentences), min(n_inputs, len(sentences)), replace=False))
