@@ -126,6 +126,22 @@ def test_tabular_anomalies_and_embedding(tabular_run, capsys, tmp_path):
     assert (tmp_path / "z_pca.png").exists()
 
 
+def test_embed_and_sample_never_overwrite_the_files_they_write_beside_out(tabular_run, image_run, capsys, tmp_path):
+    for name in ("q_pca.png", "r_labels.npy", "s.npy"):
+        (tmp_path / name).write_text("precious")
+    for args, victim in ((("embed", tabular_run, "--data", "breast-cancer", "--out", tmp_path / "q.csv"), "q_pca.png"),
+                         (("embed", tabular_run, "--data", "breast-cancer", "--out", tmp_path / "r.npy"),
+                          "r_labels.npy"),
+                         (("sample", image_run, "-n", "2", "--out", tmp_path / "s.png"), "s.npy")):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and f"{victim} exists; pass --overwrite" in err
+        assert (tmp_path / victim).read_text() == "precious"
+        assert not (tmp_path / args[-1]).exists()  # nothing written, not even the file asked for
+    code, _, _ = run_cli(capsys, "embed", tabular_run, "--data", "breast-cancer", "--out", tmp_path / "q.csv",
+                         "--overwrite")
+    assert code == 0 and (tmp_path / "q_pca.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_embed_text_and_the_umap_view(text_run, image_run, capsys, tmp_path):
     (tmp_path / "s.txt").write_text("\n".join(SENTENCES[:30]) + "\n")
     code, _, _ = run_cli(capsys, "embed", text_run, "--data", tmp_path / "s.txt", "--out", tmp_path / "t.csv")

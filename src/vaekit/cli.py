@@ -272,11 +272,15 @@ def cmd_summary(args) -> None:
                                         latent_dim=args.latent_dim)))
 
 
-def _output(path: str | None, default: Path, overwrite: bool) -> Path:
-    """Where to write a result: never over an existing file the user named, unless told to."""
+def _output(path: str | None, default: Path, overwrite: bool, companions=lambda out: []) -> Path:
+    """Where to write a result: never over an existing file the user named, unless told to; nor over
+    the files written beside it (`companions(out)`: e.g. embed's OUT_latent.png, sample's OUT.npy)."""
     out = Path(path) if path else default
-    if path and out.exists() and not overwrite:
-        raise VaekitError(f"{out} exists; pass --overwrite to replace it")
+    if path and not overwrite:
+        for target in [out, *companions(out)]:
+            if target.exists():
+                raise VaekitError(f"{target} exists; pass --overwrite to replace it"
+                                  + (f" (it would be written beside {out})" if target != out else ""))
     if not out.parent.is_dir():
         raise VaekitError(f"folder {out.parent} does not exist")
     return out
@@ -313,7 +317,7 @@ def cmd_sample(args) -> None:
     if run.kind == "tabular":
         _write_rows(run, run.sample(args.n, seed=args.seed, temperature=args.temperature), args, "samples.csv")
         return
-    out = _output(args.out, run.path / "plots" / "samples.png", args.overwrite)
+    out = _output(args.out, run.path / "plots" / "samples.png", args.overwrite, lambda o: [o.with_suffix(".npy")])
     x = run.sample(args.n, seed=args.seed, temperature=args.temperature)
     grid = visual.image_grid(__import__("torch").from_numpy(x))
     visual.save_image(grid, out, max(1, 400 // grid.shape[0]))
@@ -363,10 +367,11 @@ def _write_rows(run, rows, args, name: str) -> None:
 
 
 def cmd_embed(args) -> None:
-    from .embedding import embed
+    from .embedding import companion_paths, embed
 
     run = _load_run(args, precision=args.precision)
-    out = _output(args.out, run.path / "embedding.npy", args.overwrite)
+    out = _output(args.out, run.path / "embedding.npy", args.overwrite,
+                  lambda o: companion_paths(o, args.view, run.model.latent_dim))
     for line in embed(run, args.data, out, args.view, args.limit):
         print(line)
 

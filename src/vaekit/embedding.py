@@ -91,6 +91,19 @@ def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str,
     return mapper.transform(z), f"parametric UMAP of {z.shape[1]}-D latent means", done
 
 
+def _view_name(view: str, latent_dim: int) -> str:
+    return "latent" if latent_dim <= 2 else view  # a 2-D code is its own view
+
+
+def companion_paths(out: Path, view: str, latent_dim: int) -> list[Path]:
+    """The files `embed` may write beside `out` (the labels of a .npy, the 2-D view's coordinates and plot)."""
+    name = _view_name(view, latent_dim)
+    paths = [out.with_name(f"{out.stem}_labels.npy")] if out.suffix != ".csv" else []
+    if latent_dim > 2:
+        paths.append(out.with_name(f"{out.stem}_{name}.npy"))
+    return paths + [out.with_name(f"{out.stem}_{name}.png")]
+
+
 def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = None) -> list[str]:
     """Encode `source` with the run, write the latent means and the 2-D view (its coordinates too,
     as OUT_VIEW.npy, when the latent space has more than 2 dimensions); returns messages."""
@@ -110,7 +123,7 @@ def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = No
         messages.append(done)
     else:
         xy, what = project_2d(z, view)
-    name = "latent" if z.shape[1] <= 2 else view
+    name = _view_name(view, z.shape[1])
     if z.shape[1] > 2:
         coordinates = out.with_name(f"{out.stem}_{name}.npy")
         buffer = io.BytesIO()
