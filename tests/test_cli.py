@@ -246,6 +246,27 @@ def test_data_that_does_not_fit_the_run(trained, tmp_path, capsys):
     assert code == 2 and "(1, 8, 8)" in err
 
 
+@pytest.mark.parametrize("images,match", [
+    (np.full((2, 1, 8, 8), np.nan, np.float32), "NaN"), (np.full((2, 1, 8, 8), 200.0, np.float32), r"\[0, 1\]"),
+    (np.full((2, 1, 8, 8), -3, np.int64), "0..255"),
+])
+def test_the_python_api_refuses_images_the_model_was_not_trained_on(trained, images, match):
+    import vaekit
+
+    run = vaekit.load(trained)
+    for method in (run.encode, run.reconstruct, run.score):
+        with pytest.raises(vaekit.VaekitError, match=match):
+            method(images)
+
+
+def test_integer_images_are_rescaled_like_uint8(trained):
+    import vaekit
+
+    run = vaekit.load(trained)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8))
+    assert np.array_equal(run.encode(pixels.astype(np.int64)), run.encode(pixels.astype(np.uint8)))
+
+
 def test_read_only_output_folder(tmp_path, capsys):
     if os.geteuid() == 0:
         pytest.skip("root ignores file permissions")

@@ -74,14 +74,27 @@ class Run:
         return self
 
     def prepare(self, x) -> torch.Tensor:
-        """Arrays as the model takes them: uint8 images are rescaled to [0, 1], shapes checked."""
+        """Arrays as the model takes them, shapes and values checked: integer images (0..255) are
+        rescaled to [0, 1]; float images must already lie in [0, 1], as the data the model was
+        trained on did (a NaN or a 0..255 float would give codes and scores without meaning)."""
         x = torch.as_tensor(np.asarray(x))
         expected = tuple(self.model.config.image_shape)
         if x.dim() == 3 and expected[0] == 1:
             x = x.unsqueeze(1)  # (N, H, W) greyscale
         if tuple(x.shape[1:]) != expected:
             raise VaekitError(f"this run takes images of shape {expected} (C, H, W), got {tuple(x.shape[1:])}")
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if x.dtype == torch.bool:
+            return x.float().to(self.device)
+        if not x.is_floating_point():
+            if x.numel() and (x.min() < 0 or x.max() > 255):
+                raise VaekitError(f"integer images must lie in 0..255, found {x.min().item()}..{x.max().item()}")
+            return (x.float() / 255.0).to(self.device)
+        x = x.float()
+        if not torch.isfinite(x).all():
+            raise VaekitError("the images contain NaN or infinite values")
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise VaekitError(f"float images must lie in [0, 1], found {x.min().item():g}..{x.max().item():g}; "
+                              "scale them to [0, 1] or give them as uint8")
         return x.to(self.device)
 
     def _batched(self, fn, x, batch_size: int = 1000) -> np.ndarray:
