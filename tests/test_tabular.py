@@ -40,6 +40,8 @@ def test_train_tabular_from_a_csv_and_use_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--out", out, *FAST)
     assert code == 0 and "96 training and 24 validation rows of 3 standardised features" in stdout
+    # --no-progress hides the bar only: each epoch's line is the log; the curve is drawn for every kind
+    assert "epoch 1: train -ELBO" in stdout and (out / "plots" / "training_curve.png").exists()
     assert json.loads((out / "standardize.json").read_text())["columns"] == ["f1", "f2", "f3"]
     run = vaekit.load(out)
     assert type(run).__name__ == "TabularRun"

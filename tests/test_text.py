@@ -37,7 +37,7 @@ def text_run(corpus, tmp_path_factory):
 
 
 def test_train_text_writes_a_run_with_tokenizer_and_perplexity(text_run):
-    assert (text_run / "tokenizer.json").exists()
+    assert (text_run / "tokenizer.json").exists() and (text_run / "plots" / "training_curve.png").exists()
     metrics = [json.loads(x) for x in (text_run / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]
     assert 1 < metrics[-1]["val_ppl"] < metrics[0]["val_ppl"]

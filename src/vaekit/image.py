@@ -105,11 +105,11 @@ def prepare_arrays(train: TensorData, val: TensorData, config: ImageDataConfig) 
 def callbacks(prepared: Prepared) -> list:
     from .evaluation import CollapseMonitor
 
-    return [ImageCallback(prepared.val), CollapseMonitor(prepared.val)]
+    return [ImageCallback(prepared.val), visual.TrainingCurve(), CollapseMonitor(prepared.val)]
 
 
 class ImageCallback:
-    """Each epoch: reconstructions and prior samples to TensorBoard and plots/, and the curve."""
+    """Each epoch: reconstructions and prior samples to TensorBoard and plots/."""
 
     def __init__(self, val: TensorData, n_show: int = 32, seed: int = 0):
         self.val_batch = val.x[:n_show]
@@ -141,4 +141,3 @@ class ImageCallback:
         scale = max(1, 280 // sample_grid.shape[0])
         visual.save_image(recon_grid, plots / "reconstructions.png", scale)
         visual.save_image(sample_grid, plots / "samples.png", scale)
-        visual.training_curve(trainer.state.history, plots / "training_curve.png")

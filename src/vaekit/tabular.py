@@ -179,7 +179,9 @@ def prepare_arrays(train: TensorData, val: TensorData, config: TabularDataConfig
 
 
 def callbacks(prepared: Prepared) -> list:
-    return []  # the epoch line and metrics.jsonl say all there is to see
+    from .visual import TrainingCurve
+
+    return [TrainingCurve()]
 
 
 class TabularRun(Run):

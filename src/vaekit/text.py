@@ -114,8 +114,9 @@ def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig,
 
 def callbacks(prepared: Prepared) -> list:
     from .evaluation import CollapseMonitor
+    from .visual import TrainingCurve
 
-    return [TextCallback(prepared), CollapseMonitor(prepared.val)]
+    return [TextCallback(prepared), TrainingCurve(), CollapseMonitor(prepared.val)]
 
 
 def token_count(data: TensorData) -> int:
@@ -160,8 +161,7 @@ class TextCallback:
                  for a, b in zip(x, recon)]
         lines += [f"  prior: {tokenizer.decode(s.tolist())}" for s in samples]
         text = "\n".join(lines)
-        if trainer.config.progress:
-            tqdm.write(text)
+        tqdm.write(text)
         if trainer.writer:
             trainer.writer.add_text("generated", "\n".join("    " + line for line in lines), trainer.state.epoch)
 

@@ -64,7 +64,7 @@ class TrainConfig:
     log_every: int = 50  # TensorBoard train scalars every N steps
     skip_nonfinite: int = 0  # skip up to N batches whose loss or gradients are NaN/inf (counted in
     # the metrics as skipped_batches); 0 = stop at the first one, keeping the last good checkpoint
-    progress: bool = True
+    progress: bool = True  # the per-batch progress bar (the per-epoch lines are printed either way)
 
     def __post_init__(self):
         checks = [
@@ -444,7 +444,7 @@ class Trainer:
                     self.writer.add_scalar(f"{split}/{name}", value, st.epoch)
             self.writer.flush()
         self.save_checkpoint()
-        if self.config.progress and self.dist.is_main:
+        if self.dist.is_main:  # with or without the bar: the epoch's figures are the run's log
             tqdm.write(epoch_line(metrics))
         return metrics
 
