@@ -75,6 +75,8 @@ def test_outputs_never_overwrite_a_users_file(trained, capsys, tmp_path):
     target.write_bytes(b"precious")
     code, _, err = run_cli(capsys, "sample", trained, "--out", target)
     assert code == 2 and "--overwrite" in err and target.read_bytes() == b"precious"
+    code, _, err = run_cli(capsys, "sample", trained, "--out", tmp_path, "--overwrite")
+    assert code == 2 and "is a folder; --out takes a file name" in err
 
 
 def test_summary_without_a_run_is_the_documents_model(capsys):

@@ -118,6 +118,13 @@ def test_resume_text_run(corpus, tmp_path, capsys):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_setting_documented_as_none_can_be_given_as_none(corpus, tmp_path, capsys):
+    out = tmp_path / "all-words"
+    code, _, _ = cli(capsys, "train", "text", "--data", corpus, "--out", out, "--max-vocab", "none",
+                     *SMALL[:-5], "--epochs", "1", "--no-progress")
+    assert code == 0 and json.loads((out / "tokenizer.json").read_text())["config"]["max_vocab"] is None
+
+
 def test_the_documents_text_model_trains(corpus, tmp_path, capsys):
     code, _, _ = cli(capsys, "train", "text", "--data", corpus, "--model", "text-seed", "--out", tmp_path / "seed",
                      "--epochs", "1", "--no-progress")

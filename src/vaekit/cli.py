@@ -106,8 +106,18 @@ def add_config_options(parser, cls, skip=(), use_defaults=True, group_title=None
         if is_bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         else:
+            if type(None) in typing.get_args(hints[f.name]) and f.default is not None:
+                kind = _or_none(kind)  # e.g. --max-vocab none: the field's documented "None: all"
             group.add_argument(flag, type=kind, nargs=nargs, default=default, help=help_)
     return group
+
+
+def _or_none(kind):
+    """argparse type: `kind`, or None for the word "none" (a setting whose default is not None)."""
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+    parse.__name__ = kind.__name__  # argparse's "invalid int value: ..."
+    return parse
 
 
 def config_from_args(cls, args, skip=()):
@@ -276,6 +286,8 @@ def _output(path: str | None, default: Path, overwrite: bool, companions=lambda 
     """Where to write a result: never over an existing file the user named, unless told to; nor over
     the files written beside it (`companions(out)`: e.g. embed's OUT_latent.png, sample's OUT.npy)."""
     out = Path(path) if path else default
+    if path and out.is_dir():
+        raise VaekitError(f"{out} is a folder; --out takes a file name here")
     if path and not overwrite:
         for target in [out, *companions(out)]:
             if target.exists():
@@ -457,10 +469,10 @@ def _decode_config(args):
 
 def _print_sentences(lines: list[str], args, header: str | None = None) -> None:
     """Print sentences; with --out also write them, one per line (never over a user's file)."""
+    out = _output(args.out, Path(args.out), args.overwrite) if args.out else None  # refused before printing
     for line in lines:
         print(line)
-    if args.out:
-        out = _output(args.out, Path(args.out), args.overwrite)
+    if out:
         from .runs import atomic_write
 
         atomic_write(out, ("\n".join(([header] if header else []) + lines) + "\n").encode())
@@ -750,6 +762,14 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "epochs") else None
     try:
         code = args.func(args)  # None, or the exit code of processes it launched
+        sys.stdout.flush()  # a reader that went away shows up here, inside the try, not at exit
+    except BrokenPipeError:
+        # `vaekit ... | head`: stop quietly, and point stdout at devnull so Python's own flush at exit
+        # does not fail again (the recipe of the Python docs, signal module, "Note on SIGPIPE").
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except VaekitError as e:
         from . import distributed
 

@@ -53,7 +53,10 @@ def test_idx_round_trip_any_shape(tmp_path_factory, array):
 def test_idx_wrong_magic(tmp_path):
     path = tmp_path / "x.idx"
     path.write_bytes(b"\x01\x02\x08\x01" + b"\0\0\0\x01" + b"\x05")
-    with pytest.raises(VaekitError, match="not an IDX file"):
+    with pytest.raises(VaekitError, match="not an IDX file .* a .npy/.npz array"):  # and what images may be
+        read_idx(path)
+    path.write_bytes(b"")
+    with pytest.raises(VaekitError, match="the file is empty"):
         read_idx(path)
 
 

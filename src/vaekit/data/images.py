@@ -75,8 +75,12 @@ def _open_maybe_gzip(path: Path):
 
 def _parse_idx(f, path: Path) -> np.ndarray:
     magic = _read_up_to(f, 4)
+    if not magic:
+        raise VaekitError(f"{path}: the file is empty")
     if len(magic) < 4 or magic[:2] != b"\0\0" or magic[3] == 0:
-        raise VaekitError(f"{path}: not an IDX file (bad magic number {magic.hex() or 'empty'})")
+        raise VaekitError(f"{path}: not an IDX file (bad magic number {magic.hex()}); images come as a folder of "
+                          "pictures, a .npy/.npz array, an IDX file (MNIST's format) or a named set (digits, mnist, "
+                          "fashion-mnist)")
     code, ndim = magic[2], magic[3]
     if code != 0x08:
         kind = _IDX_TYPES.get(code, f"unknown type 0x{code:02x}")

@@ -237,8 +237,9 @@ def _decode_file(path: Path, errors: str) -> str:
 
 
 def _not_utf8(path: Path, line: int, byte: int) -> VaekitError:
-    return VaekitError(f"{path}, line {line}: not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8, "
-                       "or pass encoding_errors='replace' to read such bytes as U+FFFD")
+    return VaekitError(f"{path}, line {line}: not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8 (e.g. "
+                       "`iconv -f latin1 -t utf-8`), or in Python read it with encoding_errors='replace', which "
+                       "reads such bytes as U+FFFD")
 
 
 def _skip_rest_of_line(f) -> None:
