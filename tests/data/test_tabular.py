@@ -20,6 +20,8 @@ def test_csv_with_header_and_a_word_label(tmp_path):
     assert y.tolist() == [0, 1, 0] and classes == ["cat", "dog"]
     x, names = feature_matrix(table, ["b"])
     assert names == ["b"] and x[:, 0].tolist() == [2.5, 40, 6]
+    with pytest.raises(VaekitError, match="'kind' is the label .* and a feature"):
+        feature_matrix(table, ["a", "kind"], exclude="kind")
 
 
 def test_headerless_csv_names_columns_by_index(tmp_path):
@@ -38,6 +40,7 @@ def test_headerless_csv_names_columns_by_index(tmp_path):
     ("a,b\n1,2\n3,abc\n", "line 3, column 'b' holds 'abc'"),
     ("a,b\n1,nan\n", "NaN or infinity"),
     ("a,b\n1,inf\n", "NaN or infinity"),
+    ("a;b\n1.5;2\n", "Then pass --delimiter ';'"),
 ])
 def test_bad_csv_cells_are_named(tmp_path, text, match):
     with pytest.raises(VaekitError, match=match.replace("(", r"\(").replace(")", r"\)")):

@@ -149,6 +149,9 @@ def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str 
     names = table.column_names
     if columns:
         index = [column_index(table, c) for c in columns]
+        if exclude is not None and column_index(table, exclude) in index:
+            raise VaekitError(f"column {exclude!r} is the label (--label) and a feature (--columns); "
+                              "a column can be one or the other")
     else:
         skip = None if exclude is None else column_index(table, exclude)
         index = [i for i in range(len(names)) if i != skip]
@@ -171,7 +174,11 @@ def _numeric_column(table: Table, i: int) -> np.ndarray:
             bad = next(r for r, c in enumerate(column) if not _is_number(c))
             cell = column[bad].strip()
             what = "is empty (a missing value)" if not cell else f"holds {cell[:40]!r}, not a number"
-            raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} {what}; "
+            # One column whose name and cells hold ; or tabs: the file is split on another character.
+            other = next((d for d in (";", "\t", "|") if d in name and d in cell), None)
+            hint = (f" (every row is one cell: is the file separated by {other!r}? Then pass --delimiter "
+                    f"{other!r})" if other and table.cells.shape[1] == 1 else "")
+            raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} {what}{hint}; "
                               "vaekit does not fill in missing values or encode words: fix or drop those rows, "
                               "or leave the column out with --columns") from None
     finite = np.isfinite(values)
