@@ -122,7 +122,9 @@ def test_tabular_anomalies_and_embedding(tabular_run, capsys, tmp_path):
     assert (tabular_run / "anomalies-2" / "scores.csv").exists()  # a repeated command never overwrites
     code, stdout, _ = run_cli(capsys, "embed", tabular_run, "--data", "breast-cancer", "--out", tmp_path / "z.csv")
     assert code == 0 and "PCA of 3-D latent means" in stdout
-    assert _rows(tmp_path / "z.csv")[0].keys() == {"z0", "z1", "z2", "label"}
+    embedded = _rows(tmp_path / "z.csv")
+    assert embedded[0].keys() == {"z0", "z1", "z2", "label"}
+    assert [r["label"] for r in embedded] == [r["label"] for r in rows]  # class names, as scores.csv has them
     assert (tmp_path / "z_pca.png").exists()
 
 

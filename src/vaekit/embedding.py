@@ -44,7 +44,8 @@ def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndar
 
 def write_embedding(out: Path, z: np.ndarray, labels: np.ndarray | None, classes: list[str] | None,
                     texts: list[str] | None) -> list[Path]:
-    """.csv: one row per example (z0.., label, text); otherwise .npy plus _labels.npy."""
+    """.csv: one row per example (z0.., label, text), the label as its class name where the data names
+    its classes (as anomalies' scores.csv does); otherwise .npy plus _labels.npy (class indices)."""
     from .runs import atomic_write
 
     if out.suffix == ".csv":
@@ -53,7 +54,7 @@ def write_embedding(out: Path, z: np.ndarray, labels: np.ndarray | None, classes
         writer.writerow([f"z{i}" for i in range(z.shape[1])] + (["label"] if labels is not None else [])
                         + (["text"] if texts else []))
         for i, row in enumerate(z):
-            extra = [int(labels[i])] if labels is not None else []
+            extra = [] if labels is None else [classes[labels[i]] if classes else int(labels[i])]
             writer.writerow([f"{v:.6g}" for v in row] + extra + ([texts[i]] if texts else []))
         atomic_write(out, buffer.getvalue().encode())
         return [out]
