@@ -633,7 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help_)
         q.add_argument("run", help=RUN_HELP)
         if data:
-            q.add_argument("--data", required=True, help="images: digits, mnist[:test], a folder, .npy/.npz, IDX")
+            q.add_argument("--data", required=True, help="as the run was trained on: images (digits, mnist[:test], "
+                           "a folder, .npy/.npz, IDX), sentences (a text file, a CSV with --column, ptb:test) or a "
+                           "table (.csv, .npy, iris, wine, breast-cancer)")
             q.add_argument("--data-dir", help=DATA_DIR_HELP)
             q.add_argument("--column", help=COLUMN_HELP)
         q.add_argument("--out", help="output file (default: inside the run directory)")
