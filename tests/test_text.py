@@ -71,6 +71,8 @@ def test_unknown_words_are_reported(text_run, capsys):
     assert code == 0 and "zebra" in err and "xylophone" in err
     code, out, err = cli(capsys, "vary", text_run, "qqq zzz", "-n", "2")
     assert code == 0 and "no known words" in err
+    code, out, err = cli(capsys, "vary", text_run, "the cat sat on the mat " * 20, "-n", "1")
+    assert code == 0 and "the run reads only its first" in err
 
 
 @pytest.mark.parametrize("args", [

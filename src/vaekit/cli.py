@@ -491,6 +491,9 @@ def cmd_vary(args) -> None:
     if not run.tokenizer.encode(args.sentence)[:-1] or len(unknown) == len(run.tokenizer.tokenize(args.sentence)):
         print("vaekit: note: the sentence has no known words; variations come from an uninformed code",
               file=sys.stderr)
+    if (tokens := len(run.tokenizer.encode(args.sentence))) > run.model.config.max_len:
+        print(f"vaekit: note: the sentence has {tokens} tokens (with <eos>); the run reads only its first "
+              f"{run.model.config.max_len}, the longest it was trained on", file=sys.stderr)
     _print_sentences(run.vary(args.sentence, args.n, args.spread, _decode_config(args), seed=args.seed), args)
 
 
