@@ -20,8 +20,9 @@ from vaekit.evaluation import (
     latent_probes,
     likelihood_bounds,
     mutual_information,
+    mutual_information_terms,
 )
-from vaekit.evaluation_report import compare
+from vaekit.evaluation_report import compare, read_evaluation
 from vaekit.models import build_model
 
 from .test_cli import run_cli
@@ -76,6 +77,21 @@ def test_a_collapsed_posterior_has_no_information_and_no_active_units(digits):
     assert abs(mutual_information(b["mean"], b["log_var"], torch.Generator().manual_seed(0))) < 0.02
     assert active_units(b["mean"])[0] == 0
     assert b["kl_per_dim"].abs().max() < 1e-6
+
+
+def test_the_information_estimate_is_reported_raw_with_its_noise():
+    # A collapsed code on 40 examples: every q(z|x) is N(0, I), so I(x; z) = 0 and each term is exactly
+    # 0.5 (|z_i|^2 - D), pure noise of the z draws. Its mean may come out below 0; it must not be clipped.
+    mean, log_var = torch.zeros(40, 4), torch.zeros(40, 4)
+    for seed in range(20):
+        noise = torch.randn(40, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        terms = mutual_information_terms(mean, log_var, torch.Generator().manual_seed(seed))
+        assert torch.allclose(terms, 0.5 * (noise.pow(2).sum(1) - 4))
+        if terms.mean() < 0:
+            break
+    mi = mutual_information(mean, log_var, torch.Generator().manual_seed(seed))
+    stderr = float(terms.std() / math.sqrt(40))
+    assert mi == pytest.approx(float(terms.mean())) and -2 * stderr < mi < 0
 
 
 def test_an_informative_posterior_has_positive_information(digits):
@@ -206,6 +222,29 @@ def test_evaluations_are_never_overwritten_silently(image_run, capsys, tmp_path)
                    "--out", out, "--overwrite", "--no-probes")[0] == 0
     assert (out / "evaluation.json").read_text() != first and not (out / "evaluation-3.json").exists()
     assert json.loads((out / "evaluation.json").read_text())["settings"]["k"] == 3
+    # evaluation.json is now the newest, though evaluation-2.json has the higher number
+    assert read_evaluation(out)["source"] == str(out / "evaluation.json")
+
+
+def test_the_newest_evaluation_is_the_one_made_last_not_the_highest_number(tmp_path):
+    import os
+
+    def write(name, when, date=None):  # `when`: the file time; `date`: what the evaluation records
+        (tmp_path / name).write_text(json.dumps({"format": "vaekit-evaluation", "metrics": {}, "settings": {},
+                                                 **({"date": date} if date else {})}))
+        os.utime(tmp_path / name, (when, when))
+
+    write("evaluation.json", 1.6e9, date="2024-05-02T10:00:00Z")
+    write("evaluation-2.json", 2e9, date="2024-05-01T10:00:00Z")  # copied later: the date still counts
+    assert read_evaluation(tmp_path)["source"] == str(tmp_path / "evaluation.json")
+    write("evaluation.json", 1.7e9)  # no date recorded: its file time counts
+    write("evaluation-2.json", 1.6e9)
+    assert read_evaluation(tmp_path)["source"] == str(tmp_path / "evaluation.json")
+    write("evaluation-3.json", 1.5e9, date="2024-05-01T10:00:00Z")  # 1.7146e9: after 1.7e9
+    assert read_evaluation(tmp_path)["source"] == str(tmp_path / "evaluation-3.json")
+    write("evaluation.json", 1.5e9, date="2024-05-01T10:00:00Z")  # the same second: the file time decides
+    os.utime(tmp_path / "evaluation.json", ns=(1_500_000_000_000_000_001,) * 2)
+    assert read_evaluation(tmp_path)["source"] == str(tmp_path / "evaluation.json")
 
 
 def test_compare_puts_two_evaluations_side_by_side(image_run, capsys, tmp_path):
@@ -279,18 +318,72 @@ def test_text_variations_call_text_quality(text_run, monkeypatch):
 
     def variation_metrics(inputs, variations, train_sentences=None, embedder="auto"):
         seen.update(inputs=inputs, variations=variations, train=train_sentences)
-        return {"self_bleu": 0.5, "semantic_consistency": None, "examples": ["not a number"]}
+        return {"self_bleu": 0.5, "semantic_consistency": None, "examples": ["not a number"],
+                "semantic_model": "a model"}
 
-    monkeypatch.setitem(sys.modules, "vaekit.text_quality",
-                        types.SimpleNamespace(variation_metrics=variation_metrics))
+    monkeypatch.setitem(sys.modules, "vaekit.text_quality", types.SimpleNamespace(
+        variation_metrics=variation_metrics, UNITS={"self_bleu": "BLEU", "semantic_consistency": "cosine"},
+        DEFINITIONS={"self_bleu": "diversity", "semantic_consistency": "meaning"}))
     result = evaluate(run, str(folder / "held.txt"), write=False, echo=lambda *a: None, k=2, variations=3,
                       variation_inputs=4)
     assert len(seen["inputs"]) == 4 and [len(v) for v in seen["variations"]] == [3] * 4
-    assert seen["train"] and result["metrics"]["text_self_bleu"]["value"] == 0.5
-    assert "text_examples" not in result["metrics"]
+    assert seen["train"] and result["metrics"]["text_self_bleu"] == {"value": 0.5, "unit": "BLEU",
+                                                                      "definition": "diversity"}
+    assert "text_examples" not in result["metrics"] and result["settings"]["text_semantic_model"] == "a model"
     monkeypatch.setitem(sys.modules, "vaekit.text_quality", None)  # the module is not installed
     with pytest.raises(VaekitError, match="--variations 0"):
         evaluate(run, str(folder / "held.txt"), write=False, echo=lambda *a: None, k=2, variations=3)
+
+
+def test_text_metrics_carry_their_units_definitions_and_embedder(text_run, monkeypatch):
+    import vaekit.text_quality as tq
+
+    run, folder = text_run
+    embed = lambda sentences: np.ones((len(sentences), 3))  # every sentence means the same
+    monkeypatch.setattr(tq, "_EMBEDDERS", {"auto": (embed, "a stand-in embedder")})
+    result = evaluate(run, str(folder / "held.txt"), write=False, echo=lambda *a: None, k=2, variations=2,
+                      variation_inputs=3)
+    text = {name: m for name, m in result["metrics"].items() if name.startswith("text_")}
+    assert set(text) == {f"text_{k}" for k in tq.UNITS}
+    assert text["text_semantic_consistency"]["value"] == pytest.approx(1.0)
+    assert text["text_bleu_to_input"]["unit"] == "BLEU (0..100)" and text["text_distinct_2"]["unit"] == "fraction"
+    for name, m in text.items():
+        assert m["unit"] and m["definition"] == tq.DEFINITIONS[name[len("text_"):]], name
+    assert result["settings"]["text_semantic_model"] == "a stand-in embedder"
+    assert "BLEU" in result["settings"]["text_bleu"]
+
+
+def test_every_number_of_an_evaluation_has_a_unit_and_a_definition(text_run, capsys, tmp_path):
+    run, folder = text_run
+    assert run_cli(capsys, "evaluate", run, "--data", folder / "held.txt", "--k", "2", "--out", tmp_path)[0] == 0
+    metrics = json.loads((tmp_path / "evaluation.json").read_text())["metrics"]
+    assert all(m["unit"] and m["definition"] for m in metrics.values()), metrics
+    mi, stderr = metrics["mutual_information"], metrics["mutual_information_stderr"]
+    assert stderr["value"] > 0 and "below 0" in mi["definition"] and "not clipped" in mi["definition"]
+
+
+def test_a_failed_evaluate_leaves_no_folders_it_made(text_run, capsys, tmp_path, monkeypatch):
+    from vaekit import runs
+
+    run, folder = text_run
+    (tmp_path / "empty.txt").write_text("")
+    for out in (tmp_path / "x1", tmp_path / "new" / "deeper"):
+        code, _, err = run_cli(capsys, "evaluate", run, "--data", tmp_path / "empty.txt", "--out", out)
+        assert code == 2 and "empty" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
+    # A failure while writing: the folders it made go, with the plot it wrote there; what was there stays.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+
+    def disk_full(path, value):
+        raise VaekitError(f"cannot write {path}: no space left on the device")
+
+    monkeypatch.setattr(runs, "write_json", disk_full)
+    for out in (tmp_path / "new" / "deeper", tmp_path / "old"):
+        with pytest.raises(VaekitError, match="no space left"):
+            evaluate(run, str(folder / "held.txt"), out=out, echo=lambda *a: None, k=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "old"]
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["notes.txt"]
 
 
 # ---- bad input ------------------------------------------------------------------------------------

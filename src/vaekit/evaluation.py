@@ -129,7 +129,6 @@ def active_units(mean: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int
     return int((variance > threshold).sum()), variance.float()
 
 
-@torch.no_grad()
 def mutual_information(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None,
                        chunk: int = 1024) -> float:
     """I(x; z) under q(x, z) = p_data(x) q(z | x), in nats (Hoffman & Johnson 2016; He et al. 2019).
@@ -137,11 +136,21 @@ def mutual_information(mean: Tensor, log_var: Tensor, generator: torch.Generator
     I = E_x[ -H(q(z|x)) ] - E_{x, z~q(z|x)}[ log q(z) ], with the aggregate posterior
     q(z) ~= (1/N) sum_j q(z | x_j) over all N evaluation examples and one z per example, as in
     He et al.'s `calc_mi`, but over the whole set rather than one batch. mean, log_var: (N, D).
-    The estimate is at most log N.
+    The quantity lies in [0, log N]; this Monte-Carlo estimate of it is not clipped and can fall a
+    little outside from the noise of the z draws (just below 0 for a collapsed code): the mean of
+    `mutual_information_terms`, whose standard error gives the scale of that noise.
     """
+    return float(mutual_information_terms(mean, log_var, generator, chunk).mean())
+
+
+@torch.no_grad()
+def mutual_information_terms(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None,
+                             chunk: int = 1024) -> Tensor:
+    """Per example i, -H(q(z|x_i)) - log q(z_i) with z_i ~ q(z|x_i): (N,) float64; their mean is
+    `mutual_information`."""
     mean, log_var = mean.double(), log_var.double()
     n, d = mean.shape
-    neg_entropy = (-0.5 * (d * LOG_2PI + (1 + log_var).sum(1))).mean()  # E_x[-H(q(z|x))]
+    neg_entropy = -0.5 * (d * LOG_2PI + (1 + log_var).sum(1))  # (N,): -H(q(z|x_i))
     noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64)
     z = mean + (0.5 * log_var).exp() * noise  # (N, D): one draw per example
     inv_var = (-log_var).exp()  # (N, D)
@@ -153,7 +162,7 @@ def mutual_information(mean: Tensor, log_var: Tensor, generator: torch.Generator
         zc = z[start:start + chunk]  # (c, D)
         log_density = const - 0.5 * (zc.pow(2) @ inv_var.T - 2 * zc @ scaled_mean.T)  # (c, N)
         log_qz.append(torch.logsumexp(log_density, 1) - math.log(n))  # (c,)
-    return float(neg_entropy - torch.cat(log_qz).mean())
+    return neg_entropy - torch.cat(log_qz)  # (N,)
 
 
 def latent_probes(mean: np.ndarray, labels: np.ndarray | None, inputs: np.ndarray | None = None,
@@ -244,6 +253,7 @@ DEFINITIONS = {
     "kl": ("nats per example", "KL(q(z|x) || N(0, I)), analytic, summed over latent dimensions"),
     "iw_nll": ("nats per example", "importance-weighted bound on -log p(x) with k samples from q(z|x) "
                "(Burda et al. 2016, eq. 8); an upper bound on the true NLL that tightens with k"),
+    "iw_nll_stderr": ("nats", "standard error of the mean of iw_nll over the examples"),
     "neg_elbo_svi": ("nats per example", "negative ELBO with each example's posterior fitted to it alone: "
                      "svi_steps Adam steps on its ELBO from the encoder's mean and variance (semi-amortised "
                      "inference, Kim et al. 2018); one z draw per example"),
@@ -260,9 +270,15 @@ DEFINITIONS = {
     "unk_share": ("fraction", "share of the evaluated tokens that are <unk> for this run's vocabulary"),
     "active_units": ("dimensions", f"latent dimensions u with Cov_x(E_q[z_u]) > {ACTIVE_THRESHOLD} "
                      "(Burda et al. 2016)"),
-    "mutual_information": ("nats", "I(x; z) under q: E[-H(q(z|x))] - E[log q(z)], aggregate posterior q(z) "
-                           "over all evaluated examples, one z each (Hoffman & Johnson 2016; He et al. 2019); "
-                           "at most log(examples)"),
+    "mutual_information": ("nats", "Monte-Carlo estimate of I(x; z) under q: E[-H(q(z|x))] - E[log q(z)], "
+                           "aggregate posterior q(z) over all evaluated examples, one z each (Hoffman & Johnson "
+                           "2016; He et al. 2019). I(x; z) lies in [0, log(examples)]; the estimate is not "
+                           "clipped and can fall slightly outside from sampling noise (e.g. just below 0 for a "
+                           "collapsed code): see mutual_information_stderr"),
+    "mutual_information_stderr": ("nats", "standard error of the mean of mutual_information's per-example terms "
+                                  "-H(q(z|x_i)) - log q(z_i): the scale of its sampling noise (approximate: the "
+                                  "terms share q(z)); an estimate within about two of these of 0 is no evidence "
+                                  "of information in z"),
     "knn_accuracy": ("fraction", "5-nearest-neighbour accuracy on latent means, 70/30 stratified split of "
                      "the evaluated examples"),
     "logreg_accuracy": ("fraction", "logistic-regression accuracy on standardised latent means, same split"),
@@ -290,7 +306,7 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
     if write:
         from .evaluation_report import output_folder
 
-        output_folder(run, out)  # fail before the work, not after it
+        output_folder(run, out, create=False)  # fail before the work, not after it
     k = config.k or DEFAULT_K[run.kind]
     x, labels, extra = load_eval_data(run, data, config)
     echo(f"evaluating {run.path} on {data}: {len(x)} examples, k={k} ...")
@@ -299,16 +315,21 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
         torch.manual_seed(config.seed)
         bounds = likelihood_bounds(run.model, x, k, config.batch_size, svi_steps=config.svi_steps,
                                    svi_lr=config.svi_lr)
-        mi = mutual_information(bounds["mean"], bounds["log_var"], torch.Generator().manual_seed(config.seed))
+        mi_terms = mutual_information_terms(bounds["mean"], bounds["log_var"],
+                                            torch.Generator().manual_seed(config.seed))
     result = _result(run, data, config, k, len(x), extra)
-    metrics = summarise(bounds, mi)
+    metrics = summarise(bounds, mi_terms)
     metrics.update(_kind_metrics(run, x, bounds, extra))
     if config.probes:
         inputs = x.flatten(1).cpu().numpy() if run.kind in ("image", "tabular") else None
         metrics.update(latent_probes(bounds["mean"].numpy(), labels, inputs, config.seed))
+    definitions = DEFINITIONS
     if run.kind == "text" and config.variations:
-        metrics.update(text_quality(run, data, config))
-    result["metrics"] = {name: _entry(name, value) for name, value in metrics.items()}
+        scores, text_definitions, text_settings = text_quality(run, data, config)
+        metrics.update(scores)
+        definitions = {**DEFINITIONS, **text_definitions}
+        result["settings"].update(text_settings)
+    result["metrics"] = {name: _entry(name, value, definitions) for name, value in metrics.items()}
     result["kl_per_dim"] = bounds["kl_per_dim"].mean(0).tolist()
     result["posterior_mean_variance"] = active_units(bounds["mean"])[1].tolist()
     if write:
@@ -318,13 +339,16 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
     return result
 
 
-def summarise(bounds: dict, mi: float) -> dict:
-    """The modality-free figures: means over the examples (and the IW bound's standard error)."""
+def summarise(bounds: dict, mi_terms: Tensor) -> dict:
+    """The modality-free figures: means over the examples (and the standard errors of the estimates).
+
+    mi_terms: (N,) `mutual_information_terms`."""
     n = len(bounds["neg_elbo"])
+    stderr = lambda values: float(values.std() / math.sqrt(n)) if n > 1 else 0.0
     figures = {"neg_elbo": float(bounds["neg_elbo"].mean()), "reconstruction": float(bounds["reconstruction"].mean()),
                "kl": float(bounds["kl_per_dim"].sum(1).mean()), "iw_nll": float(bounds["iw_nll"].mean()),
-               "iw_nll_stderr": float(bounds["iw_nll"].std() / math.sqrt(n)) if n > 1 else 0.0,
-               "active_units": active_units(bounds["mean"])[0], "mutual_information": mi}
+               "iw_nll_stderr": stderr(bounds["iw_nll"]), "active_units": active_units(bounds["mean"])[0],
+               "mutual_information": float(mi_terms.mean()), "mutual_information_stderr": stderr(mi_terms)}
     if "svi_neg_elbo" in bounds:
         svi_neg_elbo = float(bounds["svi_neg_elbo"].mean())
         figures.update({"neg_elbo_svi": svi_neg_elbo, "kl_svi": float(bounds["svi_kl"].mean()),
@@ -343,11 +367,8 @@ def _kind_metrics(run, x: Tensor, bounds: dict, extra: dict) -> dict:
             "unk_share": extra["unk"] / tokens}
 
 
-def _entry(name: str, value) -> dict:
-    unit, definition = DEFINITIONS.get(name, ("", "see vaekit.text_quality" if name.startswith("text_")
-                                               else ""))
-    if name == "iw_nll_stderr":
-        unit, definition = "nats", "standard error of the mean of iw_nll over the examples"
+def _entry(name: str, value, definitions: dict) -> dict:
+    unit, definition = definitions.get(name, ("", ""))
     return {"value": value, "unit": unit, "definition": definition}
 
 
@@ -416,11 +437,16 @@ def _text_data(run, source: str, config: EvalConfig) -> tuple[Tensor, None, dict
                      "settings": {"max_len": run.model.config.max_len, "tokens": tokens}}
 
 
-def text_quality(run, data: str, config: EvalConfig) -> dict:
+def text_quality(run, data: str, config: EvalConfig) -> tuple[dict, dict, dict]:
     """Variation metrics (vaekit.text_quality) for the first `variation_inputs` held-out sentences:
     `variations` codes drawn from each posterior, decoded greedily, compared with the input
-    (after the tokenizer's normalisation, so case and spacing do not count as changes)."""
+    (after the tokenizer's normalisation, so case and spacing do not count as changes).
+
+    Returns (the text_* figures, their (unit, definition), settings: the sentence-embedding model
+    behind text_semantic_consistency and how BLEU was computed)."""
     try:
+        from .text_quality import DEFINITIONS as TEXT_DEFINITIONS
+        from .text_quality import UNITS as TEXT_UNITS
         from .text_quality import variation_metrics
     except ImportError as e:
         raise VaekitError(f"--variations needs vaekit.text_quality, which is not available here ({e}); "
@@ -435,4 +461,9 @@ def text_quality(run, data: str, config: EvalConfig) -> dict:
     except VaekitError:
         train = None  # the training data is not here: novelty cannot be judged
     scores = variation_metrics(inputs, variations, train_sentences=train)
-    return {f"text_{k}": v for k, v in scores.items() if isinstance(v, (int, float)) or v is None}
+    numbers = [k for k, v in scores.items() if isinstance(v, (int, float)) or v is None]
+    figures = {f"text_{k}": scores[k] for k in numbers}
+    definitions = {f"text_{k}": (TEXT_UNITS[k], TEXT_DEFINITIONS[k]) for k in numbers}
+    settings = {"text_semantic_model": scores.get("semantic_model"),
+                **{f"text_{k}": v for k, v in scores.get("settings", {}).items()}}
+    return figures, definitions, settings

@@ -6,7 +6,9 @@ the same way), unless `overwrite` is asked for. Every file is written atomically
 """
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from pathlib import Path
 
 from . import runs
@@ -26,11 +28,18 @@ def evaluation_paths(folder: Path, overwrite: bool = False) -> tuple[Path, Path,
     return folder / f"{NAME}{suffix}.json", folder / f"{NAME}{suffix}.md", suffix
 
 
-def output_folder(run, out=None) -> Path:
-    """The folder an evaluation goes to (made if missing, with plots/), or a clear error."""
+def output_folder(run, out=None, create: bool = True) -> Path:
+    """The folder an evaluation goes to, or a clear error; with `create`, made if missing (with plots/).
+
+    create=False only checks that it can be made and written, so that an evaluation that fails
+    before writing leaves no empty folders behind.
+    """
     folder = Path(out) if out is not None else run.path
     if folder.exists() and not folder.is_dir():
         raise VaekitError(f"{folder} is a file; --out takes a folder")
+    if not create:
+        runs.check_writable(next(p for p in (folder, *folder.parents) if p.exists()))
+        return folder
     try:
         (folder / "plots").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -42,19 +51,41 @@ def write_evaluation(result: dict, run, bounds: dict, labels, out=None, overwrit
     """evaluation.json, evaluation.md and plots/ into `out` (default: the run directory)."""
     from . import visual
 
+    target = Path(out) if out is not None else run.path
+    made = [p for p in (target / "plots", target, *target.parents) if not p.exists()]  # deepest first
     folder = output_folder(run, out)
     json_path, md_path, suffix = evaluation_paths(folder, overwrite)
     plots = {"kl_per_dim": f"plots/kl_per_dim{suffix}.png"}
-    active = [v > 0.01 for v in result["posterior_mean_variance"]]
-    visual.kl_per_dimension(result["kl_per_dim"], folder / plots["kl_per_dim"], active)
-    if run.kind == "image" and run.model.latent_dim == 2:
-        plots["latent_means"] = f"plots/latent_means{suffix}.png"
-        visual.latent_scatter(bounds["mean"].numpy(), labels, folder / plots["latent_means"])
-    result["plots"] = plots
-    runs.write_json(json_path, result)
-    runs.atomic_write(md_path, markdown(result).encode())
+    try:
+        active = [v > 0.01 for v in result["posterior_mean_variance"]]
+        visual.kl_per_dimension(result["kl_per_dim"], folder / plots["kl_per_dim"], active)
+        if run.kind == "image" and run.model.latent_dim == 2:
+            plots["latent_means"] = f"plots/latent_means{suffix}.png"
+            visual.latent_scatter(bounds["mean"].numpy(), labels, folder / plots["latent_means"])
+        result["plots"] = plots
+        runs.write_json(json_path, result)
+        runs.atomic_write(md_path, markdown(result).encode())
+    except BaseException:
+        _remove_made([folder / p for p in plots.values()] + [json_path, md_path], made)
+        raise
     result["files"] = {"json": str(json_path), "markdown": str(md_path)}
     echo(f"wrote {json_path} and {md_path}")
+
+
+def _remove_made(files: list[Path], made: list[Path]) -> None:
+    """After a failed write: the folders this evaluation made, with what it wrote into them.
+
+    Only files inside a folder made by this call go (nothing that existed before), and a folder only
+    when that leaves it empty.
+    """
+    for path in files:
+        if any(path.is_relative_to(folder) for folder in made):
+            path.unlink(missing_ok=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty (or already gone): keep it
 
 
 def _fmt(value) -> str:
@@ -94,7 +125,7 @@ def read_evaluation(path: str | Path) -> dict:
         found = [p for p in path.glob(f"{NAME}*.json") if _NUMBERED.match(p.name)]
         if not found:
             raise VaekitError(f"{path} has no evaluation yet; run: vaekit evaluate {path} --data ...")
-        path = max(found, key=lambda p: int(_NUMBERED.match(p.name).group(1) or 1))
+        path = max(found, key=_written_at)
     result = runs.read_json(path)
     if not isinstance(result, dict) or result.get("format") != "vaekit-evaluation":
         raise VaekitError(f"{path} is not a vaekit evaluation (no 'vaekit-evaluation' format tag)")
@@ -102,6 +133,22 @@ def read_evaluation(path: str | Path) -> dict:
         raise VaekitError(f"{path} is a damaged evaluation (no metrics or settings)")
     result["source"] = str(path)
     return result
+
+
+def _written_at(path: Path) -> tuple:
+    """When an evaluation was made: the date it records (else its file time), then file time, then number.
+
+    Not the number alone: `evaluate --overwrite` rewrites evaluation.json after evaluation-2.json. The
+    recorded date comes first because copying a folder changes file times; it counts whole seconds,
+    so file time breaks its ties.
+    """
+    mtime = path.stat().st_mtime_ns
+    try:
+        date = runs.read_json(path).get("date")
+        recorded = calendar.timegm(time.strptime(date, "%Y-%m-%dT%H:%M:%SZ")) * 10**9
+    except (VaekitError, AttributeError, TypeError, ValueError):  # unreadable, or no date: its file time
+        recorded = mtime
+    return recorded, mtime, int(_NUMBERED.match(path.name).group(1) or 1)
 
 
 def compare(a: str | Path, b: str | Path) -> str:

