@@ -503,9 +503,10 @@ def cmd_evaluate(args) -> None:
     settings = config_from_args(EvalConfig, args)
     result = evaluate(args.run, args.data, out=args.out, overwrite=args.overwrite, data_dir=args.data_dir,
                       column=args.column, device=args.device, **vars(settings))
+    width = max(map(len, result["metrics"]), default=0) + 2
     for name, m in result["metrics"].items():
         value = f"{m['value']:.4g}" if isinstance(m["value"], float) else m["value"]
-        print(f"{name:<22}{value!s:>12}  {m['unit']}")
+        print(f"{name:<{width}}{value!s:>12}  {m['unit']}")
 
 
 def cmd_compare(args) -> None:
