@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,42 @@ def test_cli_nan_message_is_one_line_and_the_run_is_marked_failed(tmp_path, caps
     assert json.loads((out / "status.json").read_text())["state"] == "failed"
 
 
+def test_the_nan_message_gets_its_own_line_after_the_progress_bar(tmp_path, capsys, monkeypatch):
+    original = Trainer._step
+
+    def poisoned(self, batch, weight):
+        return original(self, batch * float("nan") if self.state.step == 1 else batch, weight)
+
+    monkeypatch.setattr(Trainer, "_step", poisoned)
+    code = main(["train", "image", "--out", str(tmp_path / "run"), "--model", "seed", "--epochs", "1",
+                 "--threads", "1", "--progress"])
+    err = capsys.readouterr().err
+    lines = err.rstrip("\n").split("\n")
+    assert code == 2 and "it/s" in err  # the bar was drawn
+    # the bar was closed before the message: it starts a line, and nothing is drawn after it
+    assert lines[-1].startswith("vaekit: error: the loss became nan at step 2")
+    assert sum("vaekit: error:" in line for line in lines) == 1
+
+
+def test_using_a_run_whose_training_failed_says_why_it_has_no_weights(tmp_path, capsys, monkeypatch):
+    original = Trainer._step
+
+    def poisoned(self, batch, weight):
+        return original(self, batch * float("nan") if self.state.step == 1 else batch, weight)
+
+    monkeypatch.setattr(Trainer, "_step", poisoned)
+    run = tmp_path / "run"
+    assert main(["train", "image", "--out", str(run), "--model", "seed", "--epochs", "1", "--threads", "1",
+                 "--no-progress"]) == 2
+    capsys.readouterr()
+    for command in (["sample", str(run)], ["anomalies", str(run), "--data", "digits"],
+                    ["evaluate", str(run), "--data", "digits", "--k", "2"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "its training failed before saving any" in err and "the loss became nan at step 2" in err, command
+        assert "is missing" not in err
+
+
 def test_skip_nonfinite_skips_counts_and_resumes_exactly(digits_split, tmp_path):
     data = with_bad_example(digits_split)
     full = make_trainer(data, runs.prepare_run_dir(tmp_path / "full"), epochs=3, skip_nonfinite=5)
@@ -271,8 +308,6 @@ def small_run(tmp_path_factory):
 
 
 def test_loading_and_resuming_never_unpickle(small_run, tmp_path, monkeypatch):
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
 
@@ -320,3 +355,39 @@ def test_a_run_of_another_format_version_gets_a_clear_message(small_run, tmp_pat
         code = main(command)
         err = capsys.readouterr().err
         assert code == 2 and match in err and f"version {version}" in err
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda c: c.update(evil=1), "config.json has unknown keys: evil"),
+    (lambda c: c.update(train=[1, 2]), "config.json 'train' must be a JSON object, got [1, 2]"),
+    (lambda c: c["train"].update(epochs="ten"), "config.json 'train' 'epochs' must be a whole number, got 'ten'"),
+    (lambda c: c["train"].update(lr=float("nan")), "config.json 'train' 'lr' must be a finite number, got nan"),
+    (lambda c: c["train"].update(evil=1), "config.json 'train' has unknown keys: evil"),
+    (lambda c: c.update(estimator="yes"), "config.json 'estimator' must be a JSON object"),
+])
+def test_config_json_is_checked_whole_on_load(small_run, tmp_path, capsys, change, match):
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    config = json.loads((run / runs.CONFIG).read_text())
+    change(config)
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    with pytest.raises(VaekitError) as error:
+        api.load(run)
+    assert match in str(error.value)
+    assert main(["sample", str(run)]) == 2 and match in capsys.readouterr().err
+
+
+def test_configs_of_earlier_versions_still_load_and_resume(small_run, tmp_path):
+    # Training settings added since (and a setting a later check refuses) are no reason not to load.
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    config = json.loads((run / runs.CONFIG).read_text())
+    for key in ("average_from", "trainable", "kl_warmup_epochs", "skip_nonfinite", "keep_best"):
+        del config["train"][key]
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    assert api.load(run).sample(2).shape == (2, 1, 8, 8)
+    api.resume(run, epochs=2, echo=lambda *a: None)
+    assert json.loads((run / "status.json").read_text())["state"] == "complete"
+    config["train"]["checkpoint_every"] = -2  # stored before negatives were refused: loads, not trained
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    assert api.load(run).sample(2).shape == (2, 1, 8, 8)

@@ -5,7 +5,7 @@ import pytest
 from vaekit.errors import VaekitError
 from vaekit.image import ImageDataConfig
 from vaekit.models.conv import ConvVAEConfig
-from vaekit.schema import check_fields
+from vaekit.schema import check_fields, check_keys
 from vaekit.train import TrainConfig
 
 
@@ -38,3 +38,23 @@ def test_json_values_become_the_dataclass_types():
 def test_hostile_values_are_refused_with_the_key_named(cls, values, match):
     with pytest.raises(VaekitError, match=re.escape(match)):
         check_fields(cls, values, "config.json 'x'")
+
+
+TOP = {"format": str, "format_version": int, "model": dict}
+
+
+def test_check_keys_takes_known_keys_of_their_types():
+    check_keys({"format": "vaekit-run", "format_version": 1, "model": {"anything": [1]}}, TOP, "config.json")
+    check_keys({}, TOP, "config.json")  # which keys are required is the reader's business
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"format": "x", "evil": 1}, "config.json has unknown keys: evil"),
+    ({"model": [1, 2]}, "config.json 'model' must be a JSON object, got [1, 2]"),
+    ({"format_version": True}, "config.json 'format_version' must be a whole number, got True"),
+    ({"format": 3}, "config.json 'format' must be a string"),
+    ([1], "config.json must be a JSON object, got list"),
+])
+def test_check_keys_refuses_unknown_keys_and_wrong_types(values, match):
+    with pytest.raises(VaekitError, match=re.escape(match)):
+        check_keys(values, TOP, "config.json")

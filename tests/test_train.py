@@ -184,11 +184,12 @@ def test_average_from_set_to_a_past_epoch_on_resume_counts_only_what_it_averaged
     saved = runs.load_tensors(run / runs.WEIGHTS)
     for k, v in saved.items():
         assert torch.allclose(v, (weights.seen[0][k] + weights.seen[1][k]) / 2, atol=1e-6), k
-    # and a later resume with a later average_from drops the mean instead of keeping a stale one
-    later = make_trainer(digits_split, run, epochs=5, average_from=6)
+    # and a later resume with a later average_from drops the mean instead of keeping a stale one: epoch 5
+    # has none, and epoch 6 starts a new one from its own weights alone
+    later = make_trainer(digits_split, run, epochs=6, average_from=6)
     later.load_checkpoint()
     later.fit()
-    assert later.state.history[-1].get("averaged_epochs") is None
+    assert [m.get("averaged_epochs") for m in later.state.history[-2:]] == [None, 1]
     assert all(torch.equal(v, later.model.state_dict()[k]) for k, v in runs.load_tensors(run / runs.WEIGHTS).items())
 
 
@@ -285,8 +286,18 @@ def test_cosine_learning_rate():
     assert learning_rate(70, 100, TrainConfig(lr=1e-3)) == 1e-3
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(precision="fp8"),
-                                 dict(lr_schedule="step"), dict(lr_min=1.0)])
-def test_invalid_train_settings_are_refused(bad):
-    with pytest.raises(VaekitError):
+@pytest.mark.parametrize("bad,match", [
+    (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size"), (dict(lr=-1.0), "learning rate"),
+    (dict(precision="fp8"), "precision"), (dict(lr_schedule="step"), "lr_schedule"), (dict(lr_min=1.0), "lr_min"),
+    (dict(checkpoint_every=-2), "checkpoint_every must be >= 0"), (dict(log_every=0), "log_every"),
+    (dict(grad_clip=-1.0), "grad_clip"), (dict(grad_clip=float("nan")), "grad_clip"),
+    (dict(beta=float("inf")), "beta"), (dict(free_bits=float("inf")), "free bits"),
+    (dict(average_from=5, epochs=3), r"average_from \(5\) is after the last epoch \(3\)"),
+])
+def test_invalid_train_settings_are_refused(bad, match):
+    with pytest.raises(VaekitError, match=match):
         TrainConfig(**bad)
+
+
+def test_average_from_the_last_epoch_is_allowed():
+    assert TrainConfig(epochs=3, average_from=3).average_from == 3

@@ -39,8 +39,12 @@ class Run:
         self.path = Path(path)
         self.config = runs.read_config(self.path)
         self.kind = self.config.get("kind")
+        # The training settings do not shape the model, but config.json is checked whole (types,
+        # unknown keys, non-finite numbers); their ranges are TrainConfig's to check when the run
+        # trains again (resume), so a run saved with a setting refused since still loads.
+        check_fields(TrainConfig, self.config.get("train"), "config.json 'train'")
         self.model = model_from_config(self.config)
-        weights = runs.load_tensors(self.path / runs.WEIGHTS)
+        weights = runs.read_weights(self.path)  # or why there are none (a failed run)
         try:
             self.model.load_state_dict(weights)
         except RuntimeError as e:
@@ -227,31 +231,95 @@ def _new_run_dir(out, overwrite: bool, prepared, vae, kind: str, data, train: Tr
     return run
 
 
-def resume(path: str | Path, epochs: int | None = None, echo=print) -> Run:
-    """Continue a run from its checkpoint, optionally to a new total number of epochs."""
+def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | None = None,
+           model: str | None = None, model_options: dict | None = None) -> Run:
+    """Continue a run from its checkpoint, optionally to a new total number of epochs.
+
+    kind, model and model_options: what the caller takes the run to be (vaekit train KIND --resume
+    with model options). Resume continues the run's own model, so a run that differs is refused
+    rather than trained as something the caller did not ask for."""
     path = Path(path)
     config = runs.read_config(path)
     job = _job(config.get("kind"))
-    train = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
+    saved = config.get("train")
+    if epochs is not None and isinstance(saved, dict):  # the new total, checked with the other settings
+        saved = {**saved, "epochs": epochs}
+    train = from_dict(TrainConfig, saved, "config.json 'train'")
     data = from_dict(job.DataConfig, config.get("data"), "config.json 'data'")
-    ctx = distributed.setup(train.device)
-    if epochs is not None:
-        train = dataclasses.replace(train, epochs=epochs)
-        config["train"] = dataclasses.asdict(train)
-        ctx.on_main(lambda: runs.write_json(path / runs.CONFIG, config))
-    prepared = job.prepare(data, path)
     torch.manual_seed(train.seed)  # as train() does, so a run killed before its first checkpoint restarts exactly
-    trainer = Trainer(model_from_config(config), train, prepared.train, prepared.val, path, job.callbacks(prepared))
+    vae = model_from_config(config)
+    _check_same_model(path, config["kind"], vae, kind, model, model_options or {})
+    if runs.is_complete(path) and not (path / runs.CHECKPOINT).exists():  # vaekit.VAE.save, or deleted
+        raise VaekitError(f"{path} is complete and has no checkpoint to continue from; training it from the start "
+                          "would replace its weights: train a new run instead")
+    ctx = distributed.setup(train.device)
+    echo = echo if ctx.is_main else (lambda *a, **k: None)
+    prepared = job.prepare(data, path)
+    trainer = Trainer(vae, train, prepared.train, prepared.val, path, job.callbacks(prepared))
     if (path / runs.CHECKPOINT).exists():
         trainer.load_checkpoint()
-        if ctx.is_main:
-            echo(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+        if not _left_to_train(path, trainer, epochs, echo):
+            return load(path)
     elif train.trainable != "all":  # a fresh model's encoder against a random decoder is no refinement
         raise VaekitError(f"{path} was stopped before its refinement began; run vaekit refine again")
-    elif ctx.is_main:
+    else:
         echo(f"{path} was stopped before its first checkpoint; training it from the start")
+    if epochs is not None:  # only now: a resume refused above leaves config.json as it was
+        config["train"] = dataclasses.asdict(train)
+        ctx.on_main(lambda: runs.write_json(path / runs.CONFIG, config))
     _fit(trainer)
     return load(path)
+
+
+def _left_to_train(path: Path, trainer: Trainer, epochs: int | None, echo) -> bool:
+    """Say where a resumed run continues; False when a complete run has nothing left to train."""
+    st, total = trainer.state, trainer.config.epochs
+    if epochs is not None and (epochs < st.epoch or (epochs == st.epoch and st.batch_in_epoch)):
+        raise VaekitError(f"{path} has already trained {st.epoch} epochs"
+                          + (f" and {st.batch_in_epoch} batches of epoch {st.epoch + 1}" if st.batch_in_epoch else "")
+                          + f"; the new total number of epochs must be above {st.epoch}, got {epochs}")
+    if st.epoch >= total:
+        if runs.is_complete(path):
+            echo(f"{path} is already complete ({st.epoch}/{total} epochs), nothing to train; to train it "
+                 f"further, give a new total: vaekit resume {path} --epochs N (N above {st.epoch})")
+            return False
+        # Killed after its last checkpoint: fit() still keeps the best or averaged weights and ends it.
+        echo(f"{path} has trained all {total} epochs; finishing it")
+        return True
+    done = (f"{st.epoch} of {total} epochs done" if not st.batch_in_epoch else
+            f"epoch {st.epoch + 1} of {total}, {st.batch_in_epoch} batches into it")
+    echo(f"resuming {path} at step {st.step} ({done})")  # "step N " is what tests/faultlib.py reads
+    return True
+
+
+def _check_same_model(path: Path, run_kind: str, vae, kind: str | None, model: str | None, options: dict) -> None:
+    """Refuse to resume a run as a kind, model or model options it does not have: resume continues
+    the run's own model, and would otherwise ignore them without a word."""
+    new_run = "train a new run instead (another --out, or --overwrite to replace this one)"
+    if kind is not None and kind != run_kind:
+        raise VaekitError(f"{path} is {'an' if run_kind == 'image' else 'a'} {run_kind} run, not a {kind} run: "
+                          f"continue it with vaekit resume {path}, or {new_run}")
+    if model is not None and model != vae.name:
+        raise VaekitError(f"{path} holds a {vae.name!r} model, not {model!r}: resume continues the run's own "
+                          f"model, so drop --model, or {new_run}")
+    missing = object()
+    differ = []
+    for name, value in options.items():
+        saved = getattr(vae.config, name, missing)
+        if (tuple(value) if isinstance(value, list) else value) != saved:
+            has = f"no --{name.replace('_', '-')}" if saved is missing else _as_flag(name, saved)
+            differ.append(f"{has} (given {_as_flag(name, value)})")
+    if differ:
+        raise VaekitError(f"{path}'s {vae.name!r} model has {', '.join(differ)}; resume continues the run's own "
+                          f"model, so drop those options, or {new_run}")
+
+
+def _as_flag(name: str, value) -> str:
+    """A model option as it is typed: --latent-dim 8, --channels 32 64, --batch-norm / --no-batch-norm."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {' '.join(map(str, value)) if isinstance(value, (tuple, list)) else value}"
 
 
 def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=print, **options) -> Run:

@@ -183,7 +183,13 @@ def cmd_train(args) -> None:
             raise VaekitError("--resume needs --out RUN (the run to continue)")
         if (code := _launch(args, ["--out", args.out])) is not None:
             return code
-        api.resume(args.out, epochs=args.epochs_given)
+        # What was typed about the model, for resume to check against the run (it continues the
+        # run's own model): the kind, --model when given, the model options given.
+        model = args.model if args.model != api._job(args.kind).DEFAULT_MODEL or any(
+            a == "--model" or a.startswith("--model=") for a in args.argv) else None
+        model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
+                         if n not in DERIVED and getattr(args, n, None) is not None}
+        api.resume(args.out, epochs=args.epochs_given, kind=args.kind, model=model, model_options=model_options)
         print(f"done: {args.out}{_kept_epoch(args.out)}")
         return
     job = api._job(args.kind)

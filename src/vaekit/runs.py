@@ -9,6 +9,9 @@
     RUN/tb/                    TensorBoard events
     RUN/plots/                 training curve and image grids
 
+and, once the run is used, the reports vaekit writes beside them (OUTPUTS below): evaluation.json,
+anomalies/, embedding.npy, onnx/, ...
+
 Every file is written to a temporary name, fsynced and renamed over the old one, so a reader
 (or a resume after SIGKILL) only ever sees a complete old or a complete new file. Nothing is
 pickled: weights are safetensors, everything else is JSON.
@@ -19,7 +22,9 @@ import contextlib
 import errno
 import functools
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,12 +34,29 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .errors import VaekitError
+from .schema import check_keys
 
 FORMAT = "vaekit-run"
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, CHECKPOINT, STATUS, METRICS = (
     "config.json", "model.safetensors", "checkpoint.safetensors", "status.json", "metrics.jsonl")
 MAX_JSON_BYTES = 16 * 2**20  # no config or vocabulary of ours is near this; refuse hostile files
+# config.json's top-level keys and their JSON types (refined_from: vaekit refine; estimator:
+# vaekit.VAE.save). The sections' contents are checked against their dataclasses where they are read.
+CONFIG_KEYS = {"format": str, "format_version": int, "vaekit_version": str, "kind": str, "model": dict,
+               "data": dict, "train": dict, "refined_from": str, "estimator": dict}
+# What vaekit writes into a run directory once the run is used (reports and files derived from the
+# model), by name: file names at the top, and for each folder the names of the files it writes there.
+OUTPUTS = re.compile(r"reference\.safetensors|calibration\.json|samples\.csv|reconstruct\.csv"
+                     r"|evaluation(-\d+)?\.(json|md)"
+                     r"|embedding(_(labels|latent|pca|umap|parametric))?\.npy"
+                     r"|embedding_(latent|pca|umap|parametric)\.png")
+OUTPUT_FOLDERS = {
+    re.compile(r"anomalies(-\d+)?"):
+        re.compile(r"scores\.csv|histogram\.png|summary\.json|most_anomalous\.(png|txt)"),
+    re.compile(r"onnx"): re.compile(r"\w+\.onnx|manifest\.json|tokenizer\.json|standardize\.json"),
+    re.compile(r"embedding_map"): re.compile(r"config\.json|model\.safetensors"),
+}
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
@@ -105,7 +127,7 @@ def remove_temporaries(folder: str | Path) -> list[str]:
     """Delete the temporary files of writes that a crash (SIGKILL, power loss) cut short."""
     removed = []
     for tmp in Path(folder).glob(".*.tmp"):
-        if tmp.is_file() and tmp.name.count(".") >= 3:  # .NAME.XXXXXXXX.tmp, as atomic_write names them
+        if tmp.is_file() and _is_temporary(tmp.name):
             tmp.unlink(missing_ok=True)
             removed.append(tmp.name)
     return removed
@@ -204,7 +226,38 @@ def read_config(run: str | Path) -> dict:
         raise VaekitError(
             f"{run} uses run format version {version!r}; this vaekit reads version {FORMAT_VERSION}"
             + (" (upgrade vaekit to read it)" if newer else ""))
+    check_keys(config, CONFIG_KEYS, "config.json")
     return config
+
+
+def is_complete(run: str | Path) -> bool:
+    """True when status.json says the run's training is complete."""
+    try:
+        status = read_json(Path(run) / STATUS)
+    except VaekitError:
+        return False
+    return isinstance(status, dict) and status.get("state") == "complete"
+
+
+def read_weights(run: str | Path) -> dict:
+    """model.safetensors of a run. A run without one says why (its training failed, or has not
+    finished an epoch), as status.json records it, rather than only that the file is missing."""
+    run = Path(run)
+    if (run / WEIGHTS).exists():
+        return load_tensors(run / WEIGHTS)
+    try:
+        status = read_json(run / STATUS)
+    except VaekitError:
+        status = {}
+    state = status.get("state") if isinstance(status, dict) else None
+    if state == "failed":
+        reason = status.get("message")
+        raise VaekitError(f"{run} has no weights to use: its training failed before saving any"
+                          + (f". {STATUS} says: {reason}" if isinstance(reason, str) and reason else ""))
+    if state in ("running", "interrupted"):
+        raise VaekitError(f"{run} has no weights yet: its first epoch has not ended (it is still training, "
+                          f"or was stopped; continue a stopped run with: vaekit resume {run})")
+    raise VaekitError(f"{run / WEIGHTS} is missing")
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
@@ -228,8 +281,41 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
 
 
 def _remove_run(path: Path) -> None:
-    """Delete a previous run's own files only (never unknown files a user put there)."""
-    for name in (CONFIG, WEIGHTS, CHECKPOINT, STATUS, METRICS, "summary.txt"):
+    """Delete a previous run's own files and the reports vaekit wrote about its model (OUTPUTS).
+
+    The reports go with the model they describe: kept, they would be read as the new model's
+    (`vaekit compare RUN` takes the newest evaluation; embed reuses embedding_map/, the estimator
+    calibration.json) and numbered after it (anomalies-3/). Only the names vaekit writes are
+    removed, inside its folders too; any other file is the user's and stays, with its folder.
+    """
+    for name in (CONFIG, WEIGHTS, CHECKPOINT, STATUS, METRICS, "summary.txt", "tokenizer.json", "standardize.json"):
         (path / name).unlink(missing_ok=True)
     for folder in ("tb", "plots"):
         shutil.rmtree(path / folder, ignore_errors=True)
+    removed = []
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink():  # what a link points to is not the run's
+            continue
+        if entry.is_file() and OUTPUTS.fullmatch(entry.name):
+            entry.unlink()
+            removed.append(entry.name)
+        elif entry.is_dir() and (names := _output_files(entry.name)):
+            for file in entry.iterdir():
+                if file.is_file() and not file.is_symlink() and (names.fullmatch(file.name)
+                                                                 or _is_temporary(file.name)):
+                    file.unlink()
+            with contextlib.suppress(OSError):  # not empty: the user's files stay, and their folder
+                entry.rmdir()
+            removed.append(entry.name + "/")
+    if removed:
+        logging.getLogger(__name__).info("removed the replaced model's reports from %s: %s", path, ", ".join(removed))
+
+
+def _output_files(folder: str) -> re.Pattern | None:
+    """The names vaekit writes in a run's sub-folder of this name; None for a folder not vaekit's."""
+    return next((files for name, files in OUTPUT_FOLDERS.items() if name.fullmatch(folder)), None)
+
+
+def _is_temporary(name: str) -> bool:
+    """.NAME.XXXXXXXX.tmp, as atomic_write names its temporary files."""
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3

@@ -28,11 +28,28 @@ def check_fields(cls, values: Any, what: str) -> dict:
     if not isinstance(values, dict):
         raise VaekitError(f"{what} must be a JSON object, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    _refuse_unknown(values, {f.name for f in dataclasses.fields(cls)}, what)
+    return {key: _check(value, hints[key], f"{what} '{key}'") for key, value in values.items()}
+
+
+def check_keys(values: Any, types: dict[str, type], what: str) -> None:
+    """Refuse a JSON object whose keys are not all in `types` or whose values are not of their key's
+    type (str, int, or dict: a JSON object, checked no deeper)."""
+    if not isinstance(values, dict):
+        raise VaekitError(f"{what} must be a JSON object, got {type(values).__name__}")
+    _refuse_unknown(values, set(types), what)
+    for key, value in values.items():
+        if types[key] is dict:
+            if not isinstance(value, dict):
+                raise VaekitError(f"{what} '{key}' must be a JSON object, got {_show(value)}")
+        else:
+            _check(value, types[key], f"{what} '{key}'")
+
+
+def _refuse_unknown(values: dict, names: set, what: str) -> None:
     unknown = sorted(map(str, set(values) - names))
     if unknown:
         raise VaekitError(f"{what} has unknown keys: {', '.join(k if k.isprintable() else repr(k) for k in unknown)}")
-    return {key: _check(value, hints[key], f"{what} '{key}'") for key, value in values.items()}
 
 
 def _check(value: Any, hint: Any, where: str) -> Any:

@@ -73,17 +73,25 @@ class TrainConfig:
             (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
             (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant or cosine"),
             (0 <= self.lr_min <= self.lr, "lr_min must be between 0 and lr"),
-            (self.beta >= 0, "beta must be >= 0"),
+            (0 <= self.beta < math.inf, "beta must be a finite number >= 0"),
             (self.kl_warmup_steps >= 0 and self.kl_cycles >= 0 and 0 <= self.kl_warmup_epochs < math.inf,
              "KL schedule settings must be >= 0"),
             (not (self.kl_warmup_steps and self.kl_warmup_epochs),
              "give the KL warm-up in steps or in epochs, not both"),
-            (self.free_bits >= 0, "free bits must be >= 0"),
+            (0 <= self.free_bits < math.inf, "free bits must be a finite number >= 0"),
+            (0 <= self.grad_clip < math.inf, "grad_clip must be a finite number >= 0 (0: off)"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
             (0 <= self.threads <= 1024, "threads must be between 0 and 1024"),
             (self.skip_nonfinite >= 0, "skip_nonfinite must be >= 0"),
             (self.trainable in ("all", "encoder"), "trainable must be all or encoder"),
             (self.average_from >= 0, "average_from must be >= 0"),
+            # An average that would start after the last epoch holds nothing: the run would end with
+            # plain weights while its config says they are averaged.
+            (self.average_from <= self.epochs,
+             f"average_from ({self.average_from}) is after the last epoch ({self.epochs}), so nothing would be "
+             "averaged: give an epoch from 1 to epochs, or 0 for no averaging"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0: once per epoch)"),
+            (self.log_every >= 1, "log_every must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -325,34 +333,43 @@ class Trainer:
                    disable=not (cfg.progress and self.dist.is_main), leave=True, dynamic_ncols=True)
         self.model.train(cfg.trainable == "all")  # an encoder refinement fits the decoder as evaluated
         started = time.perf_counter()
-        for batch in batches:
-            if self.dist.any(self._stop_requested):  # every rank stops at the same step
-                break
-            weight = kl_weight(st.step, total_steps, cfg, n_batches)
-            lr = learning_rate(st.step, total_steps, cfg)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            n_real, self._loss_share = self._share(st.batch_in_epoch)
-            rec, kl = self._step(batch, weight)
-            st.step += 1
-            st.batch_in_epoch += 1
-            if math.isnan(rec):  # a skipped non-finite batch: counted, not averaged
-                st.sums["skipped"] = st.sums.get("skipped", 0) + 1
-            else:
-                for key, value in (("rec", rec), ("kl", kl), ("n", n_real)):
-                    st.sums[key] = st.sums.get(key, 0.0) + value * (n_real if key != "n" else 1)
-            bar.update(1)
-            if st.batch_in_epoch % 10 == 1 or st.batch_in_epoch == n_batches:
-                bar.set_postfix({"loss": f"{rec + kl:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",
-                                 "kl_w": f"{weight:.2f}"})
-            if self.writer and st.step % cfg.log_every == 0:
-                for key, value in (("loss", rec + kl), ("reconstruction", rec), ("kl", kl), ("kl_weight", weight),
-                                   ("lr", lr)):
-                    self.writer.add_scalar(f"train_step/{key}", value, st.step)
-            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batch_in_epoch < n_batches:
-                self.save_checkpoint()
-        bar.close()
+        # Closed however the epoch ends: an error (a NaN loss) then prints on a line of its own
+        # instead of inside the bar, and no half-drawn bar is redrawn after it.
+        try:
+            for batch in batches:
+                if self.dist.any(self._stop_requested):  # every rank stops at the same step
+                    break
+                self._train_batch(batch, bar, n_batches, total_steps)
+        finally:
+            bar.close()
         st.sums["seconds"] = st.sums.get("seconds", 0.0) + time.perf_counter() - started
+
+    def _train_batch(self, batch: torch.Tensor, bar, n_batches: int, total_steps: int) -> None:
+        """One step with its schedules, sums, progress, logging and mid-epoch checkpoint."""
+        cfg, st = self.config, self.state
+        weight = kl_weight(st.step, total_steps, cfg, n_batches)
+        lr = learning_rate(st.step, total_steps, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        n_real, self._loss_share = self._share(st.batch_in_epoch)
+        rec, kl = self._step(batch, weight)
+        st.step += 1
+        st.batch_in_epoch += 1
+        if math.isnan(rec):  # a skipped non-finite batch: counted, not averaged
+            st.sums["skipped"] = st.sums.get("skipped", 0) + 1
+        else:
+            for key, value in (("rec", rec), ("kl", kl), ("n", n_real)):
+                st.sums[key] = st.sums.get(key, 0.0) + value * (n_real if key != "n" else 1)
+        bar.update(1)
+        if st.batch_in_epoch % 10 == 1 or st.batch_in_epoch == n_batches:
+            bar.set_postfix({"loss": f"{rec + kl:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",
+                             "kl_w": f"{weight:.2f}"})
+        if self.writer and st.step % cfg.log_every == 0:
+            for key, value in (("loss", rec + kl), ("reconstruction", rec), ("kl", kl), ("kl_weight", weight),
+                               ("lr", lr)):
+                self.writer.add_scalar(f"train_step/{key}", value, st.step)
+        if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batch_in_epoch < n_batches:
+            self.save_checkpoint()
 
     def _share(self, batch_index: int) -> tuple[int, float]:
         """This rank's real examples in the epoch's batch number batch_index, and its loss weight
