@@ -270,7 +270,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
             raise VaekitError(f"{path} is not empty and is not a vaekit run; choose another --out")
         if not overwrite:
             raise VaekitError(f"{path} already holds a run; pass --resume to continue it "
-                              "or --overwrite to replace it")
+                              "or --overwrite to replace it (in Python: overwrite=True)")
         _remove_run(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
