@@ -141,13 +141,18 @@ def test_nan_gradients_with_a_finite_loss_stop_before_the_update(digits_split, t
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # the bad update never ran
 
 
-def test_cli_nan_message_is_one_line_and_the_run_is_marked_failed(tmp_path, capsys, monkeypatch):
+def _poison_batch(monkeypatch, at_step: int) -> None:
+    """Every Trainer's batch at this step (0-based) becomes NaN: the loss of that step is NaN."""
     original = Trainer._step
 
     def poisoned(self, batch, weight):
-        return original(self, batch * float("nan") if self.state.step == 5 else batch, weight)
+        return original(self, batch * float("nan") if self.state.step == at_step else batch, weight)
 
     monkeypatch.setattr(Trainer, "_step", poisoned)
+
+
+def test_cli_nan_message_is_one_line_and_the_run_is_marked_failed(tmp_path, capsys, monkeypatch):
+    _poison_batch(monkeypatch, at_step=5)
     out = tmp_path / "run"
     code = main(["train", "image", "--out", str(out), "--model", "seed", "--epochs", "1", "--threads", "1",
                  "--checkpoint-every", "2", "--no-progress"])
@@ -157,12 +162,7 @@ def test_cli_nan_message_is_one_line_and_the_run_is_marked_failed(tmp_path, caps
 
 
 def test_the_nan_message_gets_its_own_line_after_the_progress_bar(tmp_path, capsys, monkeypatch):
-    original = Trainer._step
-
-    def poisoned(self, batch, weight):
-        return original(self, batch * float("nan") if self.state.step == 1 else batch, weight)
-
-    monkeypatch.setattr(Trainer, "_step", poisoned)
+    _poison_batch(monkeypatch, at_step=1)
     code = main(["train", "image", "--out", str(tmp_path / "run"), "--model", "seed", "--epochs", "1",
                  "--threads", "1", "--progress"])
     err = capsys.readouterr().err
@@ -174,12 +174,7 @@ def test_the_nan_message_gets_its_own_line_after_the_progress_bar(tmp_path, caps
 
 
 def test_using_a_run_whose_training_failed_says_why_it_has_no_weights(tmp_path, capsys, monkeypatch):
-    original = Trainer._step
-
-    def poisoned(self, batch, weight):
-        return original(self, batch * float("nan") if self.state.step == 1 else batch, weight)
-
-    monkeypatch.setattr(Trainer, "_step", poisoned)
+    _poison_batch(monkeypatch, at_step=1)
     run = tmp_path / "run"
     assert main(["train", "image", "--out", str(run), "--model", "seed", "--epochs", "1", "--threads", "1",
                  "--no-progress"]) == 2
