@@ -82,6 +82,14 @@ def test_outputs_never_overwrite_a_users_file(trained, capsys, tmp_path):
 def test_summary_without_a_run_is_the_documents_model(capsys):
     code, out, _ = run_cli(capsys, "summary", "--model", "seed")
     assert code == 0 and "Total params: 134,165" in out
+    for model in ("text-rnn", "text-seed", "mlp"):  # every kind, with the model's own defaults
+        code, out, err = run_cli(capsys, "summary", "--model", model)
+        assert code == 0 and "Total params" in out, err
+
+
+def test_summary_of_a_run_refuses_model_options(trained, capsys):
+    code, _, err = run_cli(capsys, "summary", trained, "--model", "seed")
+    assert code == 2 and "not both" in err
 
 
 def test_resume_continues_to_more_epochs(tmp_path, capsys):
@@ -202,7 +210,8 @@ def test_mismatched_sizes_and_empty_folders(tmp_path, capsys):
 @pytest.mark.parametrize("args,match", [
     (["--epochs", "0"], "epochs"), (["--lr", "-1"], "learning rate"), (["--latent-dim", "0"], "latent_dim"),
     (["--val-fraction", "1.5"], "validation fraction"), (["--image-channels", "2"], "channels"),
-    (["--precision", "fp16"], "fp16"),
+    (["--precision", "fp16"], "fp16"), (["--device", "mps"], "cpu or cuda"), (["--device", "meta"], "cpu or cuda"),
+    (["--device", "cpu:5"], "one CPU device"),
 ])
 def test_invalid_options(tmp_path, capsys, args, match):
     code, _, err = run_cli(capsys, "train", "image", "--out", tmp_path / "never", *args, "--no-progress")

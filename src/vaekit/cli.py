@@ -282,10 +282,12 @@ def cmd_summary(args) -> None:
     if args.run:
         from . import api
 
+        if args.model or args.image_shape or args.latent_dim:
+            raise VaekitError("give a run or model options (--model, --image-shape, --latent-dim), not both")
         print(model_summary(api.load(args.run).model))
-    else:
-        print(model_summary(build_model(args.model, image_shape=tuple(args.image_shape),
-                                        latent_dim=args.latent_dim)))
+        return
+    options = {"image_shape": tuple(args.image_shape) if args.image_shape else None, "latent_dim": args.latent_dim}
+    print(model_summary(build_model(args.model or "conv", **{k: v for k, v in options.items() if v is not None})))
 
 
 def _output(path: str | None, default: Path, overwrite: bool, companions=lambda out: []) -> Path:
@@ -634,9 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
     p.add_argument("run", nargs="?", help="a run directory (else the model given by the options below)")
-    p.add_argument("--model", default="conv")
-    p.add_argument("--image-shape", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"))
-    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--model", help="a registered model (default: conv), with its own defaults")
+    p.add_argument("--image-shape", type=_whole(1), nargs=3, metavar=("C", "H", "W"), help="image models")
+    p.add_argument("--latent-dim", type=_whole(1))
     p.set_defaults(func=cmd_summary)
 
     def use_command(name, help_, func, data=True):

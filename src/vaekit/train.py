@@ -142,9 +142,18 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError(f"device '{name}' requested but CUDA is not available here")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise VaekitError(f"unknown device '{name}'") from None
+    # vaekit trains and runs on CPUs and CUDA GPUs; torch parses more names (mps, xpu, meta) than
+    # this build can use, and they would fail mid-run.
+    if device.type not in ("cpu", "cuda"):
+        raise VaekitError(f"device '{name}': vaekit runs on cpu or cuda (auto picks CUDA when available)")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise VaekitError(f"device '{name}': there is one CPU device; use cpu (--threads sets its threads)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VaekitError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def autocast_context(device: torch.device, precision: str):
