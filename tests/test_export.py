@@ -83,4 +83,9 @@ def test_cli_export(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export", str(run), "--onnx", "--out", str(tmp_path / "elsewhere")]) == 0
     assert main(["export", str(tmp_path / "nope"), "--onnx"]) == 2
+    (tmp_path / "afile.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["export", str(run), "--onnx", "--out", str(tmp_path / "afile.txt"), "--overwrite"]) == 2
+    assert "is a file; --out takes a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile.txt").read_text() == "mine"
     assert main(["export", str(run)]) == 2  # the format must be named

@@ -641,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-dim", type=_whole(1))
     p.set_defaults(func=cmd_summary)
 
-    def use_command(name, help_, func, data=True):
+    def use_command(name, help_, func, data=True, out_help="output file (default: inside the run directory)"):
         q = sub.add_parser(name, help=help_)
         q.add_argument("run", help=RUN_HELP)
         if data:
@@ -650,8 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "table (.csv, .npy, iris, wine, breast-cancer)")
             q.add_argument("--data-dir", help=DATA_DIR_HELP)
             q.add_argument("--column", help=COLUMN_HELP)
-        q.add_argument("--out", help="output file (default: inside the run directory)")
-        q.add_argument("--overwrite", action="store_true")
+        q.add_argument("--out", help=out_help)
+        q.add_argument("--overwrite", action="store_true", help="replace what is at --out")
         q.set_defaults(func=func)
         return q
 
@@ -702,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
     q.add_argument("--steps", type=_whole(2, MAX_OUTPUTS), default=10)
     _add_decode_options(q)
-    q = use_command("export", "the encoder and decoder as ONNX graphs (RUN/onnx)", cmd_export, data=False)
+    q = use_command("export", "the encoder and decoder as ONNX graphs (RUN/onnx)", cmd_export, data=False,
+                    out_help="folder for the graphs (default: RUN/onnx)")
     q.add_argument("--onnx", action="store_true", help="ONNX graphs with a dynamic batch axis + manifest.json")
     q = use_command("manifold", "decoded grid of a 2-D latent space", cmd_manifold, data=False)
     q.add_argument("-n", type=_whole(1, 100), default=20, help="images per side of the grid")

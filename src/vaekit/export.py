@@ -219,7 +219,9 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, overwrite: 
 
     run = api.load(run_path)
     out = Path(out) if out is not None else run.path / "onnx"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    if out.exists() and not out.is_dir():  # --overwrite replaces files in a folder, never a file by one
+        raise VaekitError(f"{out} is a file; --out takes a folder for the graphs")
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise VaekitError(f"{out} exists and is not empty; pass --overwrite to replace its files")
     try:
         out.mkdir(parents=True, exist_ok=True)
