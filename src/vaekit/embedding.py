@@ -65,8 +65,8 @@ def write_embedding(out: Path, z: np.ndarray, labels: np.ndarray | None, classes
     if labels is not None:
         buffer = io.BytesIO()
         np.save(buffer, labels)
-        atomic_write(out.with_name(out.stem + "_labels.npy"), buffer.getvalue())
-        written.append(out.with_name(out.stem + "_labels.npy"))
+        atomic_write(_beside(out, "labels.npy"), buffer.getvalue())
+        written.append(_beside(out, "labels.npy"))
     return written
 
 
@@ -92,6 +92,11 @@ def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str,
     return mapper.transform(z), f"parametric UMAP of {z.shape[1]}-D latent means", done
 
 
+def _beside(out: Path, suffix: str) -> Path:
+    """A file embed writes next to `out`: OUT_labels.npy, OUT_pca.png, ... (companion_paths lists them)."""
+    return out.with_name(f"{out.stem}_{suffix}")
+
+
 def _view_name(view: str, latent_dim: int) -> str:
     return "latent" if latent_dim <= 2 else view  # a 2-D code is its own view
 
@@ -99,10 +104,10 @@ def _view_name(view: str, latent_dim: int) -> str:
 def companion_paths(out: Path, view: str, latent_dim: int) -> list[Path]:
     """The files `embed` may write beside `out` (the labels of a .npy, the 2-D view's coordinates and plot)."""
     name = _view_name(view, latent_dim)
-    paths = [out.with_name(f"{out.stem}_labels.npy")] if out.suffix != ".csv" else []
+    paths = [_beside(out, "labels.npy")] if out.suffix != ".csv" else []
     if latent_dim > 2:
-        paths.append(out.with_name(f"{out.stem}_{name}.npy"))
-    return paths + [out.with_name(f"{out.stem}_{name}.png")]
+        paths.append(_beside(out, f"{name}.npy"))
+    return paths + [_beside(out, f"{name}.png")]
 
 
 def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = None) -> list[str]:
@@ -126,12 +131,12 @@ def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = No
         xy, what = project_2d(z, view)
     name = _view_name(view, z.shape[1])
     if z.shape[1] > 2:
-        coordinates = out.with_name(f"{out.stem}_{name}.npy")
+        coordinates = _beside(out, f"{name}.npy")
         buffer = io.BytesIO()
         np.save(buffer, xy.astype(np.float32))
         atomic_write(coordinates, buffer.getvalue())
         messages.append(f"wrote {coordinates} ({what}, 2 columns)")
-    plot = out.with_name(f"{out.stem}_{name}.png")
+    plot = _beside(out, f"{name}.png")
     visual.latent_scatter(xy, data.y, plot, data.classes, title=what)
     messages.append(f"wrote {plot} ({what}" + (", coloured by label)" if data.y is not None else ")"))
     return messages
