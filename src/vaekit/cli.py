@@ -194,6 +194,9 @@ def cmd_train(args) -> None:
         return
     job = api._job(args.kind)
     data = config_from_args(job.DataConfig, args)
+    for name, value in getattr(job, "data_defaults", lambda d, m: {})(data, args.model).items():  # the digits'
+        if not any(a.split("=")[0] == "--" + name.replace("_", "-") for a in args.argv):
+            setattr(args, name, value)
     train = config_from_args(TrainConfig, args, skip=NOT_TRAIN_OPTIONS)
     model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
                      if n not in DERIVED and getattr(args, n, None) is not None}
@@ -209,7 +212,7 @@ def cmd_train(args) -> None:
     if not run_is_main():
         return
     print(f"done: {run.path}{_kept_epoch(run.path)}  (metrics: {last}, plots: {run.path / 'plots'}, "
-          f"TensorBoard: tensorboard --logdir {run.path / 'tb'})")
+          f"TensorBoard: tensorboard --logdir {run.path / 'tb'})\nexplore it: vaekit explore {run.path}")
 
 
 def _kept_epoch(run) -> str:
