@@ -82,7 +82,7 @@ def page_times(url: str, frames: int, chromium: str) -> dict:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         started = time.perf_counter()
         page.goto(url)
-        page.wait_for_function("window.vaekitExplore && window.vaekitExplore.ready", timeout=120_000)
+        page.wait_for_selector("body[data-ready]", timeout=120_000)  # the page's CSP forbids wait_for_function's eval
         load_s = time.perf_counter() - started
         n, visible = page.evaluate("vaekitExplore.n"), page.evaluate("vaekitExplore.visible")
         page.evaluate("vaekitExplore.frameTimes.length = 0")
@@ -105,7 +105,7 @@ def page_times(url: str, frames: int, chromium: str) -> dict:
             t = time.perf_counter()
             page.mouse.move(box["x"] + at["x"], box["y"] + at["y"])
             try:
-                page.wait_for_function(f"document.getElementById('hover').dataset.index === '{i}'", timeout=10_000)
+                page.wait_for_selector(f"#hover[data-index='{i}']", timeout=10_000)
             except Exception:  # noqa: BLE001 - another point was nearer the cursor; not counted
                 continue
             hover_ms.append(1000 * (time.perf_counter() - t))

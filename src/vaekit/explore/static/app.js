@@ -421,6 +421,7 @@ async function start() {
     $("status").textContent = `${state.n} points`;
     canvas.dataset.points = String(state.n);
     probe.ready = true;
+    document.body.dataset.ready = "1";  // for scripts that wait with a selector (the CSP forbids their eval)
   } catch (e) {
     $("status").textContent = "error: " + (e.message || e);
     $("status").classList.add("error");
