@@ -57,6 +57,7 @@ def main() -> None:
         strongest = max(range(len(explorer.kl_per_dim)), key=lambda d: explorer.kl_per_dim[d])
         page.locator("#sliders button").nth(min(strongest, 63)).click()
         page.wait_for_selector("#traversal .item, #traversal table")
+        page.evaluate("document.querySelector('aside').scrollTop = 0")  # the sweep button's click scrolled it
         page.mouse.move(*at(hover))
         page.wait_for_selector(f"#hover[data-index='{hover}']")
         page.wait_for_timeout(300)
