@@ -150,6 +150,7 @@ def main() -> None:
               "explorer_start_s": round(start_s, 1), "view": explorer.view_name, "torch_threads": 2}
     report["server"] = server_times(server.url, explorer, requests)
     print(json.dumps(report["server"], indent=1), flush=True)
+    write_results(Path(args.out), report)  # the server's figures stand even if the browser part stops
     if Path(args.chromium).exists():
         report["page"] = page_times(server.url, frames, args.chromium)
         print(json.dumps(report["page"], indent=1), flush=True)
