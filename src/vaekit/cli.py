@@ -13,6 +13,7 @@ import types
 import typing
 from pathlib import Path
 
+from . import modalities
 from .errors import MAX_OUTPUTS, VaekitError
 
 KINDS = ("image", "text", "tabular")
@@ -126,29 +127,31 @@ def config_from_args(cls, args, skip=()):
 
 
 def _model_fields(kind: str) -> dict:
-    from .models import MODELS
+    from .models import MODELS, model_names
 
     fields = {}
-    for name, (cls, _) in sorted(MODELS.items()):
-        if cls.kind == kind:
-            hints = typing.get_type_hints(cls.Config)
-            for f in dataclasses.fields(cls.Config):
-                doc = field_docs(cls.Config).get(f.name, "")
-                _, models, docs = fields.get(f.name, (None, [], []))
-                fields[f.name] = (hints[f.name], models + [name], docs + ([doc] if doc and doc not in docs else []))
+    for name in model_names(kind):
+        cls = MODELS[name][0]
+        hints = typing.get_type_hints(cls.Config)
+        for f in dataclasses.fields(cls.Config):
+            doc = field_docs(cls.Config).get(f.name, "")
+            _, models, docs = fields.get(f.name, (None, [], []))
+            fields[f.name] = (hints[f.name], models + [name], docs + ([doc] if doc and doc not in docs else []))
     return fields
 
 
-def _add_model_options(parser, kind: str, default: str):
+def _add_model_options(parser, modality, default: str):
     from .models import model_names
 
+    kind = modality.name
+    data_fields = {f.name for f in dataclasses.fields(modality.DataConfig)}  # the data decide them (max_len)
     group = parser.add_argument_group("model (defaults: the chosen model's own)")
-    seed = {"image": "seed", "text": "text-seed"}.get(kind)
+    seed = modality.seed_model
     group.add_argument("--model", default=default, choices=model_names(kind),
                        help=(f"'{seed}' is the design document's architecture; " if seed else "")
                        + f"'{default}' the default")
     for name, (hint, models, docs) in _model_fields(kind).items():
-        if name in DERIVED or (kind == "text" and name == "max_len"):
+        if name in DERIVED or name in data_fields:
             continue
         kind_, nargs, is_bool = _option_type(hint)
         flag = "--" + name.replace("_", "-")
@@ -185,22 +188,20 @@ def cmd_train(args) -> None:
             return code
         # What was typed about the model, for resume to check against the run (it continues the
         # run's own model): the kind, --model when given, the model options given.
-        model = args.model if args.model != api._job(args.kind).DEFAULT_MODEL or any(
+        model = args.model if args.model != modalities.get(args.kind).default_model or any(
             a == "--model" or a.startswith("--model=") for a in args.argv) else None
         model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
                          if n not in DERIVED and getattr(args, n, None) is not None}
         api.resume(args.out, epochs=args.epochs_given, kind=args.kind, model=model, model_options=model_options)
         print(f"done: {args.out}{_kept_epoch(args.out)}")
         return
-    job = api._job(args.kind)
-    data = config_from_args(job.DataConfig, args)
+    modality = modalities.get(args.kind)
+    data = config_from_args(modality.DataConfig, args)
     train = config_from_args(TrainConfig, args, skip=NOT_TRAIN_OPTIONS)
     model_options = {n: getattr(args, n) for n in _model_fields(args.kind)
                      if n not in DERIVED and getattr(args, n, None) is not None}
-    if args.kind == "text":
-        from .tokenizer import TokenizerConfig
-
-        model_options["tokenizer"] = config_from_args(TokenizerConfig, args)
+    for name, cls in modality.option_configs.items():  # text: tokenizer=TokenizerConfig(...)
+        model_options[name] = config_from_args(cls, args)
     out = Path(args.out) if args.out else _default_out(args.kind, data.data)
     if (code := _launch(args, ["--out", str(out)])) is not None:  # children share this one run directory
         return code
@@ -316,7 +317,7 @@ def _load_run(args, **options):
 
 
 def _images(run, source: str, limit: int | None = None):
-    from .image import read_images
+    from .modalities.image import read_images
 
     images = read_images(source, run.data_config, default_split="test")
     if limit is not None:
@@ -352,14 +353,14 @@ def cmd_reconstruct(args) -> None:
 
     run = _load_run(args)
     if run.kind == "text":
-        from .text import read_texts
+        from .modalities.text import read_texts
 
         sentences = read_texts(args.data, run.data_config, default_split="test")[:args.n]
         outputs = run.reconstruct(sentences, _decode_config(args))
         _print_sentences([f"{a}\t{b}" for a, b in zip(sentences, outputs)], args, header="input\treconstruction")
         return
     if run.kind == "tabular":
-        _write_rows(run, run.reconstruct(run.read(args.data)[0][:args.n]), args, "reconstruct.csv")
+        _write_rows(run, run.reconstruct(run.read(args.data, args.n).x), args, "reconstruct.csv")
         return
     out = _output(args.out, run.path / "plots" / "reconstruct.png", args.overwrite)
     images = _images(run, args.data, args.n)
@@ -397,7 +398,6 @@ def cmd_embed(args) -> None:
 
 
 def cmd_anomalies(args) -> None:
-    from . import api
     from .anomaly import report
 
     if args.contamination is not None and args.threshold is not None:
@@ -412,7 +412,7 @@ def cmd_anomalies(args) -> None:
         while out.exists():
             i += 1
             out = run.path / f"anomalies-{i}"
-    method = args.score or api._job(run.kind).DEFAULT_SCORE
+    method = args.score or run.modality.default_score
     result = report(run, args.data, out, args.contamination, args.threshold, method, args.k, args.n, args.limit)
     for line in result["lines"] or []:
         print(line)
@@ -596,24 +596,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a VAE into a run directory")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
-    from . import image, tabular, text
-
-    for job in (image, text, tabular):
-        kind, data_cls, default_model = job.KIND, job.DataConfig, job.DEFAULT_MODEL
-        q = kinds.add_parser(kind, help=f"train {'an' if kind == 'image' else 'a'} {kind} VAE")
+    for modality in map(modalities.get, modalities.names()):
+        kind, data_cls, default_model = modality.name, modality.DataConfig, modality.default_model
+        q = kinds.add_parser(kind, help=f"train {modality.article} {kind} VAE")
         q.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
         q.add_argument("--resume", action="store_true", help="continue the run at --out from its checkpoint")
         add_config_options(q, data_cls, group_title="data")
-        if kind == "text":
-            from .tokenizer import TokenizerConfig
-
-            add_config_options(q, TokenizerConfig, group_title="tokenizer")
-        _add_model_options(q, kind, default_model)
+        for name, cls in modality.option_configs.items():
+            add_config_options(q, cls, group_title=name)
+        _add_model_options(q, modality, default_model)
         add_config_options(q, TrainConfig, skip=NOT_TRAIN_OPTIONS, group_title="training",
-                           defaults=job.TRAIN_DEFAULTS)
+                           defaults=modality.train_defaults)
         _add_nproc_option(q)
-        q.set_defaults(func=cmd_train, **job.TRAIN_DEFAULTS)
+        q.set_defaults(func=cmd_train, **modality.train_defaults)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
     p.add_argument("run", help=RUN_HELP)

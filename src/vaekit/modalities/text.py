@@ -1,4 +1,4 @@
-"""The text job: sentences -> tokenizer -> padded id tensors, and what to show while training.
+"""Sentences: sentences -> tokenizer -> padded id tensors, and what to show while training.
 
 A sentence becomes its word ids followed by <eos>, post-padded with 0 to `max_len` (the
 document's padding) and truncated there; `max_len` defaults to the 95th percentile of the
@@ -9,28 +9,21 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .api import Run
-from .data import Prepared, TensorData
-from .errors import MAX_OUTPUTS, VaekitError, check_count, check_finite
-from .generate import DecodeConfig, decode
+from ..data import Prepared, TensorData
+from ..errors import VaekitError
+from ..generate import DecodeConfig, decode
+from ..tokenizer import Tokenizer, TokenizerConfig, length_percentile
+from .base import Inputs, Modality
 
-KIND = "text"
-DEFAULT_MODEL = "text-rnn"
-DEFAULT_SCORE = "elbo"  # `vaekit anomalies` without --score
 TOKENIZER = "tokenizer.json"
-DECODE_CHUNK = 1000  # codes decoded at once by TextRun.decode
-PREPARE_OPTIONS = ("tokenizer",)
-# What keeps a text VAE's code in use, as the CLI's defaults for `train text`: the document's batch
-# of 32, cyclical KL annealing (Fu et al. 2019) and a free-bits floor per dimension (Kingma et al. 2016).
-# keep_best: a text VAE overfits a small corpus within a run's epochs (PTB's valid -ELBO rose by 0.3
-# nats over the last 7 of 20 epochs, bench/RESULTS.md), so the run keeps its best validation epoch.
-TRAIN_DEFAULTS = {"batch_size": 32, "kl_cycles": 4, "free_bits": 0.1, "keep_best": True}
+DECODE_CHUNK = 1000  # codes decoded at once
 
 
 @dataclass(frozen=True)
@@ -52,12 +45,9 @@ class TextDataConfig:
             raise VaekitError(f"limit must be at least 2, got {self.limit}")
 
 
-DataConfig = TextDataConfig
-
-
 def read_texts(source: str, config: TextDataConfig, default_split: str = "train") -> list[str]:
     """Sentences of `source`, which may name a split: "ptb:valid"."""
-    from .data.text import load_texts
+    from ..data.text import load_texts
 
     name, _, split_name = source.partition(":")
     if split_name and name == "ptb" and not Path(source).exists():
@@ -73,7 +63,7 @@ def encode_sentences(tokenizer, sentences: list[str], max_len: int) -> torch.Ten
                                        dtype=np.int64))
 
 
-def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> Prepared:
+def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> Prepared:  # noqa: D401
     """Train/validation id tensors. A new run fits the tokenizer on the training split; a resumed
     run reuses its saved tokenizer.json so the ids stay exactly the same."""
     sentences = read_texts(config.data, config)
@@ -94,9 +84,7 @@ def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> 
 
 def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig, run: Path | None = None,
                    tokenizer=None) -> Prepared:
-    """The job's data from sentences already split (the estimator's path; prepare() reads files)."""
-    from .tokenizer import Tokenizer, TokenizerConfig, length_percentile
-
+    """The trainer's data from sentences already split (the estimator's path; prepare() reads files)."""
     if run is not None and (Path(run) / TOKENIZER).exists():
         tokenizer = Tokenizer.load(Path(run) / TOKENIZER)
     else:
@@ -112,11 +100,9 @@ def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig,
                     f"{tokenizer.vocab_size}, max length {max_len} tokens", )
 
 
-def callbacks(prepared: Prepared) -> list:
-    from .evaluation import CollapseMonitor
-    from .visual import TrainingCurve
-
-    return [TextCallback(prepared), TrainingCurve(), CollapseMonitor(prepared.val)]
+def texts(tokenizer, ids: torch.Tensor) -> list[str]:
+    """Sentences of id rows (N, T): words up to <eos>, specials dropped."""
+    return [tokenizer.decode(row.tolist()) for row in ids]
 
 
 def token_count(data: TensorData) -> int:
@@ -145,8 +131,6 @@ class TextCallback:
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         from tqdm.auto import tqdm
 
-        from .tokenizer import Tokenizer
-
         tokenizer = Tokenizer.from_json(self.tokenizer_json)
         model = trainer.model
         was_training = model.training
@@ -166,69 +150,116 @@ class TextCallback:
             trainer.writer.add_text("generated", "\n".join("    " + line for line in lines), trainer.state.epoch)
 
 
-class TextRun(Run):
-    """A trained sentence VAE: sentences in, latent codes and sentences out."""
+class TextModality(Modality):
+    """Sentences: a tokenizer fitted on the training split (tokenizer.json in the run), padded id
+    tensors; codes decode to sentences with a DecodeConfig (greedy, beam, top-k/top-p)."""
 
-    def __init__(self, path, device: str = "cpu", precision: str = "fp32"):
-        super().__init__(path, device, precision)
-        from . import runs
-        from .tokenizer import Tokenizer
+    name = "text"
+    noun = "sentences"
+    DataConfig = TextDataConfig
+    default_model = "text-rnn"
+    default_score = "elbo"
+    # What keeps a text VAE's code in use, as the CLI's defaults for `train text`: the document's batch
+    # of 32, cyclical KL annealing (Fu et al. 2019) and a free-bits floor per dimension (Kingma et al. 2016).
+    # keep_best: a text VAE overfits a small corpus within a run's epochs (PTB's valid -ELBO rose by 0.3
+    # nats over the last 7 of 20 epochs, bench/RESULTS.md), so the run keeps its best validation epoch.
+    train_defaults = {"batch_size": 32, "kl_cycles": 4, "free_bits": 0.1, "keep_best": True}
+    option_configs = {"tokenizer": TokenizerConfig}
+    seed_model = "text-seed"
+    run_files = (TOKENIZER,)
+    eval_k = 500
+    has_reconstruction = False
+    makes_text = True
+    probe_inputs = False
 
-        self.tokenizer = Tokenizer.from_json(runs.read_json(self.path / TOKENIZER))
-        if self.tokenizer.vocab_size != self.model.config.vocab_size:
-            raise VaekitError(f"{self.path / TOKENIZER} has {self.tokenizer.vocab_size} words but the "
-                              f"model was trained with {self.model.config.vocab_size}: they do not belong together")
+    def prepare(self, config: TextDataConfig, run: Path | None = None, tokenizer=None) -> Prepared:
+        return prepare(config, run, tokenizer)
 
-    def prepare(self, sentences) -> torch.Tensor:
+    def callbacks(self, prepared: Prepared) -> list:
+        return [TextCallback(prepared), *super().callbacks(prepared)]
+
+    def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
+        sentences = read_texts(source, run.data_config, default_split="test")[:limit]
+        if not sentences:
+            raise VaekitError(f"{source} holds no sentences")
+        return Inputs(sentences, None, None, sentences)
+
+    def attach(self, run) -> None:
+        from ..runs import read_json
+
+        run.tokenizer = Tokenizer.from_json(read_json(run.path / TOKENIZER))
+        if run.tokenizer.vocab_size != run.model.config.vocab_size:
+            raise VaekitError(f"{run.path / TOKENIZER} has {run.tokenizer.vocab_size} words but the "
+                              f"model was trained with {run.model.config.vocab_size}: they do not belong together")
+
+    def to_model(self, run, sentences) -> torch.Tensor:
         if isinstance(sentences, str):
             sentences = [sentences]
         if not len(sentences):
             raise VaekitError("no sentences given")
-        return encode_sentences(self.tokenizer, list(sentences), self.model.config.max_len).to(self.device)
-
-    def unknown_words(self, sentence: str) -> list[str]:
-        """Words of `sentence` that are not in the vocabulary (they become <unk>)."""
-        return self.tokenizer.unknown_words(sentence)
-
-    def texts(self, ids: torch.Tensor) -> list[str]:
-        return [self.tokenizer.decode(row.tolist()) for row in ids]
+        return encode_sentences(run.tokenizer, list(sentences), run.model.config.max_len).to(run.device)
 
     @torch.no_grad()
-    def decode(self, z, config: DecodeConfig = DecodeConfig()) -> list[str]:
-        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
-        if z.dim() != 2 or z.shape[1] != self.model.latent_dim:
-            raise VaekitError(f"latent codes must have shape (N, {self.model.latent_dim}), got {tuple(z.shape)}")
+    def decode(self, run, z: torch.Tensor, config: DecodeConfig = DecodeConfig()) -> list[str]:
         # In chunks: the decoder's states and logits for every code at once outgrow memory.
         return [s for i in range(0, len(z), DECODE_CHUNK)
-                for s in self.texts(decode(self.model, z[i:i + DECODE_CHUNK], config))]
+                for s in texts(run.tokenizer, decode(run.model, z[i:i + DECODE_CHUNK], config))]
 
-    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0,
-               config: DecodeConfig = DecodeConfig()) -> list[str]:
-        """n sentences decoded from prior draws."""
-        return self.decode(self.prior_draws(n, seed, temperature), config)
+    def reconstruct(self, run, x: torch.Tensor, config: DecodeConfig = DecodeConfig()) -> list[str]:
+        return self.decode(run, run.batched(lambda b: run.model.encode(b).mean, x, to_numpy=False), config)
 
-    def reconstruct(self, sentences, config: DecodeConfig = DecodeConfig()) -> list[str]:
-        return self.decode(self.encode(sentences), config)
+    def eval_data(self, run, source: str, limit: int | None, seed: int):
+        sentences = read_texts(source, run.data_config, default_split="test")
+        if limit is not None:
+            sentences = sentences[:limit]
+        if len(sentences) < 2:
+            raise VaekitError(f"{source} has {len(sentences)} sentence(s); evaluation needs at least 2")
+        x = run.prepare(sentences).cpu()  # (N, max_len) ids, words + <eos>, cut at max_len
+        tokens, unk = int((x != 0).sum()), int((x == Tokenizer.UNK_ID).sum())
+        if unk > 0.5 * tokens:
+            warnings.warn(f"{unk / tokens:.0%} of the words of {source} are unknown to this run's vocabulary; "
+                          "is it the kind of text the model was trained on?", stacklevel=4)
+        return x, None, {"tokens": tokens, "unk": unk,
+                         "settings": {"max_len": run.model.config.max_len, "tokens": tokens}}
 
-    def vary(self, sentence: str, n: int = 5, spread: float = 1.0, config: DecodeConfig = DecodeConfig(),
-             seed: int | None = None) -> list[str]:
-        """n variations of `sentence`: codes drawn from its posterior with the standard deviation
-        scaled by `spread` (0 = the posterior mean every time), each decoded with `config`."""
-        n = check_count("n (the number of variations)", n, 1, MAX_OUTPUTS)
-        spread = check_finite("spread", spread, 0)
-        if seed is not None:
-            torch.manual_seed(seed)
-        mean, log_var = self.encode([sentence], return_log_var=True)
-        mean, std = torch.from_numpy(mean), torch.from_numpy(log_var).mul(0.5).exp()
-        z = mean + spread * std * torch.randn(n, self.model.latent_dim)  # (n, D)
-        return self.decode(z, config)
+    def eval_metrics(self, run, x, bounds: dict, extra: dict) -> dict:
+        tokens = extra["tokens"]
+        return {"ppl": math.exp(min(50.0, float(bounds["iw_nll"].sum()) / tokens)),
+                "ppl_elbo": math.exp(min(50.0, float(bounds["neg_elbo"].sum()) / tokens)),
+                "unk_share": extra["unk"] / tokens}
 
-    def interpolate(self, a: str, b: str, steps: int = 5, config: DecodeConfig = DecodeConfig()) -> list[str]:
-        """Sentences decoded along the straight line between the codes of a and b."""
-        steps = check_count("steps", steps, 2, MAX_OUTPUTS)
-        z = self.encode([a, b])
-        t = np.linspace(0, 1, steps)[:, None]
-        return self.decode((1 - t) * z[0] + t * z[1], config)
+    def example_lengths(self, x: torch.Tensor) -> torch.Tensor:
+        """A recurrent decoder runs every sentence of a pass to the longest one's length, and k copies
+        of it at that; in PTB's test order, sorting by length cut the decoder's steps by about half."""
+        return (x != 0).sum(1)
+
+    def decode_cost(self, model, batch: torch.Tensor) -> float:
+        """Real tokens x vocabulary: padding is never projected."""
+        return max(1.0, float((batch != 0).sum()) / len(batch)) * model.config.vocab_size
+
+    def show_examples(self, run, data: Inputs, order, scores, out: Path) -> list[str]:
+        """most_anomalous.txt: score, index and sentence, most anomalous first."""
+        from ..runs import atomic_write
+
+        lines = [f"{scores[i]:.2f}\t{i}\t{data.texts[i]}" for i in order]
+        atomic_write(out / "most_anomalous.txt", ("score\tindex\tsentence\n" + "\n".join(lines) + "\n").encode())
+        return lines
+
+    def export_manifest(self, model) -> dict:
+        return {"special_tokens": {"pad": Tokenizer.PAD_ID, "unk": Tokenizer.UNK_ID, "bos": Tokenizer.BOS_ID,
+                                   "eos": Tokenizer.EOS_ID}, "max_len": model.config.max_len}
+
+    def estimator_tags(self, tags) -> None:
+        tags.input_tags.string = True
+
+    def estimator_inputs(self, estimator, X, reset: bool) -> list[str]:
+        sentences = [X] if isinstance(X, str) else list(X)
+        if not sentences or not all(isinstance(s, str) for s in sentences):
+            raise VaekitError("kind='text' takes a non-empty list of sentences (str)")
+        return sentences
+
+    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
+        return prepare_arrays(train, val, data_config)
 
 
-RUN_CLASS = TextRun
+TEXT = TextModality()
