@@ -228,12 +228,9 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, overwrite: 
     except OSError as e:
         raise VaekitError(f"cannot create {out}: {e.strerror or e}") from None
     manifest = export_model(run.model, out)
-    if (run.path / "tokenizer.json").exists():
-        shutil.copyfile(run.path / "tokenizer.json", out / "tokenizer.json")
-        manifest["tokenizer"] = "tokenizer.json"
-    if (run.path / "standardize.json").exists():  # tabular graphs work in standardised units
-        shutil.copyfile(run.path / "standardize.json", out / "standardize.json")
-        manifest["standardize"] = "standardize.json"
+    for name in run.modality.run_files:  # tokenizer.json; standardize.json (tabular graphs work in standardised units)
+        shutil.copyfile(run.path / name, out / name)
+        manifest[Path(name).stem] = name
     manifest["run"] = str(run.path)
     runs.write_json(out / "manifest.json", manifest)
     return manifest

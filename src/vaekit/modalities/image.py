@@ -44,7 +44,7 @@ class ImageDataConfig:
 
 def read_images(source: str, config: ImageDataConfig, default_split: str = "train"):
     """An ImageSet for `source`, which may name a split: "mnist:test"."""
-    from ..data.images import load_images
+    from ..data.sources import load_images
 
     name, _, split_name = source.partition(":")
     if split_name and name in NAMED_SPLITS and not Path(source).exists():
