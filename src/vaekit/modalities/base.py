@@ -17,6 +17,7 @@ one subclass of `Modality` (or `ArrayModality` for continuous arrays) and `modal
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from torch import Tensor
 
 from ..data import PREPARE, Prepared, TensorData
 from ..errors import VaekitError
+from ..outputs import Destination
+from ..runs import atomic_write
 
 
 @dataclass
@@ -143,6 +146,27 @@ class Modality:
     def show_examples(self, run, data: Inputs, order: np.ndarray, scores: np.ndarray, out: Path) -> list[str] | None:
         """Write what the most anomalous examples (indices `order`) look like into `out`; lines to print."""
         return None
+
+    anomaly_files: tuple[str, ...] = ()  # what show_examples writes, named in `vaekit anomalies`' last line
+    draws_images: bool = False  # `vaekit manifold`: a grid of decoded images
+
+    # ---- what the verbs write (vaekit sample / reconstruct / interpolate) ---------------------------
+    def write_samples(self, run, samples, dest: Destination) -> None:
+        """Prior samples: by default an array file inside the run (plots/samples.npy) or at --out."""
+        self._write_array(samples, dest.path(run.path / "plots" / "samples.npy"), dest, "samples")
+
+    def write_reconstructions(self, run, inputs: Inputs, outputs, dest: Destination) -> None:
+        self._write_array(outputs, dest.path(run.path / "plots" / "reconstruct.npy"), dest, "reconstructions")
+
+    def write_interpolation(self, run, outputs, dest: Destination, what: str) -> None:
+        self._write_array(outputs, dest.path(run.path / "plots" / "interpolate.npy"), dest, what)
+
+    @staticmethod
+    def _write_array(x, out: Path, dest: Destination, what: str) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(x))
+        atomic_write(out, buffer.getvalue())
+        dest.echo(f"wrote {out} ({what}, shape {np.asarray(x).shape})")
 
     def export_manifest(self, model) -> dict:
         """What an ONNX manifest adds for this kind (special token ids, ...)."""

@@ -12,6 +12,7 @@ import torch
 from .. import visual
 from ..data import PREPARE, Prepared, TensorData, split
 from ..errors import VaekitError
+from ..outputs import Destination
 from .base import ArrayModality, Inputs, as_data
 
 NAMED_SPLITS = ("mnist", "fashion-mnist", "digits")
@@ -204,6 +205,31 @@ class ImageModality(ArrayModality):
         grid = visual.image_grid(pairs, nrow=2 * min(8, len(order)))
         visual.save_image(grid, out / "most_anomalous.png", max(1, 400 // grid.shape[1]))
         return None
+
+    anomaly_files = ("most_anomalous.png",)
+    draws_images = True
+
+    def write_samples(self, run, samples, dest: Destination) -> None:
+        """A PNG grid and the images as .npy beside it."""
+        out = dest.path(run.path / "plots" / "samples.png", lambda o: [o.with_suffix(".npy")])
+        grid = visual.image_grid(torch.from_numpy(samples))
+        visual.save_image(grid, out, max(1, 400 // grid.shape[0]))
+        np.save(out.with_suffix(".npy"), samples)
+        dest.echo(f"wrote {out} and {out.with_suffix('.npy')} ({len(samples)} samples, shape {samples.shape[1:]})")
+
+    def write_reconstructions(self, run, inputs: Inputs, outputs, dest: Destination) -> None:
+        """Each input beside its reconstruction, in a PNG grid."""
+        out = dest.path(run.path / "plots" / "reconstruct.png")
+        x = run.prepare(inputs.x).cpu()
+        grid = visual.image_grid(torch.stack([x, torch.from_numpy(outputs)], 1).flatten(0, 1), nrow=2 * min(8, len(x)))
+        visual.save_image(grid, out, max(1, 400 // grid.shape[1]))
+        dest.echo(f"wrote {out} (each input beside its reconstruction, {len(x)} images)")
+
+    def write_interpolation(self, run, outputs, dest: Destination, what: str) -> None:
+        out = dest.path(run.path / "plots" / "interpolate.png")
+        grid = visual.image_grid(torch.from_numpy(outputs), nrow=len(outputs))
+        visual.save_image(grid, out, max(1, 600 // grid.shape[1]))
+        dest.echo(f"wrote {out} ({what})")
 
     def estimator_tags(self, tags) -> None:
         tags.input_tags.three_d_array = True

@@ -19,6 +19,7 @@ import torch
 
 from ..data import Prepared, TensorData, split
 from ..errors import VaekitError
+from ..outputs import Destination
 from .base import ArrayModality, Inputs, as_data
 
 SCALER = "standardize.json"
@@ -236,6 +237,30 @@ class TabularModality(ArrayModality):
     def eval_metrics(self, run, x, bounds: dict, extra: dict) -> dict:
         # The model sees standardised rows; a density of raw rows differs by the Jacobian.
         return {"iw_nll_raw_units": float(bounds["iw_nll"].mean()) - run.log_density_shift}
+
+    def write_samples(self, run, samples, dest: Destination) -> None:
+        self._write_rows(run, samples, dest.path(run.path / "samples.csv"), dest)
+
+    def write_reconstructions(self, run, inputs: Inputs, outputs, dest: Destination) -> None:
+        self._write_rows(run, outputs, dest.path(run.path / "reconstruct.csv"), dest)
+
+    def write_interpolation(self, run, outputs, dest: Destination, what: str) -> None:
+        self._write_rows(run, outputs, dest.path(run.path / "interpolate.csv"), dest)
+
+    @staticmethod
+    def _write_rows(run, rows: np.ndarray, out: Path, dest: Destination) -> None:
+        """Rows (raw units) as CSV with the run's column names."""
+        import csv
+        import io
+
+        from ..runs import atomic_write
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(run.scaler.columns)
+        writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
+        atomic_write(out, buffer.getvalue().encode())
+        dest.echo(f"wrote {out} ({len(rows)} rows of {rows.shape[1]} features, in the data's own units)")
 
     def estimator_tags(self, tags) -> None:
         tags.input_tags.two_d_array = True

@@ -19,6 +19,7 @@ import torch
 from ..data import Prepared, TensorData
 from ..errors import VaekitError
 from ..generate import DecodeConfig, decode
+from ..outputs import Destination
 from ..tokenizer import Tokenizer, TokenizerConfig, length_percentile
 from .base import Inputs, Modality
 
@@ -244,6 +245,17 @@ class TextModality(Modality):
         lines = [f"{scores[i]:.2f}\t{i}\t{data.texts[i]}" for i in order]
         atomic_write(out / "most_anomalous.txt", ("score\tindex\tsentence\n" + "\n".join(lines) + "\n").encode())
         return lines
+
+    anomaly_files = ("most_anomalous.txt",)
+
+    def write_samples(self, run, samples: list[str], dest: Destination) -> None:
+        dest.lines(samples)
+
+    def write_reconstructions(self, run, inputs: Inputs, outputs: list[str], dest: Destination) -> None:
+        dest.lines([f"{a}\t{b}" for a, b in zip(inputs.texts, outputs)], header="input\treconstruction")
+
+    def write_interpolation(self, run, outputs: list[str], dest: Destination, what: str) -> None:
+        dest.lines(outputs)
 
     def export_manifest(self, model) -> dict:
         return {"special_tokens": {"pad": Tokenizer.PAD_ID, "unk": Tokenizer.UNK_ID, "bos": Tokenizer.BOS_ID,
