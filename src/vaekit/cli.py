@@ -14,6 +14,8 @@ import typing
 from pathlib import Path
 
 from .errors import MAX_OUTPUTS, VaekitError
+from .variations import DEFAULT_SPREAD as VARY_SPREAD
+from .variations import VARY_DECODING
 
 KINDS = ("image", "text", "tabular")
 RUN_HELP = "a run directory written by vaekit train"
@@ -472,7 +474,8 @@ def cmd_manifold(args) -> None:
 def _decode_config(args):
     from .generate import DecodeConfig
 
-    return DecodeConfig(args.strategy, args.beam_size, args.top_k, args.top_p, args.decode_temperature)
+    return DecodeConfig(args.strategy, args.beam_size, args.top_k, args.top_p, args.decode_temperature,
+                        no_repeat_ngram=args.no_repeat_ngram, repetition_penalty=args.repetition_penalty)
 
 
 def _print_sentences(lines: list[str], args, header: str | None = None) -> None:
@@ -555,6 +558,8 @@ def _add_decode_options(parser) -> None:
     group.add_argument("--top-k", type=int, default=0)
     group.add_argument("--top-p", type=float, default=1.0)
     group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
+    group.add_argument("--no-repeat-ngram", type=int, default=0, help="never repeat an n-gram of this size; 0: off")
+    group.add_argument("--repetition-penalty", type=float, default=1.0, help=">1: words already written less likely")
 
 
 def cmd_export(args) -> None:
@@ -668,10 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = use_command("vary", "variations of a given sentence", cmd_vary, data=False)
     q.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
     q.add_argument("-n", type=_whole(1, MAX_OUTPUTS), default=5)
-    q.add_argument("--spread", type=_finite(0), default=1.0,
-                   help="scale of the posterior's standard deviation (0: always the mean)")
+    q.add_argument("--spread", type=_finite(0), default=VARY_SPREAD,
+                   help="the fidelity knob: scale of the posterior's standard deviation (0: always the mean, "
+                        "the reconstruction; larger: looser variations)")
     q.add_argument("--seed", type=int, default=0)
     _add_decode_options(q)
+    q.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
     q = use_command("embed", "latent means to .npy or .csv, and a 2-D view coloured by label", cmd_embed)
     q.add_argument("--limit", type=_whole(1))
     q.add_argument("--view", default="pca", choices=("pca", "umap", "parametric"),

@@ -210,10 +210,15 @@ class TextRun(Run):
     def reconstruct(self, sentences, config: DecodeConfig = DecodeConfig()) -> list[str]:
         return self.decode(self.encode(sentences), config)
 
-    def vary(self, sentence: str, n: int = 5, spread: float = 1.0, config: DecodeConfig = DecodeConfig(),
+    def vary(self, sentence: str, n: int = 5, spread: float | None = None, config: DecodeConfig | None = None,
              seed: int | None = None) -> list[str]:
         """n variations of `sentence`: codes drawn from its posterior with the standard deviation
-        scaled by `spread` (0 = the posterior mean every time), each decoded with `config`."""
+        scaled by `spread` (the fidelity knob: 0 = the posterior mean every time), each decoded with
+        `config`. Defaults: vaekit.variations (DEFAULT_SPREAD, greedy with repetition control)."""
+        from .variations import DEFAULT_SPREAD, default_decode_config
+
+        spread = DEFAULT_SPREAD if spread is None else spread
+        config = default_decode_config() if config is None else config
         n = check_count("n (the number of variations)", n, 1, MAX_OUTPUTS)
         spread = check_finite("spread", spread, 0)
         if seed is not None:
