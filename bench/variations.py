@@ -7,8 +7,10 @@ Per corpus (the embedded corpus's held-out split, Penn Treebank test), N held-ou
 - `eda`: the rule-based baseline (bench/eda.py, Wei & Zou 2019, alpha 0.1);
 - `at_eda_bleu`: vaekit with --spread set so that its BLEU to the input equals EDA's (interpolated on
   the curve, then measured there);
+- `no_repetition_control`: the same run and spread, greedy without repetition control (vary before);
 - `curve`: vaekit over --spreads (the fidelity knob), for the fidelity-diversity plot;
-- any --extra run (e.g. the former default) with the same vary settings.
+- any --extra run (e.g. one trained with the former defaults), decoded as vary did before issue 25
+  (spread 1, greedy, no repetition control).
 Figures (vaekit.text_quality plus two here): semantic (MiniLM cosine to the input), bleu_in, self_bleu,
 distinct_2, copy_rate (variations equal to the input after normalisation), unk_share (share of output
 words that are <unk>), fluency_ratio = perplexity of the variations / perplexity of the real held-out
@@ -40,10 +42,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", required=True, help="CORPUS=RUN for each corpus: docs, ptb")
     p.add_argument("--extra", nargs="*", default=[], help="CORPUS:LABEL=RUN, other runs to score alike")
-    p.add_argument("--quick", action="store_true", help="40 inputs per corpus, 3 spreads")
+    p.add_argument("--quick", action="store_true", help="40 inputs per corpus, every other spread")
     p.add_argument("--inputs", type=int, default=200)
     p.add_argument("--variations", type=int, default=5)
-    p.add_argument("--spreads", type=float, nargs="*", default=[0.5, 1.0, 1.5, 2.0, 3.0])
+    p.add_argument("--spreads", type=float, nargs="*", default=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
     p.add_argument("--threads", type=int, default=1)
@@ -77,8 +79,8 @@ def pick_inputs(held_out: list[str], n: int, seed: int) -> list[str]:
 
 
 # ---- systems --------------------------------------------------------------------------------------
-def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int) -> list[list[str]]:
-    """`TextRun.vary` for every input at once, with vary's default decoding (vaekit.variations)."""
+def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int, config=None) -> list[list[str]]:
+    """`TextRun.vary` for every input at once; config: vary's default decoding (vaekit.variations)."""
     import torch
 
     from vaekit.variations import default_decode_config
@@ -88,7 +90,7 @@ def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int) -> list
     mean, std = torch.from_numpy(mean), torch.from_numpy(log_var).mul(0.5).exp()
     z = mean.repeat_interleave(k, 0) + spread * std.repeat_interleave(k, 0) * torch.randn(len(inputs) * k,
                                                                                            mean.shape[1])
-    texts = run.decode(z, default_decode_config())
+    texts = run.decode(z, config or default_decode_config())
     return [texts[i * k:(i + 1) * k] for i in range(len(inputs))]
 
 
@@ -117,6 +119,7 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
     from reference_lm import KneserNeyLM
 
     from vaekit import api
+    from vaekit.generate import DecodeConfig
     from vaekit.variations import DEFAULT_SPREAD
 
     train, held_out = corpus_splits(name, args.ptb_root)
@@ -132,15 +135,21 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
            for i, s in enumerate(inputs)]
     out["eda"] = score(inputs, eda, lm, real_ppl)
     run = api.load(run_path)
-    vary = lambda r, spread: vary_batch(r, inputs, args.variations, spread, args.seed)
+    vary = lambda r, spread, config=None: vary_batch(r, inputs, args.variations, spread, args.seed, config)
     out["default"] = {"spread": DEFAULT_SPREAD, **score(inputs, vary(run, DEFAULT_SPREAD), lm, real_ppl)}
+    # The same run and spread decoded as vary did before issue 25: what repetition control changes.
+    out["no_repetition_control"] = {"spread": DEFAULT_SPREAD,
+                                     **score(inputs, vary(run, DEFAULT_SPREAD, DecodeConfig()), lm, real_ppl)}
     out["curve"] = [{"spread": s, **score(inputs, vary(run, s), lm, real_ppl)}
                     for s in sorted(set(args.spreads) | {DEFAULT_SPREAD})]
     spread = spread_at_bleu(out["curve"], out["eda"]["bleu_in"])
-    out["at_eda_bleu"] = {"spread": spread, **score(inputs, vary(run, spread), lm, real_ppl)}
+    bleus = [c["bleu_in"] for c in out["curve"]]
+    out["at_eda_bleu"] = {"spread": spread, "eda_bleu_within_curve": min(bleus) <= out["eda"]["bleu_in"] <= max(bleus),
+                          **score(inputs, vary(run, spread), lm, real_ppl)}
     for label, path in extras.items():
-        out[label] = {"run": path, "spread": DEFAULT_SPREAD,
-                      **score(inputs, vary(api.load(path), DEFAULT_SPREAD), lm, real_ppl)}
+        # Scored as vary worked before issue 25: spread 1, greedy, no repetition control.
+        out[label] = {"run": path, "spread": 1.0, "decoding": "greedy, no repetition control",
+                      **score(inputs, vary(api.load(path), 1.0, DecodeConfig()), lm, real_ppl)}
     return out
 
 
@@ -168,11 +177,13 @@ def plot(results: dict, path: str) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"{'corpus':8}{'system':14}" + "".join(f"{f:>14}" for f in FIGURES))
+    print(f"{'corpus':8}{'system':22}" + "".join(f"{f:>14}" for f in FIGURES))
     for corpus, r in results["corpora"].items():
         for system, row in r.items():
             if isinstance(row, dict) and "semantic" in row:
-                print(f"{corpus:8}{system:14}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
+                print(f"{corpus:8}{system:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
+        for row in r["curve"]:
+            print(f"{corpus:8}{'spread ' + format(row['spread'], 'g'):22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
 
 
 def main(argv=None) -> None:
