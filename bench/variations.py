@@ -183,7 +183,8 @@ def print_table(results: dict) -> None:
             if isinstance(row, dict) and "semantic" in row:
                 print(f"{corpus:8}{system:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
         for row in r["curve"]:
-            print(f"{corpus:8}{'spread ' + format(row['spread'], 'g'):22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
+            label = f"spread {row['spread']:g}"
+            print(f"{corpus:8}{label:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
 
 
 def main(argv=None) -> None:
