@@ -207,7 +207,7 @@ def main(argv=None) -> None:
                "corpora": {c: corpus_figures(c, path, extras.get(c, {}), args) for c, path in runs.items()}}
     results["seconds"] = round(time.time() - t0)
     for corpus, r in results["corpora"].items():  # the layout: one top-level key per corpus
-        pick = lambda row: {f: row[f] for f in (*FIGURES, "spread") if f in row}
+        pick = lambda row: {f: row[f] for f in (*FIGURES, "spread", "eda_bleu_within_curve") if f in row}
         results[corpus] = {**pick(r["default"]), "eda": pick(r["eda"]), "at_eda_bleu": pick(r["at_eda_bleu"])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
