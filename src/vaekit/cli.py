@@ -558,8 +558,10 @@ def _add_decode_options(parser) -> None:
     group.add_argument("--top-k", type=int, default=0)
     group.add_argument("--top-p", type=float, default=1.0)
     group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
-    group.add_argument("--no-repeat-ngram", type=int, default=0, help="never repeat an n-gram of this size; 0: off")
-    group.add_argument("--repetition-penalty", type=float, default=1.0, help=">1: words already written less likely")
+    group.add_argument("--no-repeat-ngram", type=int, default=0,
+                       help="never repeat an n-gram of this size; 0: off (default: 3 for vary, else 0)")
+    group.add_argument("--repetition-penalty", type=float, default=1.0,
+                       help=">1: words already written less likely (default: 1.2 for vary, else 1)")
 
 
 def cmd_export(args) -> None:
