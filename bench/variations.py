@@ -17,7 +17,7 @@ words that are <unk>), fluency_ratio = perplexity of the variations / perplexity
 sentences, both under a Kneser-Ney trigram model fitted on the corpus's training split (bench/reference_lm.py).
 
     python bench/variations.py --runs docs=runs/docs ptb=runs/ptb --extra docs:old=runs/docs-old
-    python bench/variations.py --quick --runs docs=runs/docs ptb=runs/ptb   # 40 inputs, 3 spreads
+    python bench/variations.py --quick --runs docs=runs/docs ptb=runs/ptb   # 40 inputs, spreads 0, 1, 2, 4
 """
 from __future__ import annotations
 
