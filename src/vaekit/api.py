@@ -130,9 +130,17 @@ class Run:
         """Each input decoded from its posterior mean."""
         return self.modality.reconstruct(self, self.prepare(x), *args, **options)
 
-    def vary(self, x, n: int = 5, spread: float = 1.0, *args, seed: int | None = None, **options):
+    def vary(self, x, n: int = 5, spread: float | None = None, *args, seed: int | None = None, **options):
         """n variations of one input `x` (a sentence, an image, a row): codes drawn from its posterior
-        with the standard deviation scaled by `spread` (0 = the posterior mean every time), decoded."""
+        with the standard deviation scaled by `spread` (the fidelity knob: 0 = the posterior mean every
+        time), decoded. Unset spread and decoding take the kind's defaults (text: vaekit.variations)."""
+        defaults = self.modality.vary_defaults()  # {"spread": ..., and decoding options}
+        default_spread = defaults.pop("spread")
+        spread = default_spread if spread is None else spread
+        args = tuple(a for a in args if a is not None)
+        options = {k: v for k, v in options.items() if v is not None}
+        if not args and not options:
+            options = defaults  # the kind's decoding for variations (text: repetition control)
         n = check_count("n (the number of variations)", n, 1, MAX_OUTPUTS)
         spread = check_finite("spread", spread, 0)
         if seed is not None:

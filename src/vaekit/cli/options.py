@@ -185,13 +185,18 @@ def add_decode_options(parser) -> None:
     group.add_argument("--top-k", type=int, default=0)
     group.add_argument("--top-p", type=float, default=1.0)
     group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
+    group.add_argument("--no-repeat-ngram", type=int, default=0,
+                       help="never repeat an n-gram of this size; 0: off (default: 3 for vary, else 0)")
+    group.add_argument("--repetition-penalty", type=float, default=1.0,
+                       help=">1: words already written less likely (default: 1.2 for vary, else 1)")
 
 
 def decode_config(args):
     """The DecodeConfig of the options add_decode_options added."""
     from ..generate import DecodeConfig
 
-    return DecodeConfig(args.strategy, args.beam_size, args.top_k, args.top_p, args.decode_temperature)
+    return DecodeConfig(args.strategy, args.beam_size, args.top_k, args.top_p, args.decode_temperature,
+                        no_repeat_ngram=args.no_repeat_ngram, repetition_penalty=args.repetition_penalty)
 
 
 def add_nproc_option(parser) -> None:

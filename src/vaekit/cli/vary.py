@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 
 from ..errors import MAX_OUTPUTS, VaekitError
+from ..variations import DEFAULT_SPREAD as VARY_SPREAD
+from ..variations import VARY_DECODING
 from .common import print_sentences
 from .options import add_decode_options, add_run_verb, decode_config, finite, whole
 
@@ -12,10 +14,12 @@ def register(subparsers):
     parser = add_run_verb(subparsers, "vary", "variations of a given sentence", data=False)
     parser.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
     parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=5)
-    parser.add_argument("--spread", type=finite(0), default=1.0,
-                        help="scale of the posterior's standard deviation (0: always the mean)")
+    parser.add_argument("--spread", type=finite(0), default=VARY_SPREAD,
+                        help="the fidelity knob: scale of the posterior's standard deviation (0: always the mean, "
+                             "the reconstruction; larger: looser variations)")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser)
+    parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
     return parser
 
 

@@ -122,6 +122,10 @@ class Modality:
                               f"({', '.join(options)})")
         return self.outputs(run, run.batched(run.model.reconstruct, x))
 
+    def vary_defaults(self) -> dict:
+        """Run.vary's settings when not given: the spread (its fidelity knob) and decoding options."""
+        return {"spread": 1.0}
+
     # ---- evaluation ------------------------------------------------------------------------------
     def eval_data(self, run, source: str, limit: int | None, seed: int) -> tuple[Tensor, np.ndarray | None, dict]:
         """(x as the model takes it (CPU), labels or None, extra facts for the report) for `source`."""

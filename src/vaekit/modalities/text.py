@@ -229,6 +229,12 @@ class TextModality(Modality):
                 "ppl_elbo": math.exp(min(50.0, float(bounds["neg_elbo"].sum()) / tokens)),
                 "unk_share": extra["unk"] / tokens}
 
+    def vary_defaults(self) -> dict:
+        """vary's fidelity knob and decoding: vaekit.variations (spread 2, greedy with repetition control)."""
+        from ..variations import DEFAULT_SPREAD, default_decode_config
+
+        return {"spread": DEFAULT_SPREAD, "config": default_decode_config()}
+
     def example_lengths(self, x: torch.Tensor) -> torch.Tensor:
         """A recurrent decoder runs every sentence of a pass to the longest one's length, and k copies
         of it at that; in PTB's test order, sorting by length cut the decoder's steps by about half."""
