@@ -709,6 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-n", type=_whole(1, 100), default=20, help="images per side of the grid")
     q.add_argument("--span", type=_finite(0), default=2.0, help="the grid covers [-span, span] in each dimension")
     _add_evaluation_commands(sub)
+    from . import cli_compress  # compress, decompress (issue 28)
+
+    cli_compress.register(sub)
 
     p = sub.add_parser("raters", help="rating sheets for human judges: export, then summarise their scores")
     raters = p.add_subparsers(dest="raters_command", required=True, metavar="ACTION")

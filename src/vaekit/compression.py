@@ -50,6 +50,7 @@ LATENT_LIMIT = 4096  # grid points on each side of 0: z in [-16, 16]
 PARAM_GRID = 2.0 ** -16  # every parameter reaching the coder is rounded to this grid (float64)
 MAX_CHAINS = 64
 EXAMPLES_PER_CHAIN = 150  # below MAX_CHAINS * this, fewer chains: each costs its initial bits once
+DIGEST_CHARS = 32  # SHA-256 digests in the header cut to 128 bits: ample to tell runs and data apart
 SEED_WORDS_PER_DIM = 1  # initial 32-bit words per latent dimension (a pop takes at most 24 bits)
 
 
@@ -100,7 +101,7 @@ def run_digest(run) -> str:
     for name, tensor in sorted(run.model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()
+    return h.hexdigest()[:DIGEST_CHARS]
 
 
 # --- the latent and the chains ---------------------------------------------------------------------
@@ -458,7 +459,7 @@ def compress_text(run, data: bytes, chains: int | None) -> tuple[dict, list[np.n
             coders[b].encode_reverse(np.array([layouts[i]], dtype=np.int32), family, layout_table[None])
             if escapes:
                 coders[b].encode_reverse(np.array(escapes, dtype=np.int32), family,
-                                         np.broadcast_to(escape_table, (len(escapes), 258)))
+                                         np.repeat(escape_table[None], len(escapes), 0))
             coders[b].encode_reverse(np.array(ids, dtype=np.int32), family,
                                      np.stack([t[b] for t in tables[:len(ids)]]))
 
@@ -568,7 +569,7 @@ def compress(run, x, chains: int | None = None, meta: dict | None = None) -> byt
     header (the CLI keeps file names there)."""
     header, words, canonical = _codec(run, 0)(run, x, chains)
     header.update(kind=run.kind, model=run.model.name, run=run_digest(run),
-                  data_sha256=hashlib.sha256(canonical).hexdigest(), meta=meta or {},
+                  data_sha256=hashlib.sha256(canonical).hexdigest()[:DIGEST_CHARS], meta=meta or {},
                   chain_words=[len(w) for w in words])
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
     body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(head)) + head + b"".join(
@@ -609,11 +610,11 @@ def decompress(run, blob: bytes, with_header: bool = False):
     (its "meta" holds what compress was given as meta)."""
     header, words = read_header(blob)
     if header.get("kind") != run.kind or header.get("run") != run_digest(run):
-        raise VaekitError(f"this file was compressed with another run (a {header.get('kind')} run, model "
+        raise VaekitError(f"this file was compressed with another run ({header.get('kind')} run, model "
                           f"{header.get('model')}, weights digest {str(header.get('run'))[:12]}), not with "
                           f"{run.path}; decompress it with that run")
     data, canonical = _codec(run, 1)(run, header, words)
-    if hashlib.sha256(canonical).hexdigest() != header.get("data_sha256"):
+    if hashlib.sha256(canonical).hexdigest()[:DIGEST_CHARS] != header.get("data_sha256"):
         raise _mismatch()
     return (data, header) if with_header else data
 
