@@ -30,6 +30,8 @@ IMAGE_MODELS = {  # run name: (model, likelihood, model options)
     "seed-logistic": ("seed", "logistic", {}),
     "conv-logistic-mix": ("conv", "logistic-mix", {"latent_dim": 3, "hidden_dim": 16}),
     "conv-pixel": ("conv-pixel", "bernoulli", {"latent_dim": 3, "pixel_channels": 8, "pixel_layers": 1}),
+    "image-mlp": ("image-mlp", "bernoulli", {"hidden": (16,)}),
+    "conv-rgb-logistic": ("conv", "logistic", {"image_shape": (3, 8, 8), "latent_dim": 3, "hidden_dim": 16}),
 }
 
 
@@ -53,8 +55,8 @@ def untrained_run(path, kind: str, data, model: str, files: dict | None = None, 
 @pytest.fixture(scope="module")
 def image_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    return {name: untrained_run(root / name, "image", ImageDataConfig("digits"), model, image_shape=(1, 8, 8),
-                                likelihood=likelihood, **options)
+    return {name: untrained_run(root / name, "image", ImageDataConfig("digits"), model,
+                                **{"image_shape": (1, 8, 8), "likelihood": likelihood, **options})
             for name, (model, likelihood, options) in IMAGE_MODELS.items()}
 
 
@@ -86,6 +88,8 @@ def test_image_round_trip_is_exact(image_runs, digits8, name):
     run = image_runs[name]
     n = 6 if name == "conv-pixel" else 40  # the pixel decoder walks pixel by pixel
     x = binary_or_8bit(name, digits8)[:n]
+    if name == "conv-rgb-logistic":  # (N, 3, 8, 8): three shifted copies as the colour channels
+        x = np.stack([x, np.roll(x, 1, 0), 255 - x], 1)
     blob = run.compress(x, chains=3)
     back = run.decompress(blob)
     assert back.dtype == x.dtype and back.shape == x.shape and np.array_equal(back, x)
