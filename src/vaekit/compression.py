@@ -392,9 +392,10 @@ def line_tokens(tokenizer, words: list[bytes]) -> tuple[list[int], list[int]]:
     return ids + [tokenizer.EOS_ID], escapes
 
 
-def word_walk(model, z: torch.Tensor, next_token) -> None:
+def word_walk(model, z: torch.Tensor, next_token, max_steps: int) -> None:
     """The text decoder walked word by word, the same way when encoding and decoding, until every
-    line has given <eos>: next_token(step, probs (B, V) float64, active (B,) bool) -> tokens (B,)."""
+    line has given <eos>: next_token(step, probs (B, V) float64, active (B,) bool) -> tokens (B,).
+    More than max_steps words (the file's longest line) means other probabilities than the encoder's."""
     from .models.text_rnn import BOS, EOS, PAD
 
     b = len(z)
@@ -403,6 +404,8 @@ def word_walk(model, z: torch.Tensor, next_token) -> None:
     active = np.ones(b, dtype=bool)
     step = 0
     while active.any():
+        if step >= max_steps:
+            raise _mismatch()
         logits, state = model.step(tokens, z, state)  # (B, 1, V)
         probs = torch.softmax(rounded(logits[:, -1]), -1).numpy()  # (B, V)
         chosen = np.where(active, next_token(step, probs, active), PAD)
@@ -445,7 +448,10 @@ def compress_text(run, data: bytes, chains: int | None) -> tuple[dict, list[np.n
     escape_counts = dict(zip(*np.unique(np.array([s for _, e in tokens for s in e] or [0]), return_counts=True)))
     escape_counts = {int(k): int(v) for k, v in escape_counts.items() if any(e for _, e in tokens)}
     layout_counts = {int(k): int(v) for k, v in zip(*np.unique(np.array(layouts or [0]), return_counts=True))}
-    header = {"trailing_newline": trailing, "escapes": escape_counts, "layouts": layout_counts, "n": len(lines)}
+    longest = max(len(ids) for ids, _ in tokens)
+    longest_escape = max((len(e) for _, e in tokens), default=0)
+    header = {"trailing_newline": trailing, "escapes": escape_counts, "layouts": layout_counts, "n": len(lines),
+              "longest": longest, "longest_escape": longest_escape}
     escape_table, layout_table = fixed_table(escape_counts, 258), fixed_table(header["layouts"], LAYOUTS)
     family = c.stream.model.Categorical(perfect=False)
     n = len(lines)
@@ -453,7 +459,7 @@ def compress_text(run, data: bytes, chains: int | None) -> tuple[dict, list[np.n
 
     def push_x(coders, idx, x, z):
         tables = []
-        word_walk(model, z, lambda step, probs, active: (tables.append(probs), x[:, step].numpy())[1])
+        word_walk(model, z, lambda step, probs, active: (tables.append(probs), x[:, step].numpy())[1], longest)
         for b, i in enumerate(idx):
             ids, escapes = tokens[i]
             coders[b].encode_reverse(np.array([layouts[i]], dtype=np.int32), family, layout_table[None])
@@ -492,7 +498,7 @@ def decompress_text(run, header: dict, words: list[np.ndarray]) -> bytes:
                 decoded[b].append(out[b])
             return out
 
-        word_walk(model, z, next_token)
+        word_walk(model, z, next_token, header["longest"])
         for b, i in enumerate(idx):
             line_words = []
             for t in decoded[b][:-1]:  # without <eos>
@@ -503,13 +509,14 @@ def decompress_text(run, header: dict, words: list[np.ndarray]) -> bytes:
 
     def pop_escape(coder) -> bytes:
         symbols = []
-        while True:
+        for _ in range(header["longest_escape"]):
             s = int(coder.decode(family, escape_table)[0])
             if s == LITERAL_UNK and not symbols:
                 return b"<unk>"
             if s >= END:
                 return bytes(symbols)
             symbols.append(s)
+        raise _mismatch()
 
     def batch_ids(rows):
         ids = padded(rows)
@@ -524,6 +531,8 @@ def decompress_text(run, header: dict, words: list[np.ndarray]) -> bytes:
 
 def _image_compress(run, x, chains):
     levels, meta = image_levels(run, x)
+    if not len(levels):
+        raise VaekitError("no images to compress")
     header, words = compress_images(run, levels, chains)
     return {**header, **meta, "n": len(levels), "shape": list(levels.shape[1:])}, words, levels.tobytes()
 
