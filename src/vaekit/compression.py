@@ -256,12 +256,15 @@ def pixel_walk(model, z: torch.Tensor, next_pixel) -> torch.Tensor:
     features = model.decode(z)  # (B, P, H, W)
     b, _, height, width = features.shape
     x = torch.zeros(b, model.config.image_shape[0], height, width)
+    reach = model.reach  # the stack sees this many rows above a pixel and columns to either side
     for i in range(height):
-        top = max(0, i - model.reach)  # row i's logits depend on rows i - reach .. i only
-        band_x, band_f = x[:, :, top:i + 1], features[:, :, top:i + 1]
+        top = max(0, i - reach)
         for j in range(width):
-            p = torch.sigmoid(rounded(model.pixel_logits(band_x, band_f)[:, :, -1, j]))  # (B, C)
-            band_x[:, :, -1, j] = torch.as_tensor(next_pixel(i, j, p.numpy()), dtype=x.dtype)
+            left, right = max(0, j - reach), min(width, j + reach + 1)  # only the receptive field
+            window_x, window_f = x[:, :, top:i + 1, left:right], features[:, :, top:i + 1, left:right]
+            logits = model.pixel_logits(window_x, window_f)[:, :, -1, j - left]  # (B, C)
+            p = torch.sigmoid(rounded(logits))
+            x[:, :, i, j] = torch.as_tensor(next_pixel(i, j, p.numpy()), dtype=x.dtype)
     return x
 
 
