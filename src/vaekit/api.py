@@ -176,6 +176,19 @@ class Run:
 
         return run_scores(self, self.prepare(x), method, k, seed)
 
+    def compress(self, x, chains: int | None = None) -> bytes:
+        """x as a lossless bits-back code (BB-ANS, vaekit.compression): images as integer arrays,
+        a text as str or bytes. Only this run decompresses it."""
+        from .compression import compress
+
+        return compress(self, x, chains)
+
+    def decompress(self, blob: bytes):
+        """The data that `compress` was given, exactly (an array, or the str / bytes of a text)."""
+        from .compression import decompress
+
+        return decompress(self, blob)
+
 
 def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Run:
     """Load a run directory (config.json + model.safetensors). Never executes code from it.

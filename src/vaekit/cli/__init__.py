@@ -11,6 +11,8 @@ from ..errors import VaekitError
 from . import (
     anomalies,
     compare,
+    compress,
+    decompress,
     embed,
     evaluate,
     export,
@@ -28,8 +30,8 @@ from . import (
 from .common import run_is_main
 
 # In the order `vaekit --help` lists them.
-VERBS = (train, resume, refine, summary, sample, reconstruct, vary, embed, anomalies, interpolate, export, manifold,
-         evaluate, compare, raters)
+VERBS = (train, resume, refine, summary, sample, reconstruct, vary, embed, anomalies, interpolate, export, compress,
+         decompress, manifold, evaluate, compare, raters)
 
 
 def build_parser() -> argparse.ArgumentParser:

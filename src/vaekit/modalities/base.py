@@ -154,6 +154,10 @@ class Modality:
     anomaly_files: tuple[str, ...] = ()  # what show_examples writes, named in `vaekit anomalies`' last line
     draws_images: bool = False  # `vaekit manifold`: a grid of decoded images
 
+    def codec(self):
+        """How `vaekit compress` codes this kind's data (a vaekit.compression.Codec), or None: not compressible."""
+        return None
+
     # ---- what the verbs write (vaekit sample / reconstruct / interpolate) ---------------------------
     def write_samples(self, run, samples, dest: Destination) -> None:
         """Prior samples: by default an array file inside the run (plots/samples.npy) or at --out."""

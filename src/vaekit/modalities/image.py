@@ -209,6 +209,12 @@ class ImageModality(ArrayModality):
     anomaly_files = ("most_anomalous.png",)
     draws_images = True
 
+    def codec(self):
+        """Bits-back coding (vaekit.compression)."""
+        from ..compression import IMAGE_CODEC
+
+        return IMAGE_CODEC
+
     def write_samples(self, run, samples, dest: Destination) -> None:
         """A PNG grid and the images as .npy beside it."""
         out = dest.path(run.path / "plots" / "samples.png", lambda o: [o.with_suffix(".npy")])

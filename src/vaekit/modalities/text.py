@@ -254,6 +254,12 @@ class TextModality(Modality):
 
     anomaly_files = ("most_anomalous.txt",)
 
+    def codec(self):
+        """Bits-back coding (vaekit.compression)."""
+        from ..compression import TEXT_CODEC
+
+        return TEXT_CODEC
+
     def write_samples(self, run, samples: list[str], dest: Destination) -> None:
         dest.lines(samples)
 
