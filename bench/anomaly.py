@@ -58,7 +58,7 @@ def vaekit_fit(kind: str, train: np.ndarray, args, seed: int):
     import vaekit
 
     options = {"image": dict(kind="image", model="conv", latent_dim=args.latent_dim, batch_size=128),
-               "tabular": dict(kind="tabular", latent_dim=args.table_latent_dim)}[kind]
+               "tabular": dict(kind="tabular", latent_dim=args.table_latent_dim, drop_constant=True)}[kind]
     vae = vaekit.VAE(**options, epochs=args.epochs if kind == "image" else args.table_epochs,
                      score_method="standardised+knn", k=args.k, random_state=seed,
                      train_options={"threads": args.threads})
@@ -173,7 +173,16 @@ def image_set(name: str, args) -> dict:
               + ", ".join(f"{k} {v:.1f}" for k, v in row["validation"].items()) + " | test "
               + ", ".join(f"{k} {v:.1f}" for k, v in {**row["test"], **row["baselines"]}.items()), flush=True)
         per_class.append(row)
+        partial(args, f"images/{name}", per_class)
     return {"classes": per_class}
+
+
+def partial(args, key: str, rows: list) -> None:
+    """What is done so far, beside the results file (a long run stopped early keeps its figures)."""
+    import json
+
+    out = (args.out or RESULTS).with_suffix(f".partial-{key.replace('/', '-')}.json")
+    out.write_text(json.dumps(rows, default=float) + "\n")
 
 
 # ---- tables ------------------------------------------------------------------------------------------------------
@@ -212,6 +221,7 @@ def table_set(name: str, args) -> dict:
         row["auprc"] = {m: 100 * average_precision_score(y[test], -s) for m, s in scores.items()}
         row["seconds"] = time.perf_counter() - started
         seeds.append(row)
+        partial(args, f"tables/{name}", seeds)
     print(f"{name} ({len(x)} rows, {x.shape[1]} features, {int(y.sum())} anomalies): AUROC "
           + ", ".join(f"{k} {np.mean([r['auroc'][k] for r in seeds]):.1f}" for k in seeds[0]["auroc"]), flush=True)
     return {"rows": int(len(x)), "features": int(x.shape[1]), "anomalies": int(y.sum()), "seeds": seeds}
@@ -280,6 +290,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-dir", help="folder holding mnist/, fashion-mnist/, adbench/ (default ../shared/data)")
     p.add_argument("--out", type=Path, help="results file (default bench/results/anomaly[-quick].json)")
+    p.add_argument("--merge", type=Path, nargs="+",
+                   help="summarise the raw figures of these results files together (parts run as separate "
+                        "processes) instead of running; the score is then chosen over all of them")
     args = p.parse_args(argv)
     if args.quick:
         args.classes, args.epochs, args.table_epochs = args.classes[:2], 3, 20
@@ -288,10 +301,31 @@ def parse_args(argv=None):
     return args
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """One results file from several partial runs: their raw figures summarised together."""
+    import json
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    raw = {"images": {}, "tables": {}}
+    for part in parts:
+        for kind in raw:
+            raw[kind].update(part.get("raw", {}).get(kind, {}))
+    report = {"merged_from": [{"command": q["command"], "settings": q["settings"], "seconds": q.get("seconds")}
+                              for q in parts], "machine": parts[-1]["machine"], "date": parts[-1]["date"]}
+    if raw["images"]:
+        report["images"] = summarise_images(raw["images"])
+    if raw["tables"]:
+        report["tabular"] = summarise_tables(raw["tables"])
+    report["raw"] = raw
+    write_results(out, report)
+
+
 def main(argv=None) -> None:
     import torch
 
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out or RESULTS)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
