@@ -301,6 +301,25 @@ def parse_args(argv=None):
     return args
 
 
+def markdown(report: dict) -> str:
+    """The results as Markdown tables (for bench/RESULTS.md and the README)."""
+    lines, methods = [], ["vaekit", *BASELINES]
+    if "images" in report:
+        sets = [n for n in IMAGE_SETS if n in report["images"]]
+        lines += [f"images, mean one-class AUROC (vaekit score: {report['images']['selected_score']})", "",
+                  "| method | " + " | ".join(sets) + " |", "| --- |" + " ---: |" * len(sets)]
+        lines += [f"| {m} | " + " | ".join(f"{report['images'][n][m]:.1f}" for n in sets) + " |" for m in methods]
+        lines.append("")
+    if "tabular" in report:
+        t = report["tabular"]
+        lines += [f"tables, AUROC (vaekit score: {t['selected_score']})", "",
+                  "| set | " + " | ".join(methods) + " |", "| --- |" + " ---: |" * len(methods)]
+        lines += [f"| {n} | " + " | ".join(f"{v[m]:.1f}" for m in methods) + " |" for n, v in t["sets"].items()]
+        lines.append("| mean AUROC | " + " | ".join(f"{t['mean_auroc'][m]:.1f}" for m in methods) + " |")
+        lines.append("| mean rank | " + " | ".join(f"{t['mean_rank'][m]:.2f}" for m in methods) + " |")
+    return "\n".join(lines)
+
+
 def merge(paths: list[Path], out: Path) -> None:
     """One results file from several partial runs: their raw figures summarised together."""
     import json
@@ -318,6 +337,7 @@ def merge(paths: list[Path], out: Path) -> None:
         report["tabular"] = summarise_tables(raw["tables"])
     report["raw"] = raw
     write_results(out, report)
+    print(markdown(report))
 
 
 def main(argv=None) -> None:
@@ -348,6 +368,7 @@ def main(argv=None) -> None:
     report["seconds"] = time.perf_counter() - started
     out = args.out or (RESULTS.with_name("anomaly-quick.json") if args.quick else RESULTS)
     write_results(out, report)
+    print(markdown(report))
 
 
 if __name__ == "__main__":
