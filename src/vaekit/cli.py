@@ -688,9 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--score", choices=METHODS,
                    help="elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; "
                         "reconstruction (image/tabular): minus the squared reconstruction error; knn: minus the "
-                        "distance to the nearest training codes; reconstruction+knn (image/tabular): both, "
-                        "standardised. Default: reconstruction+knn for image runs (the best on one-class "
-                        "MNIST: AUROC 98.5; iw after 10 epochs: 89.0), elbo for text and tabular runs")
+                        "distance to the nearest training codes; mahalanobis: of the code from the training "
+                        "codes; standardised (image/tabular): squared residual per feature over its training "
+                        "mean; a+b: the sum of both, each standardised. Default: the kind's, chosen without "
+                        "test data in bench/anomaly.py (bench/RESULTS.md); elbo for text runs")
     q.add_argument("--k", type=_whole(1), default=10, help="posterior samples per example")
     q.add_argument("-n", type=_whole(0), default=16, help="how many of the most anomalous to show")
     q.add_argument("--limit", type=_whole(1))
