@@ -368,6 +368,8 @@ def main(argv=None) -> None:
     report["seconds"] = time.perf_counter() - started
     out = args.out or (RESULTS.with_name("anomaly-quick.json") if args.quick else RESULTS)
     write_results(out, report)
+    for done in out.parent.glob(f"{(args.out or RESULTS).stem}.partial-*.json"):  # all in `out` now
+        done.unlink()
     print(markdown(report))
 
 
