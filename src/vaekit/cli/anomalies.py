@@ -10,9 +10,10 @@ from .options import add_run_verb, finite, whole
 
 SCORE_HELP = ("elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; reconstruction "
               "(image/tabular): minus the squared reconstruction error; knn: minus the distance to the nearest "
-              "training codes; reconstruction+knn (image/tabular): both, standardised. Default: reconstruction+knn "
-              "for image runs (the best on one-class MNIST: AUROC 98.5; iw after 10 epochs: 89.0), elbo for text "
-              "and tabular runs")
+              "training codes; mahalanobis: of the code from the training codes; standardised (image/tabular): "
+              "squared residual per feature over its training mean; a+b: the sum of both, each standardised. "
+              "Default: the kind's, chosen without test data in bench/anomaly.py (bench/RESULTS.md): "
+              "reconstruction+knn for images, standardised for tables, elbo for text")
 
 
 def register(subparsers):

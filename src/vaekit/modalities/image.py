@@ -124,7 +124,7 @@ class ImageModality(ArrayModality):
     seed_model = "seed"
     # `vaekit anomalies` without --score: likelihoods favour simple images (Nalisnick et al. 2019); on
     # one-class MNIST this scored a mean AUROC of 98.5 where the IW bound scored 89.0 (bench/RESULTS.md).
-    default_score = "reconstruction+knn"
+    default_score = "reconstruction+knn"  # chosen again on synthetic anomalies, issue 26 (bench/RESULTS.md)
     # TrainConfig's own defaults are the document's (Adam, batch 128). A KL warm-up over the first epoch
     # (--kl-warmup-epochs 1) was measured for the `seed` model on MNIST and not made the default: over 12
     # seeds its median test -ELBO was 1.3 nats lower, but it collapsed a latent dimension as often
