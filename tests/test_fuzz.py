@@ -28,7 +28,7 @@ from vaekit.data.text import read_csv_column, read_lines
 from vaekit.errors import VaekitError
 from vaekit.models import MODELS
 from vaekit.tokenizer import Tokenizer, TokenizerConfig
-from vaekit.train import TrainConfig
+from vaekit.training import TrainConfig
 
 from .faultlib import crafted_inputs, try_case
 

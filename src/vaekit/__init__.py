@@ -10,7 +10,7 @@ from .image import ImageDataConfig  # noqa: E402
 from .models import MODELS, build_model  # noqa: E402
 from .parametric_umap import ParametricUMAP  # noqa: E402
 from .tabular import TabularDataConfig  # noqa: E402
-from .train import TrainConfig, Trainer  # noqa: E402
+from .training import TrainConfig, Trainer  # noqa: E402
 
 __all__ = ["ImageDataConfig", "MODELS", "ParametricUMAP", "Run", "TabularDataConfig", "TrainConfig", "Trainer", "VAE",
            "VaekitError", "build_model", "evaluate", "load", "refine", "resume", "train"]

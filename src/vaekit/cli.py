@@ -176,7 +176,7 @@ def _unused(stem: Path) -> Path:
 
 def cmd_train(args) -> None:
     from . import api
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     if args.resume:
         if not args.out:
@@ -585,7 +585,7 @@ def _add_nproc_option(parser) -> None:
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .anomaly import METHODS
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     parser = argparse.ArgumentParser(
         prog="vaekit", epilog="`vaekit COMMAND -h` lists a command's options; `vaekit train image` trains on "
@@ -626,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="the trained run to start from (left as it is)")
     p.add_argument("--out", help="the new run (default: RUN-refined, never reused)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
-    from .train import REFINE_DEFAULTS
+    from .training import REFINE_DEFAULTS
 
     add_config_options(p, TrainConfig, skip=[f.name for f in dataclasses.fields(TrainConfig)
                                              if f.name not in REFINE_OPTIONS], use_defaults=False,
@@ -760,7 +760,7 @@ def _add_evaluation_commands(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
-    from .train import TrainingInterrupted
+    from .training import TrainingInterrupted
 
     # Downloads and other long waits report through the "vaekit" logger.
     logging.basicConfig(level=logging.WARNING, format="vaekit: %(message)s")

@@ -103,9 +103,9 @@ def prepare_arrays(train: TensorData, val: TensorData, config: ImageDataConfig) 
 
 
 def callbacks(prepared: Prepared) -> list:
-    from .evaluation import CollapseMonitor
+    from .training.callbacks import CollapseMonitor, TrainingCurve
 
-    return [ImageCallback(prepared.val), visual.TrainingCurve(), CollapseMonitor(prepared.val)]
+    return [ImageCallback(prepared.val), TrainingCurve(), CollapseMonitor(prepared.val)]
 
 
 class ImageCallback:

@@ -179,7 +179,7 @@ def prepare_arrays(train: TensorData, val: TensorData, config: TabularDataConfig
 
 
 def callbacks(prepared: Prepared) -> list:
-    from .visual import TrainingCurve
+    from .training.callbacks import TrainingCurve
 
     return [TrainingCurve()]
 

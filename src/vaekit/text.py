@@ -113,8 +113,7 @@ def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig,
 
 
 def callbacks(prepared: Prepared) -> list:
-    from .evaluation import CollapseMonitor
-    from .visual import TrainingCurve
+    from .training.callbacks import CollapseMonitor, TrainingCurve
 
     return [TextCallback(prepared), TrainingCurve(), CollapseMonitor(prepared.val)]
 
