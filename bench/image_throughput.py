@@ -3,7 +3,7 @@
 For each configuration below, a fresh process trains the `seed` model with vaekit's own Trainer
 (the product's code path: TensorData -> iterate_batches -> Trainer._step) on the 60k MNIST
 training images (continuous [0, 1] targets, batch 128, Adam 1e-3, 5 epochs) with `vaekit train
-image`'s training defaults (image.TRAIN_DEFAULTS: the document's), then evaluates the negative ELBO
+image`'s training defaults (the image modality's train_defaults: the document's), then evaluates the negative ELBO
 on the 10k test images with `Trainer.evaluate`. In the same run the Keras peer
 (../shared/peers/keras_seed_image.py, its own virtual environment) trains the same architecture.
 
@@ -91,13 +91,13 @@ def train_one(name: str, data_dir: Path, epochs: int, limit: int | None, seed: i
     """Train and evaluate one configuration; the figures as a dict."""
     import torch
 
-    from vaekit.image import TRAIN_DEFAULTS
+    from vaekit.modalities import IMAGE
     from vaekit.models import build_model
     from vaekit.training import TrainConfig, Trainer
 
     overrides, env = ALL_CONFIGS[name]
     train, test = mnist("train", data_dir, limit), mnist("test", data_dir)
-    config = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": epochs, "batch_size": BATCH, "lr": LR, "progress": False,
+    config = TrainConfig(**{**IMAGE.train_defaults, "epochs": epochs, "batch_size": BATCH, "lr": LR, "progress": False,
                             "seed": seed, **overrides})
     trainer = Trainer(build_model("seed"), config, train)
     started = time.perf_counter()

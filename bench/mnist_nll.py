@@ -80,7 +80,7 @@ def load_mnist(args):
     import torch
 
     from vaekit.data import PREPARE
-    from vaekit.image import ImageDataConfig, load_image_data
+    from vaekit.modalities.image import ImageDataConfig, load_image_data
 
     config = ImageDataConfig("mnist", val_data="mnist:test", binarize=True, data_dir=str(args.root),
                              limit=args.train_limit)

@@ -232,7 +232,7 @@ def png_bytes(mode: str, size: tuple[int, int]) -> bytes:
 def crafted_inputs(folder: Path) -> list[Case]:
     """The corpus: each case writes its file(s) under `folder` and returns the call to try."""
     from vaekit import api, runs
-    from vaekit.data.images import load_images
+    from vaekit.data.sources import load_images
     from vaekit.data.text import read_csv_column, read_lines
     from vaekit.tokenizer import Tokenizer
 

@@ -233,7 +233,7 @@ def test_knn_scores(image_run, text_run, capsys, tmp_path):
     from sklearn.datasets import load_digits
 
     from vaekit.anomaly import NEIGHBOURS, REFERENCE
-    from vaekit.image import ImageDataConfig, load_image_data
+    from vaekit.modalities.image import ImageDataConfig, load_image_data
 
     digits = np.round(load_digits().images * 255 / 16).astype(np.uint8)
     code, stdout, _ = run_cli(capsys, "anomalies", image_run, "--data", "digits", "--score", "reconstruction+knn",

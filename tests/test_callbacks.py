@@ -1,5 +1,5 @@
 """Training features as callbacks: each keeps its own state in the checkpoint, so a resume restores
-it, and a checkpoint written before the callbacks (tests/fixtures/legacy_checkpoint) still resumes."""
+it, and a checkpoint written before the callbacks (tests/data/legacy_checkpoint) still resumes."""
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +11,7 @@ from vaekit import runs
 from vaekit.models import build_model
 from vaekit.training import Callback, CollapseMonitor, KeepBest, TrainConfig, Trainer, WeightAveraging
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy_checkpoint"
+LEGACY = Path(__file__).parent / "data" / "legacy_checkpoint"
 
 
 def mlp_trainer(data, run, callbacks=None, **config):
@@ -24,7 +24,7 @@ def mlp_trainer(data, run, callbacks=None, **config):
 
 
 def test_a_checkpoint_from_before_the_callbacks_resumes_as_its_run_went_on(digits_split, tmp_path):
-    # Written by the trainer of commit 1404a03 (tests/fixtures/make_legacy_checkpoint.py): killed at
+    # Written by the trainer of commit 1404a03 (tests/data/make_legacy_checkpoint.py): killed at
     # step 32 of 69, its checkpoint of step 30 holds the mean of epoch 1 as average.* tensors and its
     # count in the trainer's JSON; model.safetensors is epoch 1's (the best so far).
     run = runs.prepare_run_dir(tmp_path / "run")

@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from vaekit import api, image, runs, text
+from vaekit import api, runs
 from vaekit.data.images import load_images, read_array, read_idx
 from vaekit.data.text import read_csv_column, read_lines
 from vaekit.errors import VaekitError
+from vaekit.modalities import image, text
 from vaekit.models import MODELS
 from vaekit.tokenizer import Tokenizer, TokenizerConfig
 from vaekit.training import TrainConfig

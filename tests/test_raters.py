@@ -36,7 +36,7 @@ def untrained_image_run(path):
     """A valid image run directory (untrained weights): all the kind check needs, in milliseconds."""
     from vaekit import runs
     from vaekit.api import run_config
-    from vaekit.image import ImageDataConfig
+    from vaekit.modalities.image import ImageDataConfig
     from vaekit.models import build_model
     from vaekit.training import TrainConfig
 

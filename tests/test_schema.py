@@ -3,7 +3,7 @@ import re
 import pytest
 
 from vaekit.errors import VaekitError
-from vaekit.image import ImageDataConfig
+from vaekit.modalities.image import ImageDataConfig
 from vaekit.models.conv import ConvVAEConfig
 from vaekit.schema import check_fields, check_keys
 from vaekit.training import TrainConfig

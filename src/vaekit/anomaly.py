@@ -40,7 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import modalities
 from .errors import VaekitError
+from .modalities import Inputs
 from .objectives import iw_log_likelihood
 
 METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn")
@@ -93,9 +95,13 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
     return torch.cat(out).double().cpu().numpy()
 
 
-def check_kind(method: str, kind: str) -> None:
-    if method in ("reconstruction", "reconstruction+knn") and kind == "text":
-        raise VaekitError(f"the {method} score is for image and tabular runs; for text use elbo, iw or knn")
+def check_kind(method: str, kind) -> None:
+    """Refuse a score the kind of data (a name or a modality) has no use for."""
+    if method in ("reconstruction", "reconstruction+knn") and not modalities.get(kind).has_reconstruction:
+        able = [m.name for m in map(modalities.get, modalities.names()) if m.has_reconstruction]
+        kinds = " and ".join([", ".join(able[:-1]), able[-1]] if len(able) > 1 else able)
+        raise VaekitError(f"the {method} score is for {kinds} runs; for {modalities.get(kind).name} use elbo, iw "
+                          "or knn")
 
 
 def reconstruction_error(model, x: Tensor) -> Tensor:
@@ -184,7 +190,7 @@ def build_reference(model, x: Tensor, seed: int = 0) -> Reference:
     """The reference set of model-ready training data x (at most REFERENCE_MAX, a seeded subsample)."""
     if len(x) > REFERENCE_MAX:
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:REFERENCE_MAX].to(x.device)]
-    return Reference(codes(model, x), None if model.kind == "text" else errors(model, x))
+    return Reference(codes(model, x), errors(model, x) if modalities.of_model(model).has_reconstruction else None)
 
 
 def save_reference(run_path: Path, reference: Reference) -> None:
@@ -203,8 +209,6 @@ def reference_stamp(weights_digest: str) -> dict[str, str]:
 def run_reference(run) -> Reference:
     """The run's reference set: its reference.safetensors when made with the run's current weights,
     else made from the run's own training split (read as in training) and saved there."""
-    from . import api
-    from .data import PREPARE
     from .runs import WEIGHTS, file_digest, load_tensors, tensors_metadata
 
     if run.reference is not None:
@@ -218,11 +222,11 @@ def run_reference(run) -> Reference:
         run.reference = Reference(t["codes"].float(), t["errors"].float() if "errors" in t else None)
         return run.reference
     try:
-        train = api._job(run.kind).prepare(run.data_config, run.path).train
+        train = run.modality.prepare(run.data_config, run.path).train
     except VaekitError as e:
         raise VaekitError(f"the knn scores compare with the run's training data, which cannot be read ({e}); "
                           "the elbo and iw scores need no training data") from None
-    x = PREPARE["rescale" if train.prepare == "binarize" else train.prepare](train.x).to(run.device)
+    x = modalities.model_ready(train).to(run.device)
     run.reference = build_reference(run.model, x)
     try:
         save_reference(run.path, run.reference)
@@ -235,7 +239,7 @@ def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0)
     """Scores of model-ready x for a loaded run, in the run's units: a tabular run's densities are
     shifted to raw units (its `log_density_shift`); distances are not densities."""
     check_method(method, k)
-    check_kind(method, run.kind)
+    check_kind(method, run.modality)
     if method in NEEDS_REFERENCE:
         return run_reference(run).score(run.model, x, method)
     shift = run.log_density_shift if method in ("elbo", "iw") else 0.0
@@ -259,42 +263,14 @@ def threshold_for(scores: np.ndarray, contamination: float) -> float:
     return float(np.quantile(scores, contamination))
 
 
-@dataclass
-class Inputs:
-    """New data for a run: x as the run's prepare() takes it, optional labels and sentences."""
-
-    x: object
-    y: np.ndarray | None
-    classes: list[str] | None
-    texts: list[str] | None = None
-
-
 def read_inputs(run, source: str, limit: int | None = None) -> Inputs:
-    """Read `source` the way the run's job reads data (images, sentences or a table)."""
-    if run.kind == "text":
-        from .text import read_texts
-
-        sentences = read_texts(source, run.data_config, default_split="test")[:limit]
-        if not sentences:
-            raise VaekitError(f"{source} holds no sentences")
-        return Inputs(sentences, None, None, sentences)
-    if run.kind == "tabular":
-        x, y, classes = run.read(source)
-        return Inputs(x[:limit], None if y is None else y[:limit], classes)
-    from .image import read_images
-
-    images = read_images(source, run.data_config, default_split="test")
-    if len(images.x) == 0:
-        raise VaekitError(f"{source} holds no images")
-    y = None if images.y is None else images.y[:limit]
-    return Inputs(images.x[:limit], y, images.classes)
+    """Read `source` the way the run's kind reads data (images, sentences or a table)."""
+    return run.read(source, limit)
 
 
 def heldout_scores(run, method: str, k: int) -> np.ndarray:
     """Scores of the run's validation split: saved by the estimator, else recomputed from the
     run's own data settings (the same split and preparation as in training)."""
-    from . import api
-    from .data import PREPARE
     from .runs import read_json
 
     saved = run.path / CALIBRATION
@@ -303,12 +279,11 @@ def heldout_scores(run, method: str, k: int) -> np.ndarray:
         if isinstance(cal, dict) and cal.get("method") == method and cal.get("k") == k:
             return np.asarray(cal["scores"], np.float64)
     try:
-        prepared = api._job(run.kind).prepare(run.data_config, run.path)
+        prepared = run.modality.prepare(run.data_config, run.path)
     except VaekitError as e:
         raise VaekitError(f"cannot calibrate a threshold: the run's validation data cannot be read ({e}); "
                           "pass --threshold T instead") from None
-    val = prepared.val
-    x = PREPARE["rescale" if val.prepare == "binarize" else val.prepare](val.x).to(run.device)
+    x = modalities.model_ready(prepared.val).to(run.device)
     return run_scores(run, x, method, k)
 
 
@@ -329,18 +304,7 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
     what = SCORE_UNITS.get(method) or f"{method} (k={k}) log-likelihood estimate (nats)"
     histogram(scores, threshold, out / "histogram.png", f"{what}, {source}")
     order = np.argsort(scores)[:n_show]  # most anomalous first
-    if run.kind == "image":
-        x = run.prepare(data.x[order]).cpu()
-        pairs = torch.stack([x, torch.from_numpy(run.reconstruct(data.x[order]))], 1).flatten(0, 1)
-        from . import visual
-
-        grid = visual.image_grid(pairs, nrow=2 * min(8, len(order)))
-        visual.save_image(grid, out / "most_anomalous.png", max(1, 400 // grid.shape[1]))
-    lines = [f"{scores[i]:.2f}\t{i}\t{data.texts[i]}" for i in order] if data.texts else None
-    if lines:
-        from .runs import atomic_write
-
-        atomic_write(out / "most_anomalous.txt", ("score\tindex\tsentence\n" + "\n".join(lines) + "\n").encode())
+    lines = run.modality.show_examples(run, data, order, scores, out)
     summary = {"data": source, "n": int(len(scores)), "method": method, "k": k, "contamination": contamination,
                "threshold": float(threshold), "flagged": int(flags.sum()),
                "most_anomalous": [int(i) for i in order]}

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import api, runs
+from . import api, modalities, runs
 from .anomaly import (
     CALIBRATION,
     METHODS,
@@ -41,7 +41,6 @@ from .anomaly import (
     save_reference,
     threshold_for,
 )
-from .data import TensorData
 from .errors import VaekitError
 from .models import build_model
 from .training import TrainConfig, Trainer, autocast_context
@@ -117,9 +116,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = self.kind == "tabular"
-        tags.input_tags.string = self.kind == "text"
-        tags.input_tags.three_d_array = self.kind == "image"
+        tags.input_tags.two_d_array = False
+        modalities.get(self.kind).estimator_tags(tags)
         tags.transformer_tags.preserves_dtype = ["float64"]
         tags.non_deterministic = self.score_method == "iw"  # IW noise depends on the batch an example is in
         return tags
@@ -127,22 +125,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     # ---- input -----------------------------------------------------------------------------------
     def _inputs(self, X, reset: bool):
         """X as the job's run takes it: float64 rows, (N, C, H, W) uint8 images, or sentences."""
-        if self.kind == "tabular":
-            return validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
-        if self.kind == "text":
-            sentences = [X] if isinstance(X, str) else list(X)
-            if not sentences or not all(isinstance(s, str) for s in sentences):
-                raise EstimatorInputError("kind='text' takes a non-empty list of sentences (str)")
-            return sentences
-        from .data.images import _to_nchw
-
-        x = np.asarray(X)
-        if x.ndim == 2 and self.image_shape is not None:
-            x = x.reshape(len(x), *self.image_shape)
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise EstimatorInputError("images hold NaN or infinity")
         try:
-            return _to_nchw(x, "X")
+            return modalities.get(self.kind).estimator_inputs(self, X, reset)
         except VaekitError as e:
             raise EstimatorInputError(str(e)) from None
 
@@ -157,16 +141,6 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         pick = (lambda idx: [x[i] for i in idx]) if isinstance(x, list) else (lambda idx: x[idx])
         return pick(order[n_val:]), pick(order[:n_val])
 
-    def _prepare(self, job, train, val, data_config):
-        if self.kind == "text":
-            return job.prepare_arrays(train, val, data_config)
-        prep = "rescale" if self.kind == "image" else "none"
-        as_data = lambda a: TensorData(torch.from_numpy(np.ascontiguousarray(a)), None, prep)
-        if self.kind == "image":
-            return job.prepare_arrays(as_data(train), as_data(val), data_config)
-        names = [str(c) for c in getattr(self, "feature_names_in_", [])] or None
-        return job.prepare_arrays(as_data(train), as_data(val), data_config, names)
-
     # ---- fit ---------------------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Train on X (y is ignored: unsupervised); returns self."""
@@ -178,18 +152,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         seed = int(np.random.default_rng().integers(2**31)) if self.random_state is None else int(self.random_state)
         x = self._inputs(X, reset=True)
         train_x, val_x = self._held_out(x, seed)
-        job = api._job(self.kind)
-        extra = {"drop_constant": self.drop_constant} if self.kind == "tabular" else {}
-        data_config = job.DataConfig(data=IN_MEMORY, val_fraction=self.val_fraction,
-                                     split_seed=seed, **extra)
+        modality = modalities.get(self.kind)
+        data_config = modality.estimator_data_config(self, data=IN_MEMORY, val_fraction=self.val_fraction,
+                                                     split_seed=seed)
         try:
-            prepared = self._prepare(job, train_x, val_x, data_config)
-            train_config = TrainConfig(**{**job.TRAIN_DEFAULTS, "epochs": self.epochs, "lr": self.lr, "beta": self.beta,
+            prepared = modality.estimator_prepare(self, train_x, val_x, data_config)
+            train_config = TrainConfig(**{**modality.train_defaults, "epochs": self.epochs, "lr": self.lr,
+                                          "beta": self.beta,
                                           "seed": seed, "device": self.device, "progress": self.verbose,
                                           "precision": self.precision,
                                           **({"batch_size": self.batch_size} if self.batch_size else {}),
                                           **(self.train_options or {})})
-            name = self.model or job.DEFAULT_MODEL
+            name = self.model or modality.default_model
             torch.manual_seed(seed)
             vae = build_model(name, **{**prepared.model_options, "latent_dim": self.latent_dim,
                                        **(self.model_options or {})})
@@ -199,13 +173,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             raise EstimatorInputError(f"model '{name}' is a {vae.kind} model, not a {self.kind} model")
         threads = torch.get_num_threads()  # TrainConfig.threads sets torch's; give the caller theirs back
         try:
-            trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, job.callbacks(prepared))
+            trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, modality.callbacks(prepared))
             self.history_ = trainer.fit()
         finally:
             torch.set_num_threads(threads)
         self.files_ = dict(prepared.files)
         with tempfile.TemporaryDirectory() as tmp:  # the fitted state is exactly a run directory
-            _write_run(Path(tmp), api.run_config(job.KIND, vae, data_config, train_config), vae, self.files_)
+            _write_run(Path(tmp), api.run_config(modality.name, vae, data_config, train_config), vae, self.files_)
             self.run_ = api.load(tmp, self.device, self.precision)
         if self.score_method in NEEDS_REFERENCE:  # the training codes, while the training data is at hand
             self.run_.reference = build_reference(self.run_.model, self.run_.prepare(train_x), seed)
@@ -298,11 +272,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         run.precision = est.precision
         est.run_ = run
         est.files_ = {p.name: p.read_bytes() for p in run.path.glob("*.json")
-                      if p.name in ("standardize.json", "tokenizer.json")}
+                      if p.name in run.modality.run_files}
         metrics = run.path / runs.METRICS
         est.history_ = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
-        if run.kind == "tabular":
-            est.n_features_in_ = len(run.columns)
+        run.modality.estimator_attributes(est, run)
         try:
             est.heldout_scores_ = heldout_scores(run, est.score_method, est.k)
             est.offset_ = threshold_for(est.heldout_scores_, est.contamination)

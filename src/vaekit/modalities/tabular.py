@@ -1,4 +1,4 @@
-"""The tabular job: numeric feature tables -> standardised float tensors, and the TabularRun API.
+"""Tables: numeric feature tables -> standardised float tensors, and the TabularRun API.
 
 Features are standardised with the training split's mean and standard deviation (never the
 validation data's), saved in the run as `standardize.json` and applied to everything the run
@@ -17,18 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .api import Run
-from .data import Prepared, TensorData, split
-from .errors import VaekitError
+from ..data import Prepared, TensorData, split
+from ..errors import VaekitError
+from ..outputs import Destination
+from .base import ArrayModality, Inputs, as_data
 
-KIND = "tabular"
-DEFAULT_MODEL = "mlp"
-DEFAULT_SCORE = "elbo"  # `vaekit anomalies` without --score (level with reconstruction+knn on tables)
 SCALER = "standardize.json"
-# Small tables take few steps per epoch: more epochs and smaller batches than the image defaults.
-# One thread: a small MLP's steps are too short to gain from a second, and on a busy machine the
-# parallel regions stall on a descheduled thread (measured: 10x slower with 2 threads under load).
-TRAIN_DEFAULTS = {"epochs": 50, "batch_size": 64, "threads": 1}
 
 
 @dataclass(frozen=True)
@@ -48,9 +42,6 @@ class TabularDataConfig:
             object.__setattr__(self, "columns", tuple(str(c) for c in self.columns))
         if self.limit is not None and self.limit < 2:
             raise VaekitError(f"limit must be at least 2, got {self.limit}")
-
-
-DataConfig = TabularDataConfig
 
 
 @dataclass(frozen=True)
@@ -122,7 +113,7 @@ class Standardizer:
 
 def read_features(source: str, config: TabularDataConfig, names: list[str] | None = None):
     """(x (N, F) float64, names, y, classes) of `source`; with `names`, the run's features by name."""
-    from .data.tabular import feature_matrix, label_column, read_table, select_for_run
+    from ..data.tabular import feature_matrix, label_column, read_table, select_for_run
 
     table = read_table(source, config.delimiter)
     if names is not None:
@@ -151,7 +142,7 @@ def prepare(config: TabularDataConfig, run: Path | None = None) -> Prepared:
         train, val = split(data, config.val_fraction, config.split_seed)
     scaler = None
     if run is not None and (Path(run) / SCALER).exists():
-        from .runs import read_json
+        from ..runs import read_json
 
         scaler = Standardizer.from_json(read_json(Path(run) / SCALER), Path(run) / SCALER)
     return prepare_arrays(train, val, config, names, scaler, classes)
@@ -178,42 +169,50 @@ def prepare_arrays(train: TensorData, val: TensorData, config: TabularDataConfig
                     + (f" ({dropped} constant column(s) left out)" if dropped else ""))
 
 
-def callbacks(prepared: Prepared) -> list:
-    from .training.callbacks import TrainingCurve
+class TabularModality(ArrayModality):
+    """Rows of numeric features, standardised with the training split's scaler (standardize.json in the
+    run); codes decode to rows in raw units, and densities are shifted to raw units (`log_density_shift`)."""
 
-    return [TrainingCurve()]
+    name = "tabular"
+    noun = "tables"
+    DataConfig = TabularDataConfig
+    default_model = "mlp"
+    default_score = "elbo"  # level with reconstruction+knn on tables
+    # Small tables take few steps per epoch: more epochs and smaller batches than the image defaults.
+    # One thread: a small MLP's steps are too short to gain from a second, and on a busy machine the
+    # parallel regions stall on a descheduled thread (measured: 10x slower with 2 threads under load).
+    train_defaults = {"epochs": 50, "batch_size": 64, "threads": 1}
+    run_files = (SCALER,)
+    eval_k = 1000
 
+    def prepare(self, config: TabularDataConfig, run: Path | None = None) -> Prepared:
+        return prepare(config, run)
 
-class TabularRun(Run):
-    """A trained tabular VAE: raw feature rows in (standardised with the run's own scaler), latent
-    codes, scores and decoded rows (in raw units) out."""
+    def prepare_arrays(self, train: TensorData, val: TensorData, config: TabularDataConfig,
+                       names: list[str] | None = None) -> Prepared:
+        return prepare_arrays(train, val, config, names)
 
-    def __init__(self, path, device: str = "cpu", precision: str = "fp32"):
-        super().__init__(path, device, precision)
-        from .runs import read_json
+    def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
+        x, _, y, classes = read_features(source, run.data_config, run.columns)
+        return Inputs(x[:limit], None if y is None else y[:limit], classes)
 
-        self.scaler = Standardizer.from_json(read_json(self.path / SCALER), self.path / SCALER)
-        if len(self.scaler.columns) != self.model.config.n_features:
-            raise VaekitError(f"{self.path / SCALER} has {len(self.scaler.columns)} columns but the model takes "
-                              f"{self.model.config.n_features}: they do not belong together")
-        self.log_density_shift = self.scaler.log_jacobian
+    def attach(self, run) -> None:
+        from ..runs import read_json
 
-    @property
-    def columns(self) -> list[str]:
-        """The columns rows come with (the model may use fewer: constant ones dropped)."""
-        return self.scaler.input_names
+        run.scaler = Standardizer.from_json(read_json(run.path / SCALER), run.path / SCALER)
+        if len(run.scaler.columns) != run.model.config.n_features:
+            raise VaekitError(f"{run.path / SCALER} has {len(run.scaler.columns)} columns but the model takes "
+                              f"{run.model.config.n_features}: they do not belong together")
+        run.log_density_shift = run.scaler.log_jacobian
+        run.columns = run.scaler.input_names  # the columns rows come with (constant ones may be dropped)
 
-    def read(self, source: str):
-        """(x raw (N, F), y, classes) of a table file or named set, matched to the run's columns."""
-        x, _, y, classes = read_features(source, self.data_config, self.columns)
-        return x, y, classes
-
-    def prepare(self, x) -> torch.Tensor:
+    def to_model(self, run, x) -> torch.Tensor:
+        """Raw rows (N, F) standardised with the run's own scaler."""
         x = np.asarray(x)
-        if x.ndim == 1 and len(self.columns) > 1:
+        if x.ndim == 1 and len(run.columns) > 1:
             x = x[None]
-        if x.ndim != 2 or x.shape[1] not in (len(self.columns), len(self.scaler.columns)):
-            raise VaekitError(f"this run takes rows of {len(self.columns)} features, got shape {x.shape}")
+        if x.ndim != 2 or x.shape[1] not in (len(run.columns), len(run.scaler.columns)):
+            raise VaekitError(f"this run takes rows of {len(run.columns)} features, got shape {x.shape}")
         if x.dtype.kind not in "biuf":
             raise VaekitError(f"features must be numbers, not dtype {x.dtype}")
         if len(x) == 0:
@@ -221,14 +220,65 @@ class TabularRun(Run):
         if not np.isfinite(x).all():
             row = int(np.argmin(np.isfinite(x).all(1)))
             raise VaekitError(f"row {row} holds NaN or infinity; vaekit refuses non-finite values")
-        return torch.from_numpy(self.scaler.apply(self.scaler.select(x.astype(np.float64)))).to(self.device)
+        return torch.from_numpy(run.scaler.apply(run.scaler.select(x.astype(np.float64)))).to(run.device)
 
-    def decode(self, z) -> np.ndarray:
+    def outputs(self, run, decoded: np.ndarray) -> np.ndarray:
         """Decoded means in raw units, (N, F)."""
-        return self.scaler.invert(super().decode(z))
+        return run.scaler.invert(decoded)
 
-    def reconstruct(self, x) -> np.ndarray:
-        return self.scaler.invert(super().reconstruct(x))
+    def eval_data(self, run, source: str, limit: int | None, seed: int):
+        data = self.read_inputs(run, source, limit)  # (N, F) in the run's columns, raw units
+        if len(data.x) < 2:
+            raise VaekitError(f"{source} has {len(data.x)} row(s); evaluation needs at least 2")
+        x = run.prepare(data.x).float().cpu()  # standardised with the training split's scaler, as in training
+        return x, data.y, {"settings": {"features": int(x.shape[1]),
+                                        "units": "nats per row of standardised features"}}
+
+    def eval_metrics(self, run, x, bounds: dict, extra: dict) -> dict:
+        # The model sees standardised rows; a density of raw rows differs by the Jacobian.
+        return {"iw_nll_raw_units": float(bounds["iw_nll"].mean()) - run.log_density_shift}
+
+    def write_samples(self, run, samples, dest: Destination) -> None:
+        self._write_rows(run, samples, dest.path(run.path / "samples.csv"), dest)
+
+    def write_reconstructions(self, run, inputs: Inputs, outputs, dest: Destination) -> None:
+        self._write_rows(run, outputs, dest.path(run.path / "reconstruct.csv"), dest)
+
+    def write_interpolation(self, run, outputs, dest: Destination, what: str) -> None:
+        self._write_rows(run, outputs, dest.path(run.path / "interpolate.csv"), dest)
+
+    @staticmethod
+    def _write_rows(run, rows: np.ndarray, out: Path, dest: Destination) -> None:
+        """Rows (raw units) as CSV with the run's column names."""
+        import csv
+        import io
+
+        from ..runs import atomic_write
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(run.scaler.columns)
+        writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
+        atomic_write(out, buffer.getvalue().encode())
+        dest.echo(f"wrote {out} ({len(rows)} rows of {rows.shape[1]} features, in the data's own units)")
+
+    def estimator_tags(self, tags) -> None:
+        tags.input_tags.two_d_array = True
+
+    def estimator_inputs(self, estimator, X, reset: bool):
+        from sklearn.utils.validation import validate_data
+
+        return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+
+    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
+        names = [str(c) for c in getattr(estimator, "feature_names_in_", [])] or None
+        return self.prepare_arrays(as_data(train), as_data(val), data_config, names)
+
+    def estimator_data_config(self, estimator, **settings):
+        return TabularDataConfig(**settings, drop_constant=estimator.drop_constant)
+
+    def estimator_attributes(self, estimator, run) -> None:
+        estimator.n_features_in_ = len(run.columns)
 
 
-RUN_CLASS = TabularRun
+TABULAR = TabularModality()
