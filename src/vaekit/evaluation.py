@@ -29,9 +29,8 @@ from torch import Tensor
 from . import modalities
 from .distributions import LOG_2PI
 from .errors import VaekitError
-from .objectives import elbo_terms, iw_log_likelihood, optimise_posterior
+from .objectives import ACTIVE_THRESHOLD, active_units, elbo_terms, iw_log_likelihood, optimise_posterior
 
-ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E_q[z_u]) exceeds this
 DECODE_BUDGET = 16_000_000  # float elements one IW decoder pass may hold (~64 MB in float32); larger
 # passes were no faster on CPU (cache-bound), 30 % slower for the 8x8 conv model
 
@@ -114,15 +113,6 @@ def iw_chunk(model, batch: Tensor) -> int:
     """
     per_example = modalities.of_model(model).decode_cost(model, batch)
     return max(1, int(DECODE_BUDGET // (per_example * len(batch))))
-
-
-def active_units(mean: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, Tensor]:
-    """(count, per-dimension variance) of the posterior means over the data (Burda et al. 2016).
-
-    mean: (N, D) E_q[z | x_n]. A dimension is active when Cov_x(E_q[z_u]) > threshold.
-    """
-    variance = mean.double().var(0, unbiased=True) if len(mean) > 1 else torch.zeros(mean.shape[1])  # (D,)
-    return int((variance > threshold).sum()), variance.float()
 
 
 def mutual_information(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None,

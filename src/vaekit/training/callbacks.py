@@ -36,7 +36,7 @@ import torch
 
 from .. import runs, visual
 from ..data import iterate_batches
-from ..evaluation import active_units
+from ..objectives import active_units
 
 
 class Callback:
