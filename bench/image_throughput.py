@@ -80,7 +80,7 @@ def mnist(split: str, data_dir: Path, limit: int | None = None):
     import torch
 
     from vaekit.data import TensorData
-    from vaekit.data.images import load_images
+    from vaekit.data.sources import load_images
 
     images = load_images("mnist", split=split, data_dir=str(data_dir), download=False)
     x, y = torch.from_numpy(images.x), torch.from_numpy(images.y)
