@@ -19,6 +19,8 @@ from vaekit.modalities import ArrayModality, Inputs
 from vaekit.models import MODELS
 from vaekit.models.mlp import MLPVAE
 
+from ..test_cli import run_cli
+
 LENGTH = 16  # samples per signal
 
 
@@ -77,7 +79,7 @@ def signal_kind(monkeypatch):
     modalities.unregister("signal")
 
 
-def test_a_kind_defined_outside_src_trains_resumes_and_serves_every_verb(signal_kind, tmp_path):
+def test_a_kind_defined_outside_src_trains_resumes_and_serves_every_verb(signal_kind, tmp_path, capsys):
     train = vaekit.TrainConfig(epochs=2, progress=False, **signal_kind.train_defaults)
     run = vaekit.train(SignalDataConfig(), out=tmp_path / "sig", train=train, echo=lambda *a: None)
     assert run.modality is signal_kind and run.kind == "signal" and run.model.name == "signal-mlp"
@@ -101,6 +103,16 @@ def test_a_kind_defined_outside_src_trains_resumes_and_serves_every_verb(signal_
     result = vaekit.evaluate(run, "sines", out=tmp_path / "eval", echo=lambda *a: None, limit=40)
     assert result["kind"] == "signal" and result["settings"]["k"] == signal_kind.eval_k
     assert np.isfinite(result["metrics"]["iw_nll"]["value"])
+
+    # The command line takes the kind too: its verbs write through the modality (arrays for this kind).
+    assert run_cli(capsys, "sample", run.path, "-n", "3")[0] == 0
+    assert np.load(run.path / "plots" / "samples.npy").shape == (3, LENGTH)
+    assert run_cli(capsys, "reconstruct", run.path, "--data", "sines", "-n", "4")[0] == 0
+    assert np.load(run.path / "plots" / "reconstruct.npy").shape == (4, LENGTH)
+    code, out, _ = run_cli(capsys, "interpolate", run.path, "--data", "sines", "--index", "0", "5", "--steps", "4")
+    assert code == 0 and "4 steps from signal 0 to signal 5" in out
+    code, _, err = run_cli(capsys, "manifold", run.path)
+    assert code == 2 and "for signal runs use sample or embed" in err
 
     pytest.importorskip("onnxruntime")
     from vaekit.export import export_onnx, max_difference
