@@ -117,7 +117,7 @@ def train(args, train_data, test_x, shape) -> dict:
     import torch
 
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.training import TrainConfig, Trainer
 
     precision = args.precision
     if precision == "auto":  # the Trainer's device is CUDA where there is one

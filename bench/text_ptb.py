@@ -53,7 +53,7 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     from vaekit.modalities import text
     from vaekit.models import build_model
     from vaekit.tokenizer import Tokenizer, TokenizerConfig
-    from vaekit.train import TrainConfig, Trainer, refine_config
+    from vaekit.training import TrainConfig, Trainer, refine_config
 
     # The seed model computes every padded position, as its peer does: random batches like the
     # peer's; the default model trims padding, so it takes length-bucketed batches.
@@ -97,7 +97,7 @@ def trained_run_figures(path: str, args) -> dict:
     from vaekit import api
     from vaekit.data import TensorData
     from vaekit.modalities import text
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.training import TrainConfig, Trainer
 
     run = api.load(path)
     if run.kind != "text":

@@ -71,7 +71,7 @@ def train_run(model: str, args, out: Path, max_len: int) -> dict:
     import vaekit
     from vaekit.modalities.text import TextDataConfig
     from vaekit.tokenizer import TokenizerConfig
-    from vaekit.train import TrainConfig
+    from vaekit.training import TrainConfig
 
     data = TextDataConfig("ptb", val_data="ptb:valid", data_dir=str(args.ptb_root), max_len=max_len,
                           limit=args.limit)

@@ -21,7 +21,7 @@ from vaekit.cli import main
 from vaekit.data import TensorData
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.train import TrainConfig, Trainer
+from vaekit.training import TrainConfig, Trainer
 
 from .faultlib import check_run_files, checkpoint_step, kill_resume_loop, pickle_bomb, same_weights, train_command
 

@@ -29,7 +29,7 @@ from vaekit.errors import VaekitError
 from vaekit.modalities import image, text
 from vaekit.models import MODELS
 from vaekit.tokenizer import Tokenizer, TokenizerConfig
-from vaekit.train import TrainConfig
+from vaekit.training import TrainConfig
 
 from .faultlib import crafted_inputs, try_case
 

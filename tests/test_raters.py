@@ -38,7 +38,7 @@ def untrained_image_run(path):
     from vaekit.api import run_config
     from vaekit.modalities.image import ImageDataConfig
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig
+    from vaekit.training import TrainConfig
 
     model = build_model("seed", image_shape=(1, 8, 8), latent_dim=2)
     path.mkdir()

@@ -6,7 +6,7 @@ from vaekit.errors import VaekitError
 from vaekit.modalities.image import ImageDataConfig
 from vaekit.models.conv import ConvVAEConfig
 from vaekit.schema import check_fields, check_keys
-from vaekit.train import TrainConfig
+from vaekit.training import TrainConfig
 
 
 def test_json_values_become_the_dataclass_types():

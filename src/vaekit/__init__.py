@@ -7,7 +7,7 @@ from .evaluation import evaluate
 from .modalities import ImageDataConfig, TabularDataConfig, TextDataConfig
 from .models import MODELS, build_model
 from .parametric_umap import ParametricUMAP
-from .train import TrainConfig, Trainer
+from .training import TrainConfig, Trainer
 from .version import __version__
 
 __all__ = ["ImageDataConfig", "MODELS", "ParametricUMAP", "Run", "TabularDataConfig", "TextDataConfig", "TrainConfig",

@@ -20,7 +20,7 @@ from .errors import MAX_OUTPUTS, VaekitError, check_count, check_finite
 from .models import MODELS, build_model
 from .schema import check_fields
 from .summary import model_summary
-from .train import TrainConfig, Trainer, autocast_context, check_runtime, refine_config, resolve_device
+from .training import TrainConfig, Trainer, autocast_context, check_runtime, refine_config, resolve_device
 from .version import __version__
 
 

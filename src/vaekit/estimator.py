@@ -43,7 +43,7 @@ from .anomaly import (
 )
 from .errors import VaekitError
 from .models import build_model
-from .train import TrainConfig, Trainer, autocast_context
+from .training import TrainConfig, Trainer, autocast_context
 
 IN_MEMORY = "(arrays given to vaekit.VAE.fit)"  # the data setting of an estimator's run: nothing to re-read
 

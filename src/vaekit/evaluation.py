@@ -13,7 +13,8 @@ The estimators work on any vaekit model (`encode -> DiagonalGaussian`, `log_like
   it alone (Cremer et al. 2018; `objectives.optimise_posterior`).
 
 `evaluate(run, data)` computes them all for a run directory; writing evaluation.json, evaluation.md and
-the plots, and `compare`, live in evaluation_report.py. `CollapseMonitor` warns during training.
+the plots, and `compare`, live in evaluation_report.py. (The collapse warning while training is
+training.callbacks.CollapseMonitor.)
 """
 from __future__ import annotations
 
@@ -28,9 +29,8 @@ from torch import Tensor
 from . import modalities
 from .distributions import LOG_2PI
 from .errors import VaekitError
-from .objectives import elbo_terms, iw_log_likelihood, optimise_posterior
+from .objectives import ACTIVE_THRESHOLD, active_units, elbo_terms, iw_log_likelihood, optimise_posterior
 
-ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E_q[z_u]) exceeds this
 DECODE_BUDGET = 16_000_000  # float elements one IW decoder pass may hold (~64 MB in float32); larger
 # passes were no faster on CPU (cache-bound), 30 % slower for the 8x8 conv model
 
@@ -115,15 +115,6 @@ def iw_chunk(model, batch: Tensor) -> int:
     return max(1, int(DECODE_BUDGET // (per_example * len(batch))))
 
 
-def active_units(mean: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, Tensor]:
-    """(count, per-dimension variance) of the posterior means over the data (Burda et al. 2016).
-
-    mean: (N, D) E_q[z | x_n]. A dimension is active when Cov_x(E_q[z_u]) > threshold.
-    """
-    variance = mean.double().var(0, unbiased=True) if len(mean) > 1 else torch.zeros(mean.shape[1])  # (D,)
-    return int((variance > threshold).sum()), variance.float()
-
-
 def mutual_information(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None,
                        chunk: int = 1024) -> float:
     """I(x; z) under q(x, z) = p_data(x) q(z | x), in nats (Hoffman & Johnson 2016; He et al. 2019).
@@ -192,50 +183,6 @@ def latent_probes(mean: np.ndarray, labels: np.ndarray | None, inputs: np.ndarra
         result["trustworthiness"] = float(trustworthiness(inputs[pick].reshape(len(pick), -1), mean[pick],
                                                           n_neighbors=5))
     return result
-
-
-# ---- a warning while training -------------------------------------------------------------------
-class CollapseMonitor:
-    """Trainer callback: warns when the code collapses (Bowman et al. 2016's posterior collapse).
-
-    Each epoch it adds `val_active_units` (on up to `n_examples` validation examples) to the
-    metrics, and warns once ("vaekit: warning: ..." on the CLI) when the KL per example stays
-    below `kl_threshold` nats, or no unit is active, for `patience` epochs in a row.
-    """
-
-    def __init__(self, val, patience: int = 3, kl_threshold: float = 0.1, n_examples: int = 500):
-        self.val = val.subset(torch.arange(min(n_examples, len(val)))) if val is not None else None
-        self.patience = patience
-        self.kl_threshold = kl_threshold
-        self.collapsed_epochs = 0
-        self.warned = False
-
-    @torch.no_grad()
-    def on_metrics(self, trainer, metrics: dict) -> None:
-        kl = metrics.get("val_kl", metrics.get("train_kl"))
-        active = None
-        if self.val is not None and len(self.val):
-            active = self._active_units(trainer)
-            metrics["val_active_units"] = active
-        collapsed = (kl is not None and kl < self.kl_threshold) or active == 0
-        self.collapsed_epochs = self.collapsed_epochs + 1 if collapsed else 0
-        if self.collapsed_epochs >= self.patience and not self.warned:
-            self.warned = True
-            warnings.warn(
-                f"the latent code looks collapsed: KL {kl:.3f} nats per example and {active} active units "
-                f"for {self.collapsed_epochs} epochs (epoch {metrics['epoch']}); the decoder ignores z. Try KL "
-                "annealing (--kl-warmup-steps or --kl-cycles), --free-bits, or a weaker decoder",
-                stacklevel=2)
-
-    def _active_units(self, trainer) -> int:
-        from .data import iterate_batches
-
-        model = trainer.model
-        was_training = model.training
-        model.eval()
-        means = [model.encode(b.to(trainer.device)).mean.float().cpu() for b in iterate_batches(self.val, 250)]
-        model.train(was_training)
-        return active_units(torch.cat(means))[0]
 
 
 # ---- evaluating a run -----------------------------------------------------------------------------

@@ -5,8 +5,6 @@ importing vaekit stays cheap and never needs a display.
 """
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -77,25 +75,6 @@ def training_curve(history: list[dict], path: str | Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     _save(fig, path)
-
-
-class TrainingCurve:
-    """Training callback for every kind of run: plots/training_curve.png, redrawn after an epoch at
-    most every `every` seconds (a tabular epoch can take milliseconds, a plot ~0.1 s) and at the end."""
-
-    def __init__(self, every: float = 10.0):
-        self.every, self.drawn = every, -math.inf
-
-    def on_epoch_end(self, trainer, metrics: dict) -> None:
-        if time.monotonic() - self.drawn >= self.every:
-            self.on_train_end(trainer)
-
-    def on_train_end(self, trainer) -> None:
-        if trainer.run is None or not trainer.state.history:
-            return
-        (trainer.run / "plots").mkdir(exist_ok=True)
-        training_curve(trainer.state.history, trainer.run / "plots" / "training_curve.png")
-        self.drawn = time.monotonic()
 
 
 def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,

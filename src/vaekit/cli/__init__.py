@@ -68,7 +68,7 @@ def _report_through_vaekit() -> None:
 def _run(args) -> int:
     """The verb's exit code: 0, or the code of the processes it launched; 2 for a user's error (one line,
     no traceback), 130 when interrupted, 1 when the reader of stdout went away."""
-    from ..train import TrainingInterrupted
+    from ..training import TrainingInterrupted
 
     try:
         code = args.func(args)  # None, or the exit code of processes it launched

@@ -11,7 +11,7 @@ REFINE_OPTIONS = ("epochs", "batch_size", "lr", "free_bits", "precision", "devic
 
 
 def register(subparsers):
-    from ..train import REFINE_DEFAULTS, TrainConfig
+    from ..training import REFINE_DEFAULTS, TrainConfig
 
     parser = subparsers.add_parser("refine", help="fit a trained run's encoder again against its fixed decoder, "
                                    "into a new run (narrows the amortisation gap: a lower -ELBO for the same decoder)")

@@ -22,7 +22,7 @@ def register(subparsers):
 
 def _register_kind(kinds, modality) -> None:
     """`vaekit train KIND`'s options: the kind's data, its data options (text: tokenizer), model and training."""
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
     parser = kinds.add_parser(modality.name, help=f"train {modality.article} {modality.name} VAE")
     parser.add_argument("--out", help="run directory (default: runs/<kind>-<data>, never reused)")
@@ -40,7 +40,7 @@ def _register_kind(kinds, modality) -> None:
 
 def run(args) -> int | None:
     from .. import api, modalities
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
     if args.resume:
         return _resume(args)

@@ -71,8 +71,7 @@ class Modality:
 
     def callbacks(self, prepared: Prepared) -> list:
         """What the trainer calls each epoch for this kind (plots, samples, metrics)."""
-        from ..evaluation import CollapseMonitor
-        from ..visual import TrainingCurve
+        from ..training.callbacks import CollapseMonitor, TrainingCurve
 
         return [TrainingCurve(), CollapseMonitor(prepared.val)]
 

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from ..distributions import LIKELIHOODS, DiagonalGaussian
 from ..errors import VaekitError
+from ..kernels.fused_conv import conv_bias_relu, fused_dtype, memory_format
 from . import register
 from .base import VAE, keras_init
-from .fused_conv import conv_bias_relu, fused_dtype, memory_format
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     Why: on CPU, oneDNN's bf16 transposed-convolution backward takes ~4x longer when it also
     computes the bias gradient (the seed model's 64->32 layer: 12.9 ms vs 3.5 ms on one core);
     autograd's plain sum for the bias costs 0.1 ms. On CPU the forward adds the bias inside the
-    convolution (models/fused_conv.py), elsewhere as a separate add. The class keeps
+    convolution (kernels/fused_conv.py), elsewhere as a separate add. The class keeps
     nn.ConvTranspose2d's name so summaries and checkpoints are unchanged.
     """
 
@@ -81,7 +81,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
 class ConvBlock(nn.Sequential):
     """conv -> [BatchNorm] -> ReLU. Without batch norm, on CPU, the three run as one oneDNN call
-    (models/fused_conv.py: same outputs, 1.02-1.07x the seed model's training img/s); the
+    (kernels/fused_conv.py: same outputs, 1.02-1.07x the seed model's training img/s); the
     Sequential keeps the layers' names, so checkpoints and summaries are unchanged."""
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,13 +1,13 @@
-"""models/lstm.py: the hand-written LSTM the text decoder trains with in bf16 on AMX CPUs."""
+"""kernels/lstm.py: the hand-written LSTM the text decoder trains with in bf16 on AMX CPUs."""
 import pytest
 import torch
 from torch import nn
 
 import vaekit.models.text_rnn as text_rnn
+from vaekit.kernels.lstm import lstm
 from vaekit.models import build_model
-from vaekit.models.lstm import lstm
 
-from .test_text_rnn import training_grads
+from ..models.test_text_rnn import training_grads
 
 
 def _case(seed=0, B=5, L=7, D=6, H=8):  # noqa: N803 (the shapes' usual names)

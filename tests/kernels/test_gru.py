@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 import vaekit.models.text_seed as text_seed
+from vaekit.kernels.gru import FusedBiGRU, bigru, use_fused
 from vaekit.models import build_model
-from vaekit.models.gru import FusedBiGRU, bigru, use_fused
 
 
 def random_gru(input_size: int, hidden: int, dtype=torch.float64) -> nn.GRU:

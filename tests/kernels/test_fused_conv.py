@@ -1,9 +1,9 @@
-"""models/fused_conv.py: conv + bias + ReLU as one oneDNN call, the CPU training path of the conv models."""
+"""kernels/fused_conv.py: conv + bias + ReLU as one oneDNN call, the CPU training path of the conv models."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-import vaekit.models.fused_conv as fused_conv
+import vaekit.kernels.fused_conv as fused_conv
 from vaekit.models import build_model
 from vaekit.summary import model_summary
 

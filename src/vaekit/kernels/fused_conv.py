@@ -9,7 +9,7 @@ its compiler emits. Backward is PyTorch's own: ReLU's mask, the bias gradient as
 bf16 transposed-convolution backward is ~4x slower when it also reduces the bias), and
 `convolution_backward` for the input and weight gradients. Forward outputs equal the unfused path's
 bit for bit; gradients equal it up to the summation order of the bias gradient
-(tests/models/test_fused_conv.py). Measured: 1.02-1.07x the seed model's bf16 MNIST training img/s
+(tests/kernels/test_fused_conv.py). Measured: 1.02-1.07x the seed model's bf16 MNIST training img/s
 (bench/image_throughput.py, configs bf16 vs bf16-unfused). Also tried: ReLU's backward and the
 bias sum as one torch.compile'd loop, +2 % in steady state for ~3 s of compiling per run: not kept.
 
