@@ -93,7 +93,7 @@ def trained_run(args, which: str):
     """The run given with --run-WHICH, else one trained here (small and short with --quick)."""
     import vaekit
     from vaekit.modalities import ImageDataConfig, TextDataConfig
-    from vaekit.train import TrainConfig
+    from vaekit.training import TrainConfig
 
     given = getattr(args, f"run_{which}")
     if given:

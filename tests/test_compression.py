@@ -25,7 +25,7 @@ from vaekit.modalities import (
     TextDataConfig,  # noqa: E402
 )
 from vaekit.models import build_model  # noqa: E402
-from vaekit.train import TrainConfig  # noqa: E402
+from vaekit.training import TrainConfig  # noqa: E402
 
 IMAGE_MODELS = {  # run name: (model, likelihood, model options)
     "conv-bernoulli": ("conv", "bernoulli", {"latent_dim": 4, "hidden_dim": 16}),
