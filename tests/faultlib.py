@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -109,6 +110,30 @@ class KillReport:
     log: list = field(default_factory=list)
 
 
+RESUME_LINES = (  # what `vaekit resume` prints once it has read the checkpoint (api.resume)
+    (re.compile(r"^resuming .* at step (\d+) \(", re.M), int),
+    (re.compile(r"has trained all \d+ epochs; finishing it from its checkpoint at step (\d+)$", re.M), int),
+    (re.compile(r"stopped before its first checkpoint; training it from the start$", re.M), lambda _: None),
+    (re.compile(r"is already complete \(.*$", re.M), lambda _: "complete"),
+)
+
+
+def resume_start(log: str) -> tuple | None:
+    """(step,) once a resume's log says where it starts: the checkpoint's step, None when it trains
+    from the start, "complete" when nothing was left to train; None while it has not said yet.
+    Only complete lines are read.
+
+    A kill that lands after the last checkpoint makes the next resume finish the run rather than
+    resume it: the harness once waited for "resuming" alone, never saw it, and recorded no step
+    (issue 30's `assert None == 90` under load, when the kill more often lands in that window).
+    """
+    complete = log[: log.rfind("\n") + 1]
+    for pattern, value in RESUME_LINES:
+        if match := pattern.search(complete):
+            return (value(match.group(1) if match.groups() else None),)
+    return None
+
+
 def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -150,9 +175,9 @@ def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = 
         with open(log, "wb") as sink:
             proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
         try:
-            # Resumes print "resuming ..." once the checkpoint is loaded; a fresh run has started
-            # once config.json (written last before training) exists.
-            ready = (lambda log=log: any(m in log.read_text() for m in ("resuming", "from the start"))) \
+            # A resume says where it starts once the checkpoint is loaded (resume_start); a fresh run
+            # has started once config.json (written last before training) exists.
+            ready = (lambda log=log: resume_start(log.read_text()) is not None) \
                 if attempt else (lambda: (out / "config.json").exists())
             if not _wait_for(ready, proc, timeout):
                 report.log.append(f"attempt {attempt}: never started: {log.read_text()[-2000:]}")
@@ -160,9 +185,8 @@ def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = 
             if attempt:
                 report.resume_seconds.append(time.monotonic() - started)
                 before = report.resumed_at[-1][0]
-                text = log.read_text()
-                at = int(text.split("step ")[1].split()[0]) if "resuming" in text else None
-                report.resumed_at[-1] = (before, at)
+                (at,) = resume_start(log.read_text())
+                report.resumed_at[-1] = (before, before if at == "complete" else at)
             if attempt == kills:
                 proc.wait(timeout=timeout)
                 break
