@@ -225,9 +225,10 @@ def _kept_epoch(run) -> str:
 
 
 def cmd_refine(args) -> None:
-    from . import api
+    from . import api, runs
 
     source = Path(args.run)
+    runs.read_config(source)  # not a run ("", "/"): refused before a default --out is named after it
     out = Path(args.out) if args.out else _unused(source.with_name(source.name + "-refined"))
     api.refine(source, out, overwrite=args.overwrite, **{name: getattr(args, name) for name in REFINE_OPTIONS})
     print(f"done: {out}{_kept_epoch(out)}")
