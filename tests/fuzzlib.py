@@ -15,6 +15,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
 import signal
@@ -306,9 +307,12 @@ def verb_cases(folder: Path, templates: Templates, rng: random.Random, count: in
         chosen = rng.sample(options, min(len(options), rng.randint(1, 3)))
         if verb in ("reconstruct", "embed", "anomalies", "evaluate") and "--data" not in chosen:
             chosen.append("--data")  # required: without it argparse answers every case the same way
+        given = rng.sample(flags, rng.randint(0, len(flags)))
+        # --overwrite may replace what --out names: the user's file is offered only without it
+        pool = [v for v in values if v != str(users)] if "--overwrite" in given else values
         for option in chosen:
-            argv += [option, rng.choice(values)]
-        argv += rng.sample(flags, rng.randint(0, len(flags)))
+            argv += [option, rng.choice(pool)]
+        argv += given
         if verb.startswith("train") or verb in ("resume", "refine"):
             argv += ["--epochs", rng.choice(["0", "-3", "nan", "1e9x"]), "--no-progress"]
         elif any(o in SLOW_IF_VALID for o in chosen):
@@ -392,6 +396,8 @@ def run_cases(cases: list[Case], folder: Path, limit: float = 30.0,
         raise Hang(f"ran past {limit} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
+    cwd = Path.cwd()
+    os.chdir(folder)  # relative paths among the hostile values (--out 2.5) land in the corpus
     try:
         for case in cases:
             family = case.name.split("-")[0]
@@ -422,6 +428,7 @@ def run_cases(cases: list[Case], folder: Path, limit: float = 30.0,
                 on_case(case, ok, what)
     finally:
         signal.signal(signal.SIGALRM, previous)
+        os.chdir(cwd)
     after = _snapshot(folder)
     report.files_changed = [p for p, digest in before.items() if after.get(p) != digest]
     report.seconds = time.monotonic() - started
