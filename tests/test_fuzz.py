@@ -23,7 +23,8 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from vaekit import api, runs
-from vaekit.data.images import load_images, read_array, read_idx
+from vaekit.data.images import read_array, read_idx
+from vaekit.data.sources import load_images
 from vaekit.data.text import read_csv_column, read_lines
 from vaekit.errors import VaekitError
 from vaekit.modalities import image, text

@@ -310,7 +310,7 @@ def _left_to_train(path: Path, trainer: Trainer, epochs: int | None, echo) -> bo
                  f"further, give a new total: vaekit resume {path} --epochs N (N above {st.epoch})")
             return False
         # Killed after its last checkpoint: fit() still keeps the best or averaged weights and ends it.
-        echo(f"{path} has trained all {total} epochs; finishing it")
+        echo(f"{path} has trained all {total} epochs; finishing it from its checkpoint at step {st.step}")
         return True
     done = (f"{st.epoch} of {total} epochs done" if not st.batch_in_epoch else
             f"epoch {st.epoch + 1} of {total}, {st.batch_in_epoch} batches into it")

@@ -26,9 +26,10 @@ def register(subparsers):
 
 
 def run(args) -> None:
-    from .. import api
+    from .. import api, runs
 
     source = Path(args.run)
+    runs.read_config(source)  # not a run ("", "/"): refused before a default --out is named after it
     out = Path(args.out) if args.out else unused(source.with_name(source.name + "-refined"))
     api.refine(source, out, overwrite=args.overwrite, **{name: getattr(args, name) for name in REFINE_OPTIONS})
     print(f"done: {out}{kept_epoch(out)}")

@@ -10,6 +10,7 @@ import gzip
 import math
 import os
 import struct
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -21,6 +22,7 @@ from PIL import Image, ImageOps
 
 from ..errors import VaekitError
 
+MAX_IMAGE_SIDE = 4096  # pictures are resized to at most this many pixels a side
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short", 0x0C: "int", 0x0D: "float",
@@ -144,7 +146,8 @@ def read_array(path: str | os.PathLike) -> ImageSet:
         else:
             x, y = loaded, None
     # ValueError is how numpy refuses pickled or object data, and malformed headers.
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    # TokenError and SyntaxError: numpy parses the header as Python literals and lets these through.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, tokenize.TokenError, SyntaxError) as e:
         raise VaekitError(f"{path}: cannot read array file: {e}") from None
     x = _to_nchw(x, path)
     y = None if y is None else _check_labels(y, len(x), path)
@@ -346,6 +349,8 @@ def _check_size(image_size) -> tuple[int, int] | None:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise VaekitError(f"image size must be two positive integers (H, W), got {image_size!r}")
+    if max(size) > MAX_IMAGE_SIDE:  # 100000 x 100000 once asked for 10 GB per picture and channel
+        raise VaekitError(f"image size {size[0]} x {size[1]} is too large: at most {MAX_IMAGE_SIDE} pixels a side")
     return size
 
 

@@ -141,6 +141,8 @@ class Trainer:
         if self.run is not None and self.dist.is_main:  # a read-only folder or a full disk fails now
             runs.check_writable(self.run, self.checkpoint_bytes())
             runs.remove_temporaries(self.run)  # left by a write that a kill cut short
+            if self._saved_step is not None and self._saved_step == self.state.step:  # resumed
+                self._write_derived()
         self._stop_requested = False
         self._each("on_fit_start")
         try:
@@ -358,11 +360,18 @@ class Trainer:
         # so a kill between the files below leaves at worst an older model.safetensors/metrics.
         runs.save_tensors(self.run / runs.CHECKPOINT, tensors, meta)
         self._saved_step = self.state.step
+        self._write_derived()
+        self._set_status("running")
+
+    def _write_derived(self) -> None:
+        """model.safetensors and metrics.jsonl as of the checkpoint just saved or loaded. fit() also
+        writes them on resume: a kill after the checkpoint but before these files left them one
+        checkpoint behind, and a run killed after its last checkpoint trains no further step that
+        would write them again (its final weights were lost before this)."""
         if all(cb.saves_weights(self) for cb in self.features):  # keep-best: only at the best epoch's end
             runs.save_tensors(self.run / runs.WEIGHTS, self._kept_weights() or self.model.state_dict())
         lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
         runs.atomic_write(self.run / runs.METRICS, lines.encode())
-        self._set_status("running")
 
     def load_checkpoint(self) -> None:
         """Restore everything save_checkpoint wrote, so training continues exactly."""
