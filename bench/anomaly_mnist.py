@@ -35,11 +35,11 @@ from vaekit.anomaly import METHODS as SCORE_METHODS  # noqa: E402
 RESULTS = REPO / "bench" / "results" / "anomaly_mnist.json"
 
 
-def load_mnist(root: Path):
+def load_mnist(root: Path, name: str = "mnist"):
     from vaekit.data.named import load_named
 
-    train = load_named("mnist", "train", data_dir=root, download=False)
-    test = load_named("mnist", "test", data_dir=root, download=False)
+    train = load_named(name, "train", data_dir=root, download=False)
+    test = load_named(name, "test", data_dir=root, download=False)
     return train.x, train.y, test.x, test.y  # (N, 1, 28, 28) uint8, (N,) int64
 
 

@@ -1,4 +1,4 @@
-"""One text-seed training step with the fused BiGRU (models/gru.py) vs nn.GRU, on CPU.
+"""One text-seed training step with the fused BiGRU (kernels/gru.py) vs nn.GRU, on CPU.
 
 The step is the Trainer's: forward under the precision's autocast, ELBO loss, backward, Adam. Batch 32
 sentences padded to T = 50 (lengths drawn around PTB's mean of about 22 tokens, one of length 50),
@@ -39,7 +39,7 @@ def time_steps(model, optimizer, x, precision: str, n: int) -> float:
     import torch
 
     from vaekit.objectives import training_loss
-    from vaekit.train import autocast_context
+    from vaekit.training import autocast_context
 
     started = time.perf_counter()
     for _ in range(n):

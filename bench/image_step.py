@@ -45,7 +45,7 @@ def trainer(args):
 
     from vaekit.data import TensorData
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.training import TrainConfig, Trainer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -67,7 +67,8 @@ def median_ms(fn, steps: int) -> float:
 
 def phases(t, x, steps: int) -> dict:
     """Forward + loss, backward, optimizer step: medians over `steps` steps, ms."""
-    from vaekit.train import autocast_context, training_loss
+    from vaekit.objectives import training_loss
+    from vaekit.training import autocast_context
 
     laps = []
     for i in range(steps + 10):

@@ -3,7 +3,7 @@
 For each configuration below, a fresh process trains the `seed` model with vaekit's own Trainer
 (the product's code path: TensorData -> iterate_batches -> Trainer._step) on the 60k MNIST
 training images (continuous [0, 1] targets, batch 128, Adam 1e-3, 5 epochs) with `vaekit train
-image`'s training defaults (image.TRAIN_DEFAULTS: the document's), then evaluates the negative ELBO
+image`'s training defaults (the image modality's train_defaults: the document's), then evaluates the negative ELBO
 on the 10k test images with `Trainer.evaluate`. In the same run the Keras peer
 (../shared/peers/keras_seed_image.py, its own virtual environment) trains the same architecture.
 
@@ -32,7 +32,7 @@ BATCH, LR = 128, 1e-3
 
 # "+malloc": glibc keeps freed buffers of up to 32 MiB in its heap instead of unmapping them, so a
 # step stops page-faulting its activations in afresh. Trainer now does this itself with mallopt
-# (train.keep_freed_memory), so "+malloc" equals the plain config; kept to re-check that claim.
+# (training.device.keep_freed_memory), so "+malloc" equals the plain config; kept to re-check that claim.
 MALLOC_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"}
 
 # name -> (TrainConfig overrides, extra environment); channels_last is TrainConfig's default (on).
@@ -45,7 +45,7 @@ CONFIGS = {  # the matrix run by default
 EXTRA_CONFIGS = {
     "fp32+malloc": ({"precision": "fp32"}, MALLOC_ENV),
     "bf16+malloc": ({"precision": "bf16"}, MALLOC_ENV),
-    # models/fused_conv.py switched off: the ordinary conv, bias and ReLU layers.
+    # kernels/fused_conv.py switched off: the ordinary conv, bias and ReLU layers.
     "bf16-unfused": ({"precision": "bf16"}, {"VAEKIT_FUSED_CONV": "0"}),
     "bf16+compile": ({"precision": "bf16", "compile": True}, {}),
     # A KL warm-up over the first epoch (measured 2026-12-04, not the default).
@@ -80,7 +80,7 @@ def mnist(split: str, data_dir: Path, limit: int | None = None):
     import torch
 
     from vaekit.data import TensorData
-    from vaekit.data.images import load_images
+    from vaekit.data.sources import load_images
 
     images = load_images("mnist", split=split, data_dir=str(data_dir), download=False)
     x, y = torch.from_numpy(images.x), torch.from_numpy(images.y)
@@ -91,13 +91,13 @@ def train_one(name: str, data_dir: Path, epochs: int, limit: int | None, seed: i
     """Train and evaluate one configuration; the figures as a dict."""
     import torch
 
-    from vaekit.image import TRAIN_DEFAULTS
+    from vaekit.modalities import IMAGE
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.training import TrainConfig, Trainer
 
     overrides, env = ALL_CONFIGS[name]
     train, test = mnist("train", data_dir, limit), mnist("test", data_dir)
-    config = TrainConfig(**{**TRAIN_DEFAULTS, "epochs": epochs, "batch_size": BATCH, "lr": LR, "progress": False,
+    config = TrainConfig(**{**IMAGE.train_defaults, "epochs": epochs, "batch_size": BATCH, "lr": LR, "progress": False,
                             "seed": seed, **overrides})
     trainer = Trainer(build_model("seed"), config, train)
     started = time.perf_counter()
@@ -171,7 +171,7 @@ def machine() -> dict:
 
 def summarise(results: dict, peer: dict, args) -> dict:
     """The JSON report: the default configuration's figures up front, the best one's ratio."""
-    from vaekit.train import TrainConfig
+    from vaekit.training import TrainConfig
 
     peer_rate = peer.get("steady_img_per_s")
     ok = {n: r for n, r in results.items() if "error" not in r}

@@ -3,7 +3,7 @@
 Imports ../shared/peers/keras_seed_text.py unchanged, which trains and tests the model exactly as
 that script does (same environment variables: EPOCHS, LIMIT, DATA, MAXLEN, SEED); then encodes the
 requested sentences, draws k codes from each posterior, z = mean + spread * std * eps (as vaekit's
-`TextRun.vary`), and decodes each greedily (argmax per position; the peer's decoder is not
+`Run.vary`), and decodes each greedily (argmax per position; the peer's decoder is not
 autoregressive) into its words, leaving out the positions where it predicts padding (id 0): its
 training targets hold padding only after the sentence, so a padding prediction is "no word here".
 The peer's own print-out keeps inner padding as "_" and strips it at the end; dropping it instead

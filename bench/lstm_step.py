@@ -1,12 +1,12 @@
-"""One text-rnn training step on the AMX path: models/lstm.py's decoder LSTM against the fp32 nn.LSTM it replaced.
+"""One text-rnn training step on the AMX path: kernels/lstm.py's decoder LSTM against the fp32 nn.LSTM it replaced.
 
 On CPUs with AMX, oneDNN's bf16 LSTM backward is wrong for the 1024-unit decoder, so bf16 training
-there ran the decoder's recurrence in fp32 (text_rnn.run_lstm); models/lstm.py now runs it with bf16
+there ran the decoder's recurrence in fp32 (text_rnn.run_lstm); kernels/lstm.py now runs it with bf16
 products and fp32 gates. This times the Trainer's step (autocast bf16, ELBO, backward, Adam) on the PTB
 recipe's model (1024-unit decoder, tied embeddings, dropout 0.6, weight drop 0.5) and gru_step.py's
 batch (32 sentences padded to T = 50, PTB-like lengths), three decoder paths interleaved:
 - "fp32": nn.LSTM's kernel in fp32 (the earlier fix);
-- "lstm.py": models/lstm.py (now the path);
+- "lstm.py": kernels/lstm.py (now the path);
 - "onednn-bf16": nn.LSTM's kernel in bf16, for scale only: on AMX its gradients are wrong.
 The AMX path is forced, so the figures exist on any CPU; they mean most where AMX is (see "amx").
 

@@ -80,7 +80,7 @@ def load_mnist(args):
     import torch
 
     from vaekit.data import PREPARE
-    from vaekit.image import ImageDataConfig, load_image_data
+    from vaekit.modalities.image import ImageDataConfig, load_image_data
 
     config = ImageDataConfig("mnist", val_data="mnist:test", binarize=True, data_dir=str(args.root),
                              limit=args.train_limit)
@@ -117,7 +117,7 @@ def train(args, train_data, test_x, shape) -> dict:
     import torch
 
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.training import TrainConfig, Trainer
 
     precision = args.precision
     if precision == "auto":  # the Trainer's device is CUDA where there is one

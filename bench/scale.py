@@ -130,7 +130,7 @@ def gpu_section(args) -> dict:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device here"}
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.training import TrainConfig, Trainer
 
     train = image_throughput.mnist("train", args.data_dir)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "configs": {}}

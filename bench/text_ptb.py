@@ -49,11 +49,11 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     train.refine_config) fit its encoder again as `vaekit refine` does; figures on PTB test."""
     import torch
 
-    from vaekit import text
     from vaekit.data import TensorData
+    from vaekit.modalities import text
     from vaekit.models import build_model
     from vaekit.tokenizer import Tokenizer, TokenizerConfig
-    from vaekit.train import TrainConfig, Trainer, refine_config
+    from vaekit.training import TrainConfig, Trainer, refine_config
 
     # The seed model computes every padded position, as its peer does: random batches like the
     # peer's; the default model trims padding, so it takes length-bucketed batches.
@@ -67,7 +67,7 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     vae = build_model(model, **prepared.model_options, **model_options)
     train_config = TrainConfig(**{"batch_size": 32, "progress": args.progress, "threads": args.threads,
                                   **train_overrides})
-    trainer = Trainer(vae, train_config, prepared.train, prepared.val, callbacks=text.callbacks(prepared))
+    trainer = Trainer(vae, train_config, prepared.train, prepared.val, callbacks=text.TEXT.callbacks(prepared))
     history = trainer.fit()
     refined = {}
     if refine is not None:
@@ -94,9 +94,10 @@ def test_figures(trainer, test, args, history: list[dict], train_words: int, voc
 
 def trained_run_figures(path: str, args) -> dict:
     """The same figures for a run trained with `vaekit train text` (e.g. a long run of the default model)."""
-    from vaekit import api, text
+    from vaekit import api
     from vaekit.data import TensorData
-    from vaekit.train import TrainConfig, Trainer
+    from vaekit.modalities import text
+    from vaekit.training import TrainConfig, Trainer
 
     run = api.load(path)
     if run.kind != "text":

@@ -2,7 +2,7 @@
 
 For N test sentences (drawn with --seed among those of 5-30 words), every model writes K
 variations: codes drawn around the sentence's posterior, z = mean + spread * std * eps, each decoded
-greedily (vaekit: `TextRun.vary`; the peer: bench/keras_text_variations.py around
+greedily (vaekit: `Run.vary`; the peer: bench/keras_text_variations.py around
 ../shared/peers/keras_seed_text.py, unchanged). Each model's variations are scored with
 `vaekit.text_quality.variation_metrics` (definitions printed below the table): BLEU to the input,
 self-BLEU and distinct-1/2 among the variations, semantic consistency (cosine of all-MiniLM-L6-v2
@@ -69,9 +69,9 @@ def choose_inputs(ptb: Path, n: int, seed: int) -> list[str]:
 def train_run(model: str, args, out: Path, max_len: int) -> dict:
     """A vaekit PTB run trained into `out` with text_ptb.py's settings; returns its facts."""
     import vaekit
-    from vaekit.text import TextDataConfig
+    from vaekit.modalities.text import TextDataConfig
     from vaekit.tokenizer import TokenizerConfig
-    from vaekit.train import TrainConfig
+    from vaekit.training import TrainConfig
 
     data = TextDataConfig("ptb", val_data="ptb:valid", data_dir=str(args.ptb_root), max_len=max_len,
                           limit=args.limit)

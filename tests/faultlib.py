@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import io
@@ -15,6 +16,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -106,7 +108,32 @@ class KillReport:
     resume_seconds: list = field(default_factory=list)  # resume command start -> training again
     resumed_at: list = field(default_factory=list)  # (checkpoint step after the kill, step resumed at)
     identical: bool = False  # final model == the uninterrupted run's
+    orphans: list = field(default_factory=list)  # --nproc workers still running 30 s after a kill
     log: list = field(default_factory=list)
+
+
+RESUME_LINES = (  # what `vaekit resume` prints once it has read the checkpoint (api.resume)
+    (re.compile(r"^resuming .* at step (\d+) \(", re.M), int),
+    (re.compile(r"has trained all \d+ epochs; finishing it from its checkpoint at step (\d+)$", re.M), int),
+    (re.compile(r"stopped before its first checkpoint; training it from the start$", re.M), lambda _: None),
+    (re.compile(r"is already complete \(.*$", re.M), lambda _: "complete"),
+)
+
+
+def resume_start(log: str) -> tuple | None:
+    """(step,) once a resume's log says where it starts: the checkpoint's step, None when it trains
+    from the start, "complete" when nothing was left to train; None while it has not said yet.
+    Only complete lines are read.
+
+    A kill that lands after the last checkpoint makes the next resume finish the run rather than
+    resume it: the harness once waited for "resuming" alone, never saw it, and recorded no step
+    (issue 30's `assert None == 90` under load, when the kill more often lands in that window).
+    """
+    complete = log[: log.rfind("\n") + 1]
+    for pattern, value in RESUME_LINES:
+        if match := pattern.search(complete):
+            return (value(match.group(1) if match.groups() else None),)
+    return None
 
 
 def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float) -> bool:
@@ -127,66 +154,98 @@ def _reached(run: Path, step: int) -> bool:
         return False
 
 
+@dataclass
+class KillJob:
+    """A run to kill: the command that starts it (it writes the run `out`), the one that resumes it,
+    its total optimizer steps, and which process a kill hits: "process" (the one started),
+    "rank1" (rank 1 of a --nproc 2 job) or "launcher" (the --nproc launcher itself)."""
+
+    kind: str
+    command: list[str]
+    out: Path
+    total_steps: int
+    resume: list[str] | None = None  # default: vaekit resume OUT
+    victim: str = "process"
+    restart: list[str] | None = None  # after a kill that left no checkpoint, when resume refuses (refine)
+
+    def resume_command(self) -> list[str]:
+        return self.resume or [sys.executable, "-m", "vaekit.cli", "resume", str(self.out)]
+
+
 def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = None, max_delay: float = 1.0,
                      jitter: float = 0.25, timeout: float = 120.0, epochs: int = 2,
-                     checkpoint_every: int = 2) -> KillReport:
+                     checkpoint_every: int = 2, job: KillJob | None = None) -> KillReport:
     """Train into `out`, SIGKILL the process `kills` times at random moments (seeded), resuming
     after each; then let the last resume finish and compare with `reference` (an uninterrupted
-    run of the same command), if given.
+    run of the same command), if given. `job` is any kind of run (default: the image training of
+    train_command).
 
     The first kill comes 0..max_delay seconds after the run directory appears (start-up or the
     first steps). Each later one waits for a random step between where the resume started and
     its share of the steps left, then 0..jitter seconds more: a random point of the step and
     checkpoint-writing cycle, with training left for the next kills however fast the machine.
+    Both waits end early when the last checkpoint appears, so a kill aimed at the end lands while
+    the run finishes (plots, final files) rather than after it has exited.
     """
+    job = job or KillJob("image", train_command(out, epochs, checkpoint_every), out, epochs * -(-1438 // 32))
     rng, report, env = random.Random(seed), KillReport(), vaekit_env()
-    total_steps = epochs * -(-1438 // 32)  # the digits' 1438 training images in batches of 32
+    total_steps = job.total_steps
     logs = out.parent / f"{out.name}-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    command = train_command(out, epochs, checkpoint_every)
+    command, resuming = job.command, False
     for attempt in range(kills + 1):
         log = logs / f"{attempt}.out"
         started = time.monotonic()
         with open(log, "wb") as sink:
-            proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            # Resumes print "resuming ..." once the checkpoint is loaded; a fresh run has started
-            # once config.json (written last before training) exists.
-            ready = (lambda log=log: any(m in log.read_text() for m in ("resuming", "from the start"))) \
-                if attempt else (lambda: (out / "config.json").exists())
+            # A resume says where it starts once the checkpoint is loaded (resume_start); a fresh run
+            # has started once config.json (written last before training) exists; a restarted refine
+            # once its first checkpoint (step 0, before any step) exists.
+            ready = ((lambda log=log: resume_start(log.read_text()) is not None) if resuming else
+                     (lambda: (out / "checkpoint.safetensors").exists()) if attempt else
+                     (lambda: (out / "config.json").exists()))
             if not _wait_for(ready, proc, timeout):
                 report.log.append(f"attempt {attempt}: never started: {log.read_text()[-2000:]}")
                 break
-            if attempt:
+            if resuming:
                 report.resume_seconds.append(time.monotonic() - started)
                 before = report.resumed_at[-1][0]
-                text = log.read_text()
-                at = int(text.split("step ")[1].split()[0]) if "resuming" in text else None
-                report.resumed_at[-1] = (before, at)
+                (at,) = resume_start(log.read_text())
+                report.resumed_at[-1] = (before, before if at == "complete" else at)
             if attempt == kills:
                 proc.wait(timeout=timeout)
                 break
+            the_end = functools.partial(_reached, out, total_steps)
             if attempt:
                 start = report.resumed_at[-1][1] or 0
                 share = max(1, (total_steps - start) // (kills - attempt + 1))
                 _wait_for(functools.partial(_reached, out, start + rng.randint(1, share)), proc, timeout)
-                time.sleep(rng.uniform(0, jitter))
+                _wait_for(_any(the_end, _after(rng.uniform(0, jitter))), proc, timeout)
             else:
-                time.sleep(rng.uniform(0, max_delay))
+                _wait_for(_any(the_end, _after(rng.uniform(0, max_delay))), proc, timeout)
             if proc.poll() is not None:  # finished before the kill: nothing left to interrupt
                 report.log.append(f"attempt {attempt}: finished before the kill")
                 break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=timeout)
+            victim, workers = _victim(proc, job.victim), _children(proc.pid)
+            os.kill(victim, signal.SIGKILL)
+            _wait_group_gone(proc, timeout)
+            # Workers of a --nproc job live in sessions of their own: they must die with the launcher
+            # (or be stopped by it when a rank dies) before anything resumes the run.
+            if not _wait_until(functools.partial(_all_gone, workers), 30):
+                report.orphans += [w for w in workers if _state(w) not in ("Z", None)]
+                for w in report.orphans:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(w, signal.SIGKILL)
             report.kills_tried += 1
             report.corrupt += check_run_files(out)
             report.resumed_at.append((checkpoint_step(out), None))
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        # Resume the same way a user would after a crash.
-        command = [sys.executable, "-m", "vaekit.cli", "resume", str(out)]
+            _end_group(proc)
+        # Resume the same way a user would after a crash (a refine killed before its first
+        # checkpoint is refused by resume, which says to run refine again).
+        resuming = not (job.restart and checkpoint_step(out) is None)
+        command = job.resume_command() if resuming else job.restart
     finished = json.loads((out / "status.json").read_text()).get("state") == "complete" \
         if (out / "status.json").exists() else False
     report.corrupt += check_run_files(out)
@@ -194,9 +253,107 @@ def kill_resume_loop(out: Path, kills: int, seed: int, reference: Path | None = 
         report.identical = (same_weights(out / "model.safetensors", reference / "model.safetensors")
                             and same_weights(out / "checkpoint.safetensors", reference / "checkpoint.safetensors"))
     exact = all(before == at or (before is None and at is None) for before, at in report.resumed_at)
-    if finished and not report.corrupt and exact and (reference is None or report.identical):
+    if finished and not report.corrupt and not report.orphans and exact and (reference is None or report.identical):
         report.kills_survived = report.kills_tried
     return report
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _all_gone(pids: list[int]) -> bool:
+    return all(_state(pid) in ("Z", None) for pid in pids)
+
+
+def _after(seconds: float) -> Callable[[], bool]:
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() >= deadline
+
+
+def _any(*predicates: Callable[[], bool]) -> Callable[[], bool]:
+    return lambda: any(p() for p in predicates)
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of pid (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _victim(proc: subprocess.Popen, which: str) -> int:
+    """The pid a kill hits: the process started, or rank 1 of the --nproc job it launched."""
+    if which != "rank1":
+        return proc.pid
+    for pid in _children(proc.pid):
+        try:
+            if b"RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes().replace(b"LOCAL_RANK", b"L"):
+                return pid
+        except OSError:
+            continue
+    raise RuntimeError("no rank 1 process found under the launcher")
+
+
+def _wait_group_gone(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait for the killed process and every process it started (the --nproc workers)."""
+    proc.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return any(_state(pid) not in ("Z", None) for pid in _group_members(pgid))
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """Leave nothing running: the process and its group (the harness's own session)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def reference_run(out: Path, epochs: int = 2, checkpoint_every: int = 2, timeout: float = 300) -> None:
@@ -205,6 +362,166 @@ def reference_run(out: Path, epochs: int = 2, checkpoint_every: int = 2, timeout
                           text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"reference run failed: {done.stderr[-2000:]}")
+
+
+# ---- every kind of run -------------------------------------------------------------------------
+VAEKIT = [sys.executable, "-m", "vaekit.cli"]
+TRAIN_FLAGS = ["--threads", "1", "--seed", "7", "--no-progress"]
+TEXT_MODEL = ["--embed-dim", "8", "--encoder-dim", "8", "--decoder-dim", "16", "--latent-dim", "4",
+              "--no-tie-embeddings"]
+WORDS = "the a cat dog sat ran on under mat log red big small quickly slowly and".split()
+
+
+def write_corpus(path: Path, n: int = 240, seed: int = 3) -> Path:
+    """n short sentences of a tiny vocabulary (lengths 3..12): several length buckets."""
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + "\n" for _ in range(n)))
+    return path
+
+
+def train_commands(kind: str, out: Path, data: Path | str | None = None) -> list[str]:
+    """A short deterministic training of `kind` into `out` (one thread, frequent checkpoints)."""
+    every = ["--checkpoint-every", "3"]
+    if kind == "text":
+        return [*VAEKIT, "train", "text", "--data", str(data), "--out", str(out), *TEXT_MODEL, "--epochs", "2",
+                "--batch-size", "16", *every, *TRAIN_FLAGS]
+    if kind == "tabular":
+        return [*VAEKIT, "train", "tabular", "--data", "breast-cancer", "--latent-dim", "3", "--out", str(out),
+                "--epochs", "3", "--batch-size", "32", *every, *TRAIN_FLAGS]
+    if kind == "refine":  # data: the trained run to refine
+        return [*VAEKIT, "refine", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "64",
+                "--threads", "1", "--no-progress"]
+    if kind.startswith("nproc"):
+        return train_command(out) + ["--nproc", "2"]
+    return train_command(out)
+
+
+def kill_job(kind: str, out: Path, reference: Path, data: Path | str | None = None) -> KillJob:
+    """The KillJob of `kind` ("image", "text", "tabular", "refine", "nproc-rank1", "nproc-launcher"),
+    whose uninterrupted twin is `reference` (its last checkpoint gives the total steps)."""
+    resume = [*VAEKIT, "resume", str(out)] + (["--nproc", "2"] if kind.startswith("nproc") else [])
+    restart = train_commands(kind, out, data) + ["--overwrite"] if kind == "refine" else None
+    victim = {"nproc-rank1": "rank1", "nproc-launcher": "process"}.get(kind, "process")
+    return KillJob(kind, train_commands(kind, out, data), out, checkpoint_step(reference), resume, victim, restart)
+
+
+def reference_for(kind: str, out: Path, data: Path | str | None = None, in_process: bool = False,
+                  timeout: float = 600) -> Path:
+    """The uninterrupted run of `kind` into `out` (a subprocess as the killed one, or in_process)."""
+    code, said = run_cli(train_commands(kind, out, data), in_process, timeout)
+    if code != 0:
+        raise RuntimeError(f"reference {kind} run failed: {said[-2000:]}")
+    return out
+
+
+# ---- kills during the verbs that read a run ------------------------------------------------------
+def verb_command(verb: str, run: Path, out: Path, data: str = "digits") -> list[str]:
+    """evaluate / anomalies / embed / export of `run`, writing under `out`."""
+    return {"evaluate": [*VAEKIT, "evaluate", str(run), "--data", data, "--k", "5", "--out", str(out)],
+            "anomalies": [*VAEKIT, "anomalies", str(run), "--data", data, "--out", str(out), "--k", "2"],
+            "embed": [*VAEKIT, "embed", str(run), "--data", data, "--out", str(out / "codes.npy")],
+            "export": [*VAEKIT, "export", str(run), "--onnx", "--out", str(out)]}[verb]
+
+
+def report_problems(verb: str, out: Path) -> list[str]:
+    """What is wrong with a verb's output folder after a kill: a file that does not parse, or a
+    report that looks complete (its last file is there) while a file it names is missing."""
+    problems = check_output_files(out)
+    last = {"evaluate": "evaluation.md", "anomalies": "summary.json", "export": "manifest.json"}.get(verb)
+    if last and (out / last).exists():
+        needed = {"evaluate": ["evaluation.json"], "anomalies": ["scores.csv", "histogram.png"],
+                  "export": []}[verb]
+        if verb == "export":
+            needed = [g["file"] for g in json.loads((out / last).read_text())["graphs"].values()]
+        if verb == "evaluate":
+            needed += list(json.loads((out / "evaluation.json").read_text()).get("plots", {}).values())
+        problems += [f"{last} is written but {name} is missing" for name in needed if not (out / name).exists()]
+    return problems
+
+
+def check_output_files(folder: Path) -> list[str]:
+    """check_run_files plus the formats the verbs write (.npy, .csv, .onnx, .md)."""
+    import csv
+
+    problems = check_run_files(folder) if folder.exists() else []
+    for path in sorted(folder.rglob("*")) if folder.exists() else []:
+        if not path.is_file() or path.name.endswith(".tmp"):
+            continue
+        try:
+            if path.suffix == ".npy":
+                np.load(path, allow_pickle=False)
+            elif path.suffix == ".csv":
+                with open(path, newline="") as f:
+                    rows = list(csv.reader(f))
+                if not rows or len({len(r) for r in rows}) != 1:
+                    raise ValueError("ragged or empty")
+            elif path.suffix == ".onnx":
+                import onnx
+
+                onnx.checker.check_model(onnx.load(str(path)))
+            elif path.suffix == ".md" and not path.read_text().strip():
+                raise ValueError("empty")
+        except Exception as e:  # noqa: BLE001 - any failure to read is the finding
+            problems.append(f"{path.name}: {type(e).__name__}: {e}")
+    return problems
+
+
+@dataclass
+class VerbKill:
+    verb: str
+    killed: bool = False
+    problems: list = field(default_factory=list)
+    rerun_ok: bool = False
+    rerun_needed_overwrite: bool = False
+    log: str = ""
+
+
+def kill_verb(verb: str, run: Path, out: Path, seed: int, jitter: float = 0.5, timeout: float = 300,
+              data: str = "digits", in_process: bool = False) -> VerbKill:
+    """Run the verb, SIGKILL it 0..jitter s after its first output file appears (the writing phase),
+    check the output folder, then rerun it the way its message says (--overwrite where it asks)
+    and check the folder is a complete report."""
+    rng, result, env = random.Random(seed), VerbKill(verb), vaekit_env()
+    command = verb_command(verb, run, out, data)
+    if verb == "embed":  # embed writes files into an existing folder
+        out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wrote = lambda: out.exists() and any(p.is_file() for p in out.rglob("*"))  # noqa: E731
+        _wait_for(wrote, proc, timeout)
+        _wait_for(_after(rng.uniform(0, jitter)), proc, timeout)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            result.killed = True
+        proc.wait(timeout=timeout)
+    finally:
+        _end_group(proc)
+    result.problems = report_problems(verb, out)
+    rerun = functools.partial(run_cli, in_process=in_process, timeout=timeout)
+    code, said = rerun(command)
+    if code != 0 and "--overwrite" in said:
+        result.rerun_needed_overwrite = True
+        code, said = rerun(command + ["--overwrite"])
+    result.log = said[-2000:]
+    complete = {"evaluate": "evaluation.md", "anomalies": "summary.json", "export": "manifest.json",
+                "embed": "codes_latent.png"}[verb]
+    result.rerun_ok = code == 0 and (out / complete).exists() and not report_problems(verb, out)
+    return result
+
+
+def run_cli(command: list[str], in_process: bool = False, timeout: float = 600) -> tuple[int, str]:
+    """(exit code, stdout + stderr) of a vaekit command; in_process calls vaekit.cli.main (no
+    interpreter start: the test suite's choice where the process boundary is not the point)."""
+    if in_process:
+        from vaekit.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(command[3:])
+        return code, out.getvalue() + err.getvalue()
+    done = subprocess.run(command, env=vaekit_env(), capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout + done.stderr
 
 
 # ---- crafted bad inputs ---------------------------------------------------------------------------
@@ -232,7 +549,7 @@ def png_bytes(mode: str, size: tuple[int, int]) -> bytes:
 def crafted_inputs(folder: Path) -> list[Case]:
     """The corpus: each case writes its file(s) under `folder` and returns the call to try."""
     from vaekit import api, runs
-    from vaekit.data.images import load_images
+    from vaekit.data.sources import load_images
     from vaekit.data.text import read_csv_column, read_lines
     from vaekit.tokenizer import Tokenizer
 

@@ -233,7 +233,7 @@ def test_knn_scores(image_run, text_run, capsys, tmp_path):
     from sklearn.datasets import load_digits
 
     from vaekit.anomaly import NEIGHBOURS, REFERENCE
-    from vaekit.image import ImageDataConfig, load_image_data
+    from vaekit.modalities.image import ImageDataConfig, load_image_data
 
     digits = np.round(load_digits().images * 255 / 16).astype(np.uint8)
     code, stdout, _ = run_cli(capsys, "anomalies", image_run, "--data", "digits", "--score", "reconstruction+knn",
@@ -307,7 +307,7 @@ def test_knn_score_needs_the_codes_fit_makes():
     from vaekit.estimator import EstimatorInputError
 
     x, y = load_breast_cancer(return_X_y=True)
-    vae = vaekit.VAE(epochs=2, train_options={"threads": 1}).fit(x[y == 1])
+    vae = vaekit.VAE(epochs=2, score_method="elbo", train_options={"threads": 1}).fit(x[y == 1])
     with pytest.raises(VaekitError, match="fit it again"):
         vae.set_params(score_method="knn").score_samples(x[:5])
     text = vaekit.VAE(kind="text", epochs=1, score_method="reconstruction+knn")

@@ -319,7 +319,7 @@ class _Documented:
 
 
 def test_option_help_is_the_whole_comment_beside_a_field(capsys):
-    from vaekit.cli import field_docs
+    from vaekit.cli.options import field_docs
 
     assert field_docs(_Documented) == {"first": "what first is, and the rest of its sentence",
                                        "second": "second's own words"}

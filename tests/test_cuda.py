@@ -19,7 +19,7 @@ from vaekit import runs
 from vaekit.cli import main
 from vaekit.data import TensorData
 from vaekit.models import build_model
-from vaekit.train import TrainConfig, Trainer, place_data
+from vaekit.training import TrainConfig, Trainer, place_data
 
 from .models import VARIANTS, build_variant, variant_id
 from .test_text import SENTENCES, SMALL

@@ -13,7 +13,6 @@ from vaekit.cli import main
 from vaekit.data import PREPARE
 from vaekit.errors import VaekitError
 from vaekit.evaluation import (
-    CollapseMonitor,
     EvalConfig,
     active_units,
     evaluate,
@@ -24,6 +23,7 @@ from vaekit.evaluation import (
 )
 from vaekit.evaluation_report import compare, read_evaluation
 from vaekit.models import build_model
+from vaekit.training import CollapseMonitor
 
 from .test_cli import run_cli
 from .test_objectives import LinearConfig, LinearGaussian, linear_data

@@ -21,7 +21,7 @@ from vaekit.cli import main
 from vaekit.data import TensorData
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.train import TrainConfig, Trainer
+from vaekit.training import TrainConfig, Trainer
 
 from .faultlib import check_run_files, checkpoint_step, kill_resume_loop, pickle_bomb, same_weights, train_command
 
@@ -96,6 +96,42 @@ def test_killed_between_checkpoint_files_resumes_from_the_checkpoint(digits_spli
     resumed.fit()
     assert equal(weights(full), weights(resumed))
     assert same_weights(tmp_path / "full" / runs.CHECKPOINT, tmp_path / "part" / runs.CHECKPOINT)
+
+
+@pytest.mark.parametrize("lost,keep_best", [(runs.WEIGHTS, False), (runs.METRICS, False), (runs.WEIGHTS, True)])
+def test_killed_after_the_last_checkpoint_finishes_with_its_weights_and_metrics(digits_split, tmp_path, monkeypatch,
+                                                                                   lost, keep_best):
+    # Issue 30: a kill after the final checkpoint but before model.safetensors / metrics.jsonl were
+    # written left them one checkpoint behind; the resume had no step left to train, so it finished
+    # the run with the previous checkpoint's weights and without the last epoch's metrics.
+    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), checkpoint_every=5,
+                        keep_best=keep_best)
+    full.fit()
+    part = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), checkpoint_every=5,
+                        keep_best=keep_best)
+    save, write = runs.save_tensors, runs.atomic_write
+
+    def dies(real):
+        def writer(path, *args, **kwargs):
+            if Path(path).name == lost and part.state.epoch == 2:
+                raise Killed  # the final checkpoint is written, `lost` is not
+            return real(path, *args, **kwargs)
+        return writer
+
+    monkeypatch.setattr(runs, "save_tensors", dies(save))
+    monkeypatch.setattr(runs, "atomic_write", dies(write))
+    with pytest.raises(Killed):
+        part.fit()
+    monkeypatch.undo()
+    assert checkpoint_step(tmp_path / "part") == checkpoint_step(tmp_path / "full")
+    resumed = make_trainer(digits_split, tmp_path / "part", checkpoint_every=5, keep_best=keep_best)
+    resumed.load_checkpoint()
+    resumed.fit()
+    assert same_weights(tmp_path / "full" / runs.WEIGHTS, tmp_path / "part" / runs.WEIGHTS)
+    untimed = [[{k: v for k, v in json.loads(line).items() if k not in ("seconds", "examples_per_s")}
+                for line in (run / runs.METRICS).read_text().splitlines()]
+               for run in (tmp_path / "full", tmp_path / "part")]
+    assert len(untimed[0]) == 2 and untimed[0] == untimed[1]
 
 
 def test_resume_removes_temporaries_a_kill_left_behind(digits_split, tmp_path):

@@ -22,13 +22,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from vaekit import api, image, runs, text
-from vaekit.data.images import load_images, read_array, read_idx
+from vaekit import api, runs
+from vaekit.data.images import read_array, read_idx
+from vaekit.data.sources import load_images
 from vaekit.data.text import read_csv_column, read_lines
 from vaekit.errors import VaekitError
+from vaekit.modalities import image, text
 from vaekit.models import MODELS
 from vaekit.tokenizer import Tokenizer, TokenizerConfig
-from vaekit.train import TrainConfig
+from vaekit.training import TrainConfig
 
 from .faultlib import crafted_inputs, try_case
 

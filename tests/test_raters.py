@@ -36,9 +36,9 @@ def untrained_image_run(path):
     """A valid image run directory (untrained weights): all the kind check needs, in milliseconds."""
     from vaekit import runs
     from vaekit.api import run_config
-    from vaekit.image import ImageDataConfig
+    from vaekit.modalities.image import ImageDataConfig
     from vaekit.models import build_model
-    from vaekit.train import TrainConfig
+    from vaekit.training import TrainConfig
 
     model = build_model("seed", image_shape=(1, 8, 8), latent_dim=2)
     path.mkdir()

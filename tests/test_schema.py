@@ -3,10 +3,10 @@ import re
 import pytest
 
 from vaekit.errors import VaekitError
-from vaekit.image import ImageDataConfig
+from vaekit.modalities.image import ImageDataConfig
 from vaekit.models.conv import ConvVAEConfig
 from vaekit.schema import check_fields, check_keys
-from vaekit.train import TrainConfig
+from vaekit.training import TrainConfig
 
 
 def test_json_values_become_the_dataclass_types():

@@ -88,7 +88,7 @@ def test_bad_counts_and_numbers_are_refused_with_a_message(text_run, capsys, arg
 
 
 def test_bad_counts_are_refused_in_python_and_large_ones_decode_in_chunks(text_run, monkeypatch):
-    from vaekit import text
+    from vaekit.modalities import text
 
     run = vaekit.load(text_run)
     for call in (lambda: run.vary("the cat", n=-1), lambda: run.vary("the cat", spread=float("nan")),

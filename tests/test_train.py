@@ -6,7 +6,7 @@ import torch
 from vaekit import runs
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.train import TrainConfig, Trainer, kl_weight, learning_rate, refine_config
+from vaekit.training import TrainConfig, Trainer, kl_weight, learning_rate, refine_config
 
 
 def make_trainer(data, run=None, epochs=3, seed=0, model="seed", batch_norm=False, **config):

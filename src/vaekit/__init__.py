@@ -1,16 +1,15 @@
-"""vaekit: variational autoencoders from images or sentences to samples, reconstructions and embeddings."""
+"""vaekit: variational autoencoders from images, sentences or tables to samples, reconstructions and embeddings."""
 
-__version__ = "0.1.0"
+from .api import Run, load, refine, resume, train
+from .errors import VaekitError
+from .estimator import VAE
+from .evaluation import evaluate
+from .modalities import ImageDataConfig, TabularDataConfig, TextDataConfig
+from .models import MODELS, build_model
+from .parametric_umap import ParametricUMAP
+from .training import TrainConfig, Trainer
+from .version import __version__
 
-from .api import Run, load, refine, resume, train  # noqa: E402
-from .errors import VaekitError  # noqa: E402
-from .estimator import VAE  # noqa: E402
-from .evaluation import evaluate  # noqa: E402
-from .image import ImageDataConfig  # noqa: E402
-from .models import MODELS, build_model  # noqa: E402
-from .parametric_umap import ParametricUMAP  # noqa: E402
-from .tabular import TabularDataConfig  # noqa: E402
-from .train import TrainConfig, Trainer  # noqa: E402
-
-__all__ = ["ImageDataConfig", "MODELS", "ParametricUMAP", "Run", "TabularDataConfig", "TrainConfig", "Trainer", "VAE",
-           "VaekitError", "build_model", "evaluate", "load", "refine", "resume", "train"]
+__all__ = ["ImageDataConfig", "MODELS", "ParametricUMAP", "Run", "TabularDataConfig", "TextDataConfig", "TrainConfig",
+           "Trainer", "VAE", "VaekitError", "__version__", "build_model", "evaluate", "load", "refine", "resume",
+           "train"]

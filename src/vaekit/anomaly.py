@@ -26,6 +26,15 @@ score of Ramaswamy et al. 2000 / Angiulli & Pizzuti 2002, on the VAE's codes), a
 training data (kNN distances leave-one-out). The two fail differently: an image the decoder can draw
 but that lies far from any training code, and one that lands among training codes but decodes
 badly. The training codes and errors are the run's reference set (reference.safetensors).
+
+The scores that hold beyond MNIST (bench/anomaly.py, bench/RESULTS.md) weigh each input feature by
+how well the model reconstructs it on normal data: "standardised" is minus the sum over features of
+the squared residual of the posterior mean divided by that feature's mean squared residual on the
+training data (the log-likelihood, up to constants, of a diagonal Gaussian residual model fitted
+after training; no blur, not relative, so a bright garment is not favoured over a faint one);
+"mahalanobis" is minus the Mahalanobis distance of the posterior mean from the Gaussian fitted to
+the training codes (Lee et al. 2018 use it on a classifier's features); "a+b" adds components a
+and b, each standardised by its mean and spread over the training data.
 """
 from __future__ import annotations
 
@@ -40,19 +49,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import modalities
 from .errors import VaekitError
+from .modalities import Inputs
 from .objectives import iw_log_likelihood
 
-METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn")
-NEEDS_REFERENCE = ("knn", "reconstruction+knn")  # scores that compare with the training data's codes
+METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn", "standardised", "mahalanobis",
+           "standardised+knn", "standardised+mahalanobis")
+# Scores that compare with the training data (its codes, its reconstruction residuals).
+NEEDS_REFERENCE = ("knn", "reconstruction+knn", "standardised", "mahalanobis", "standardised+knn",
+                   "standardised+mahalanobis")
+NEEDS_RESIDUALS = ("reconstruction", "reconstruction+knn", "standardised", "standardised+knn",
+                   "standardised+mahalanobis")  # image and tabular runs only
 CALIBRATION = "calibration.json"  # held-out scores an estimator saved with its run
 REFERENCE = "reference.safetensors"  # training codes and reconstruction errors (knn scores)
 NEIGHBOURS = 5  # k of the k-NN distance
 REFERENCE_MAX = 20_000  # training examples kept in a reference set (a seeded subsample beyond it)
 SCORE_UNITS = {"reconstruction": "minus squared reconstruction error (images: relative)",
                "knn": f"minus mean distance to the {NEIGHBOURS} nearest training codes",
-               "reconstruction+knn": "minus standardised reconstruction error + k-NN distance"}
-REFERENCE_MEASURE = "2: posterior means; squared error, images blurred (sigma side/28) and relative"
+               "reconstruction+knn": "minus standardised reconstruction error + k-NN distance",
+               "standardised": "minus squared reconstruction error per feature / its training mean",
+               "mahalanobis": "minus Mahalanobis distance of the code from the training codes",
+               "standardised+knn": "minus standardised residual + k-NN distance, each standardised",
+               "standardised+mahalanobis": "minus standardised residual + Mahalanobis distance, standardised"}
+REFERENCE_MEASURE = ("3: posterior means; squared error, images blurred (sigma side/28) and relative; "
+                     "per-feature mean squared residual")
+VARIANCE_FLOOR = 0.05  # a feature's residual variance is at least this share of the mean one (why: MNIST's
+# corner pixels are always 0, a residual of 0.01 there would otherwise outweigh a missing stroke)
 # Blur sigma in pixels for a 28-pixel image, scaled with the image's side: on MNIST, one-class AUROC
 # +1.9 (digit 8) and +1.5 (digit 2) over no blur; an unscaled 1-pixel blur of the bundled 8x8 digits
 # cost 2.9 points of mean AUROC (bench/RESULTS.md).
@@ -93,9 +116,13 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
     return torch.cat(out).double().cpu().numpy()
 
 
-def check_kind(method: str, kind: str) -> None:
-    if method in ("reconstruction", "reconstruction+knn") and kind == "text":
-        raise VaekitError(f"the {method} score is for image and tabular runs; for text use elbo, iw or knn")
+def check_kind(method: str, kind) -> None:
+    """Refuse a score the kind of data (a name or a modality) has no use for."""
+    if method in NEEDS_RESIDUALS and not modalities.get(kind).has_reconstruction:
+        able = [m.name for m in map(modalities.get, modalities.names()) if m.has_reconstruction]
+        kinds = " and ".join([", ".join(able[:-1]), able[-1]] if len(able) > 1 else able)
+        raise VaekitError(f"the {method} score is for {kinds} runs; for {modalities.get(kind).name} use elbo, iw, "
+                          "knn or mahalanobis")
 
 
 def reconstruction_error(model, x: Tensor) -> Tensor:
@@ -142,13 +169,20 @@ def errors(model, x: Tensor) -> Tensor:
     return _batched(reconstruction_error, model, x)
 
 
+def residuals(model, x: Tensor) -> Tensor:
+    """(N, F) fp32 squared residuals of the decoded posterior means of model-ready x, flattened."""
+    return _batched(lambda m, b: (m.reconstruct(b.float()).float() - b.float()).pow(2).flatten(1), model, x)
+
+
 @dataclass
 class Reference:
-    """The training data as the knn scores see it: codes (N, D), their reconstruction errors (N,)
-    (image and tabular runs), and the spread of both, by which reconstruction+knn weighs them."""
+    """The training data as the reference scores see it: codes (N, D), their blurred relative
+    reconstruction errors (N,) and per-feature mean squared residuals (F,) (image and tabular runs),
+    and the mean and spread of each distance over the training data, by which "a+b" weighs them."""
 
     codes: Tensor
     errors: Tensor | None
+    feature_var: Tensor | None = None
 
     def __post_init__(self):
         from sklearn.neighbors import NearestNeighbors
@@ -156,35 +190,94 @@ class Reference:
         if len(self.codes) < NEIGHBOURS + 2:
             raise VaekitError(f"the knn scores need at least {NEIGHBOURS + 2} training examples, "
                               f"got {len(self.codes)}")
-        self.index = NearestNeighbors(n_neighbors=NEIGHBOURS + 1).fit(self.codes.numpy())
+        z = self.codes.double().numpy()
+        self.index = NearestNeighbors(n_neighbors=NEIGHBOURS + 1).fit(z)
         # Leave-one-out: each training code's distance to its k nearest *other* training codes.
-        own = self.index.kneighbors(self.codes.numpy())[0][:, 1:].mean(1)
-        self.knn_spread = (own.mean(), max(own.std(), 1e-12))
-        e = None if self.errors is None else self.errors.double().numpy()
-        self.error_spread = None if e is None else (e.mean(), max(e.std(), 1e-12))
+        own = self.index.kneighbors(z)[0][:, 1:].mean(1)
+        self.code_mean = z.mean(0)
+        cov = np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1])
+        self.code_precision = np.linalg.pinv(cov + 1e-6 * np.eye(len(cov)))  # (D, D)
+        self.spread = {"knn": _spread(own), "mahalanobis": _spread(self.mahalanobis(self.codes))}
+        if self.errors is not None:
+            self.spread["reconstruction"] = _spread(self.errors.double().numpy())
 
     def distance(self, z: Tensor) -> np.ndarray:
         """(N,) mean distance from codes z (N, D) to their NEIGHBOURS nearest training codes."""
-        return self.index.kneighbors(z.numpy(), n_neighbors=NEIGHBOURS)[0].mean(1)
+        return self.index.kneighbors(z.double().numpy(), n_neighbors=NEIGHBOURS)[0].mean(1)
+
+    def mahalanobis(self, z: Tensor) -> np.ndarray:
+        """(N,) Mahalanobis distance of codes z (N, D) from the training codes' mean and covariance."""
+        d = z.double().numpy() - self.code_mean  # (N, D)
+        return np.sqrt(np.maximum(np.einsum("nd,de,ne->n", d, self.code_precision, d), 0))
+
+    def standardised(self, squared: Tensor) -> np.ndarray:
+        """(N,) sum over features of squared residuals (N, F) / the feature's training mean."""
+        if self.feature_var is None:
+            raise VaekitError("this reference set has no reconstruction residuals (a text run)")
+        floor = VARIANCE_FLOOR * self.feature_var.mean()
+        return (squared / self.feature_var.clamp_min(floor)).sum(1).double().numpy()
+
+    def distances(self, model, x: Tensor, names) -> dict[str, np.ndarray]:
+        """The named distances (higher = less typical) of model-ready x, codes computed once."""
+        z = codes(model, x) if {"knn", "mahalanobis"} & set(names) else None
+        out = {}
+        for name in names:
+            if name == "knn":
+                out[name] = self.distance(z)
+            elif name == "mahalanobis":
+                out[name] = self.mahalanobis(z)
+            elif name == "standardised":
+                out[name] = self.standardised(residuals(model, x))
+            elif self.errors is None:
+                raise VaekitError("this reference set has no reconstruction errors (a text run)")
+            else:
+                out[name] = errors(model, x).double().numpy()
+        return out
+
+    def combine(self, distances: dict[str, np.ndarray], method: str) -> np.ndarray:
+        """The score of `method` (higher = more typical) from its components' distances: one alone
+        as it is, several as the sum of their standardised values."""
+        parts = method.split("+")
+        if len(parts) == 1:
+            return -distances[method]
+        return -sum((distances[p] - self.spread[p][0]) / self.spread[p][1] for p in parts)
 
     def score(self, model, x: Tensor, method: str) -> np.ndarray:
-        dist = self.distance(codes(model, x))
-        if method == "knn":
-            return -dist
-        if self.error_spread is None:
+        if "standardised" in method.split("+") and "standardised" not in self.spread:
+            raise VaekitError("this reference set has no reconstruction residuals (a text run)")
+        if "reconstruction" in method.split("+") and self.errors is None:
             raise VaekitError("this reference set has no reconstruction errors (a text run)")
-        (m_d, s_d), (m_e, s_e) = self.knn_spread, self.error_spread
-        return -((dist - m_d) / s_d + (errors(model, x).double().numpy() - m_e) / s_e)
+        return self.combine(self.distances(model, x, method.split("+")), method)
+
+    def fit_standardised(self, train_residuals: Tensor) -> None:
+        """The training set's standardised residuals' spread (N, F) -> spread["standardised"]."""
+        self.spread["standardised"] = _spread(self.standardised(train_residuals))
 
     def tensors(self) -> dict:
-        return {"codes": self.codes, **({"errors": self.errors} if self.errors is not None else {})}
+        out = {"codes": self.codes}
+        if self.errors is not None:
+            out["errors"] = self.errors
+        if self.feature_var is not None:
+            out["feature_var"] = self.feature_var
+            out["standardised_spread"] = torch.tensor(self.spread["standardised"], dtype=torch.float64)
+        return out
+
+
+def _spread(d: np.ndarray) -> tuple[float, float]:
+    """(mean, standard deviation) of distances d, the deviation floored so a constant does not divide by 0."""
+    return float(d.mean()), max(float(d.std()), 1e-12)
 
 
 def build_reference(model, x: Tensor, seed: int = 0) -> Reference:
     """The reference set of model-ready training data x (at most REFERENCE_MAX, a seeded subsample)."""
     if len(x) > REFERENCE_MAX:
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:REFERENCE_MAX].to(x.device)]
-    return Reference(codes(model, x), None if model.kind == "text" else errors(model, x))
+    if not modalities.of_model(model).has_reconstruction:
+        return Reference(codes(model, x), None)
+    squared = residuals(model, x)  # (N, F)
+    reference = Reference(codes(model, x), errors(model, x), squared.mean(0))
+    reference.fit_standardised(squared)
+    return reference
 
 
 def save_reference(run_path: Path, reference: Reference) -> None:
@@ -203,8 +296,6 @@ def reference_stamp(weights_digest: str) -> dict[str, str]:
 def run_reference(run) -> Reference:
     """The run's reference set: its reference.safetensors when made with the run's current weights,
     else made from the run's own training split (read as in training) and saved there."""
-    from . import api
-    from .data import PREPARE
     from .runs import WEIGHTS, file_digest, load_tensors, tensors_metadata
 
     if run.reference is not None:
@@ -215,14 +306,17 @@ def run_reference(run) -> Reference:
         t = load_tensors(path)
         if "codes" not in t or t["codes"].dim() != 2 or t["codes"].shape[1] != run.model.latent_dim:
             raise VaekitError(f"{path} does not hold this run's training codes; delete it to make it again")
-        run.reference = Reference(t["codes"].float(), t["errors"].float() if "errors" in t else None)
+        run.reference = Reference(t["codes"].float(), t["errors"].float() if "errors" in t else None,
+                                  t["feature_var"].float() if "feature_var" in t else None)
+        if "standardised_spread" in t:
+            run.reference.spread["standardised"] = tuple(float(v) for v in t["standardised_spread"])
         return run.reference
     try:
-        train = api._job(run.kind).prepare(run.data_config, run.path).train
+        train = run.modality.prepare(run.data_config, run.path).train
     except VaekitError as e:
         raise VaekitError(f"the knn scores compare with the run's training data, which cannot be read ({e}); "
                           "the elbo and iw scores need no training data") from None
-    x = PREPARE["rescale" if train.prepare == "binarize" else train.prepare](train.x).to(run.device)
+    x = modalities.model_ready(train).to(run.device)
     run.reference = build_reference(run.model, x)
     try:
         save_reference(run.path, run.reference)
@@ -235,7 +329,7 @@ def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0)
     """Scores of model-ready x for a loaded run, in the run's units: a tabular run's densities are
     shifted to raw units (its `log_density_shift`); distances are not densities."""
     check_method(method, k)
-    check_kind(method, run.kind)
+    check_kind(method, run.modality)
     if method in NEEDS_REFERENCE:
         return run_reference(run).score(run.model, x, method)
     shift = run.log_density_shift if method in ("elbo", "iw") else 0.0
@@ -259,42 +353,14 @@ def threshold_for(scores: np.ndarray, contamination: float) -> float:
     return float(np.quantile(scores, contamination))
 
 
-@dataclass
-class Inputs:
-    """New data for a run: x as the run's prepare() takes it, optional labels and sentences."""
-
-    x: object
-    y: np.ndarray | None
-    classes: list[str] | None
-    texts: list[str] | None = None
-
-
 def read_inputs(run, source: str, limit: int | None = None) -> Inputs:
-    """Read `source` the way the run's job reads data (images, sentences or a table)."""
-    if run.kind == "text":
-        from .text import read_texts
-
-        sentences = read_texts(source, run.data_config, default_split="test")[:limit]
-        if not sentences:
-            raise VaekitError(f"{source} holds no sentences")
-        return Inputs(sentences, None, None, sentences)
-    if run.kind == "tabular":
-        x, y, classes = run.read(source)
-        return Inputs(x[:limit], None if y is None else y[:limit], classes)
-    from .image import read_images
-
-    images = read_images(source, run.data_config, default_split="test")
-    if len(images.x) == 0:
-        raise VaekitError(f"{source} holds no images")
-    y = None if images.y is None else images.y[:limit]
-    return Inputs(images.x[:limit], y, images.classes)
+    """Read `source` the way the run's kind reads data (images, sentences or a table)."""
+    return run.read(source, limit)
 
 
 def heldout_scores(run, method: str, k: int) -> np.ndarray:
     """Scores of the run's validation split: saved by the estimator, else recomputed from the
     run's own data settings (the same split and preparation as in training)."""
-    from . import api
-    from .data import PREPARE
     from .runs import read_json
 
     saved = run.path / CALIBRATION
@@ -303,12 +369,11 @@ def heldout_scores(run, method: str, k: int) -> np.ndarray:
         if isinstance(cal, dict) and cal.get("method") == method and cal.get("k") == k:
             return np.asarray(cal["scores"], np.float64)
     try:
-        prepared = api._job(run.kind).prepare(run.data_config, run.path)
+        prepared = run.modality.prepare(run.data_config, run.path)
     except VaekitError as e:
         raise VaekitError(f"cannot calibrate a threshold: the run's validation data cannot be read ({e}); "
                           "pass --threshold T instead") from None
-    val = prepared.val
-    x = PREPARE["rescale" if val.prepare == "binarize" else val.prepare](val.x).to(run.device)
+    x = modalities.model_ready(prepared.val).to(run.device)
     return run_scores(run, x, method, k)
 
 
@@ -329,18 +394,7 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
     what = SCORE_UNITS.get(method) or f"{method} (k={k}) log-likelihood estimate (nats)"
     histogram(scores, threshold, out / "histogram.png", f"{what}, {source}")
     order = np.argsort(scores)[:n_show]  # most anomalous first
-    if run.kind == "image":
-        x = run.prepare(data.x[order]).cpu()
-        pairs = torch.stack([x, torch.from_numpy(run.reconstruct(data.x[order]))], 1).flatten(0, 1)
-        from . import visual
-
-        grid = visual.image_grid(pairs, nrow=2 * min(8, len(order)))
-        visual.save_image(grid, out / "most_anomalous.png", max(1, 400 // grid.shape[1]))
-    lines = [f"{scores[i]:.2f}\t{i}\t{data.texts[i]}" for i in order] if data.texts else None
-    if lines:
-        from .runs import atomic_write
-
-        atomic_write(out / "most_anomalous.txt", ("score\tindex\tsentence\n" + "\n".join(lines) + "\n").encode())
+    lines = run.modality.show_examples(run, data, order, scores, out)
     summary = {"data": source, "n": int(len(scores)), "method": method, "k": k, "contamination": contamination,
                "threshold": float(threshold), "flagged": int(flags.sum()),
                "most_anomalous": [int(i) for i in order]}

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, distributed, runs
+from . import distributed, modalities, runs
 from .errors import MAX_OUTPUTS, VaekitError, check_count, check_finite
 from .models import MODELS, build_model
 from .schema import check_fields
 from .summary import model_summary
-from .train import TrainConfig, Trainer, autocast_context, check_runtime, refine_config, resolve_device
+from .training import TrainConfig, Trainer, autocast_context, check_runtime, refine_config, resolve_device
+from .version import __version__
 
 
 def from_dict(cls, values: Any, what: str):
@@ -33,12 +34,17 @@ def from_dict(cls, values: Any, what: str):
 
 
 class Run:
-    """A trained model loaded from its run directory, in eval mode."""
+    """A trained model loaded from its run directory, in eval mode, for any kind of data: its modality
+    (`run.modality`, vaekit.modalities) says how inputs become model input and codes become outputs."""
+
+    reference = None  # the knn scores' training codes (anomaly.run_reference), made when first needed
+    log_density_shift = 0.0  # added to density scores: a tabular run's change of variables to raw units
 
     def __init__(self, path: str | Path, device: str = "cpu", precision: str = "fp32"):
         self.path = Path(path)
         self.config = runs.read_config(self.path)
-        self.kind = self.config.get("kind")
+        self.modality = modalities.get(self.config.get("kind"))
+        self.kind = self.modality.name
         # The training settings do not shape the model, but config.json is checked whole (types,
         # unknown keys, non-finite numbers); their ranges are TrainConfig's to check when the run
         # trains again (resume), so a run saved with a setting refused since still loads.
@@ -56,74 +62,61 @@ class Run:
         self.precision = precision
         autocast_context(self.device, precision)  # refuses a precision this device lacks, here
         self.model.to(self.device).eval()
-        self.data_config = from_dict(_job(self.kind).DataConfig, self.config.get("data"), "config.json 'data'")
+        self.data_config = from_dict(self.modality.DataConfig, self.config.get("data"), "config.json 'data'")
+        self.modality.attach(self)  # the run's own files: tokenizer, standardisation
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, model={self.model.name!r}, latent_dim={self.model.latent_dim})"
+        return (f"Run({str(self.path)!r}, kind={self.kind!r}, model={self.model.name!r}, "
+                f"latent_dim={self.model.latent_dim})")
 
     def read_from(self, data_dir: str | None = None, column: str | None = None) -> Run:
         """Where this run reads data it is given later (evaluate, reconstruct, anomalies, ...), in place of
         the settings it was trained with: data_dir, the folder of named data sets (a run that has moved);
         column, the CSV column holding a text run's sentences. Returns the run."""
-        import dataclasses
-
-        fields = {f.name for f in dataclasses.fields(self.data_config)}
-        if data_dir is not None and "data_dir" not in fields:
-            raise VaekitError(f"--data-dir is where named image and text data sets are looked up; a {self.kind} "
-                              "run reads its tables from the path given to --data")
-        if column is not None and "column" not in fields:
-            raise VaekitError(f"--column names the CSV column of a text run's sentences; this {self.kind} run has none")
         changes = {k: v for k, v in (("data_dir", data_dir), ("column", column)) if v is not None}
+        for name in changes:
+            self.modality.check_data_option(name)
         self.data_config = dataclasses.replace(self.data_config, **changes)
         return self
 
-    def prepare(self, x) -> torch.Tensor:
-        """Arrays as the model takes them, shapes and values checked: integer images (0..255) are
-        rescaled to [0, 1]; float images must already lie in [0, 1], as the data the model was
-        trained on did (a NaN or a 0..255 float would give codes and scores without meaning)."""
-        x = torch.as_tensor(np.asarray(x))
-        expected = tuple(self.model.config.image_shape)
-        if x.dim() == 3 and expected[0] == 1:
-            x = x.unsqueeze(1)  # (N, H, W) greyscale
-        if tuple(x.shape[1:]) != expected:
-            raise VaekitError(f"this run takes images of shape {expected} (C, H, W), got {tuple(x.shape[1:])}")
-        if x.dtype == torch.bool:
-            return x.float().to(self.device)
-        if not x.is_floating_point():
-            if x.numel() and (x.min() < 0 or x.max() > 255):
-                raise VaekitError(f"integer images must lie in 0..255, found {x.min().item()}..{x.max().item()}")
-            return (x.float() / 255.0).to(self.device)
-        x = x.float()
-        if not torch.isfinite(x).all():
-            raise VaekitError("the images contain NaN or infinite values")
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            raise VaekitError(f"float images must lie in [0, 1], found {x.min().item():g}..{x.max().item():g}; "
-                              "scale them to [0, 1] or give them as uint8")
-        return x.to(self.device)
+    def read(self, source: str, limit: int | None = None) -> modalities.Inputs:
+        """New data from `source` (a file or a named set; its test split by default), read the way this
+        run's kind reads data: `.x` as `prepare` takes it, `.y` labels, `.classes`, `.texts` (sentences)."""
+        return self.modality.read_inputs(self, source, limit)
 
-    def _batched(self, fn, x, batch_size: int = 1000) -> np.ndarray:
+    def prepare(self, x) -> torch.Tensor:
+        """Inputs as the model takes them (images, sentences or rows), shapes and values checked."""
+        return self.modality.to_model(self, x)
+
+    def batched(self, fn, x: torch.Tensor, batch_size: int = 1000, to_numpy: bool = True):
+        """fn over x in batches, without gradients, under the run's precision; fp32 on the CPU."""
         with torch.inference_mode(), autocast_context(self.device, self.precision):
-            out = [fn(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy()
+            out = torch.cat([fn(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
+        return out.numpy() if to_numpy else out
 
     def encode(self, x, return_log_var: bool = False):
-        """Latent means (N, D) of images x; with return_log_var also their log-variances."""
+        """Latent means (N, D) of inputs x; with return_log_var also their log-variances."""
         x = self.prepare(x)
-        mean = self._batched(lambda b: self.model.encode(b).mean, x)
+        mean = self.batched(lambda b: self.model.encode(b).mean, x)
         if return_log_var:
-            return mean, self._batched(lambda b: self.model.encode(b).log_var, x)
+            return mean, self.batched(lambda b: self.model.encode(b).log_var, x)
         return mean
 
-    def decode(self, z) -> np.ndarray:
-        """Decoded means for latent codes z (N, D)."""
+    def codes(self, z) -> torch.Tensor:
+        """Latent codes z (N, D) as a float tensor on the run's device, shape checked."""
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         if z.dim() != 2 or z.shape[1] != self.model.latent_dim:
             raise VaekitError(f"latent codes must have shape (N, {self.model.latent_dim}), got {tuple(z.shape)}")
-        return self._batched(self.model.decode_mean, z)
+        return z
 
-    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
-        """n samples from the prior, decoded to their means."""
-        return self.decode(self.prior_draws(n, seed, temperature).numpy())
+    def decode(self, z, *args, **options):
+        """Outputs for latent codes z (N, D): decoded means (images in [0, 1], rows in raw units), or
+        sentences for a text run (options: a DecodeConfig)."""
+        return self.modality.decode(self, self.codes(z), *args, **options)
+
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0, *args, **options):
+        """n outputs decoded from prior draws."""
+        return self.decode(self.prior_draws(n, seed, temperature).numpy(), *args, **options)
 
     def prior_draws(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
         """n codes (n, D) from the prior N(0, temperature^2 I); seed: torch's global seed first."""
@@ -133,12 +126,45 @@ class Run:
             torch.manual_seed(seed)
         return temperature * torch.randn(n, self.model.latent_dim)
 
-    def reconstruct(self, x) -> np.ndarray:
-        x = self.prepare(x)
-        return self._batched(self.model.reconstruct, x)
+    def reconstruct(self, x, *args, **options):
+        """Each input decoded from its posterior mean."""
+        return self.modality.reconstruct(self, self.prepare(x), *args, **options)
 
-    reference = None  # the knn scores' training codes (anomaly.run_reference), made when first needed
-    log_density_shift = 0.0  # added to scores: the tabular run's change of variables to raw units
+    def vary(self, x, n: int = 5, spread: float | None = None, *args, seed: int | None = None, **options):
+        """n variations of one input `x` (a sentence, an image, a row): codes drawn from its posterior
+        with the standard deviation scaled by `spread` (the fidelity knob: 0 = the posterior mean every
+        time), decoded. Unset spread and decoding take the kind's defaults (text: vaekit.variations)."""
+        defaults = self.modality.vary_defaults()  # {"spread": ..., and decoding options}
+        default_spread = defaults.pop("spread")
+        spread = default_spread if spread is None else spread
+        args = tuple(a for a in args if a is not None)
+        options = {k: v for k, v in options.items() if v is not None}
+        if not args and not options:
+            options = defaults  # the kind's decoding for variations (text: repetition control)
+        n = check_count("n (the number of variations)", n, 1, MAX_OUTPUTS)
+        spread = check_finite("spread", spread, 0)
+        if seed is not None:
+            torch.manual_seed(seed)
+        batch = [x] if isinstance(x, str) else np.asarray(x)[None]
+        mean, log_var = self.encode(batch, return_log_var=True)
+        mean, std = torch.from_numpy(mean), torch.from_numpy(log_var).mul(0.5).exp()
+        z = mean + spread * std * torch.randn(n, self.model.latent_dim)  # (n, D)
+        return self.decode(z.numpy(), *args, **options)
+
+    def interpolate(self, a, b, steps: int = 5, *args, **options):
+        """Outputs decoded along the straight line between the posterior means of a and b (two
+        inputs of the run's kind: sentences, images or rows), `steps` points including both ends."""
+        steps = check_count("steps", steps, 2, MAX_OUTPUTS)
+        pair = [a, b] if isinstance(a, str) else np.stack([np.asarray(a), np.asarray(b)])
+        z = self.encode(pair)
+        t = np.linspace(0, 1, steps)[:, None]
+        return self.decode(((1 - t) * z[0] + t * z[1]).astype(np.float32), *args, **options)
+
+    def unknown_words(self, sentence: str) -> list[str]:
+        """Words of `sentence` that are not in a text run's vocabulary (they become <unk>)."""
+        if not self.modality.makes_text:
+            raise VaekitError(f"{self.path} is {self.modality.article} {self.kind} run: it has no vocabulary")
+        return self.tokenizer.unknown_words(sentence)
 
     def score(self, x, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
         """Per-example log-likelihood estimate (N,) in nats: the ELBO averaged over k posterior
@@ -150,13 +176,25 @@ class Run:
 
         return run_scores(self, self.prepare(x), method, k, seed)
 
+    def compress(self, x, chains: int | None = None) -> bytes:
+        """x as a lossless bits-back code (BB-ANS, vaekit.compression): images as integer arrays,
+        a text as str or bytes. Only this run decompresses it."""
+        from .compression import compress
+
+        return compress(self, x, chains)
+
+    def decompress(self, blob: bytes):
+        """The data that `compress` was given, exactly (an array, or the str / bytes of a text)."""
+        from .compression import decompress
+
+        return decompress(self, blob)
+
 
 def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Run:
     """Load a run directory (config.json + model.safetensors). Never executes code from it.
 
     precision: "fp32", or "bf16" / "fp16" autocast for encode, decode, sample and reconstruct."""
-    kind = runs.read_config(path).get("kind")
-    return getattr(_job(kind), "RUN_CLASS", Run)(path, device, precision)
+    return Run(path, device, precision)
 
 
 def model_from_config(config: dict):
@@ -176,29 +214,17 @@ def model_from_config(config: dict):
         raise VaekitError(f"config.json has an invalid model config ({e})") from None
 
 
-def _job(kind: str):
-    """The module that knows a modality's data: image.py, text.py. A plain lookup, no ladder."""
-    from . import image, tabular, text
-
-    jobs = {"image": image, "text": text, "tabular": tabular}
-    if kind not in jobs:
-        raise VaekitError(f"unknown kind {kind!r}; choose one of: {', '.join(jobs)}")
-    return jobs[kind]
-
-
 def train(data, out: str | Path | None = None, model: str | None = None, train: TrainConfig = TrainConfig(),
           overwrite: bool = False, echo=print, **model_options) -> Run | Trainer:
-    """Train a VAE on `data` (an ImageDataConfig or TextDataConfig; its type picks the job).
+    """Train a VAE on `data` (an ImageDataConfig, TextDataConfig, TabularDataConfig or the data config of a
+    registered modality: its type picks the kind).
 
     With `out`, writes a run directory and returns the loaded Run; without, trains in memory and
     returns the Trainer (the model is `trainer.model`). Everything the user can get wrong is checked
     before the run directory is created.
     """
-    job = next((j for j in map(_job, ("image", "text", "tabular")) if isinstance(data, j.DataConfig)), None)
-    if job is None:
-        raise VaekitError(f"data must be an ImageDataConfig, TextDataConfig or TabularDataConfig, "
-                          f"got {type(data).__name__}")
-    model = model or job.DEFAULT_MODEL
+    modality = modalities.for_data(data)
+    model = model or modality.default_model
     if train.trainable != "all":
         raise VaekitError("a new model trains all its parameters; to fit a trained run's encoder again "
                           "against its fixed decoder, use refine (vaekit refine RUN)")
@@ -206,18 +232,18 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     echo = echo if ctx.is_main else (lambda *a, **k: None)
     check_runtime(train)
     # Options that shape the data rather than the model (text: `tokenizer=TokenizerConfig(...)`).
-    data_options = {k: model_options.pop(k) for k in getattr(job, "PREPARE_OPTIONS", ()) if k in model_options}
-    prepared = job.prepare(data, **data_options)
+    data_options = {k: model_options.pop(k) for k in modality.data_options if k in model_options}
+    prepared = modality.prepare(data, **data_options)
     torch.manual_seed(train.seed)  # the initial weights are part of what the seed reproduces
     vae = build_model(model, **{**prepared.model_options, **model_options})
-    if vae.kind != job.KIND:
-        raise VaekitError(f"model '{model}' is a {vae.kind} model, not a {job.KIND} model")
+    if vae.kind != modality.name:
+        raise VaekitError(f"model '{model}' is {_a(vae.kind)} model, not {_a(modality.name)} model")
     echo(model_summary(vae))
     echo(f"data: {prepared.description}")
     run = None
     if out is not None:
-        run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, vae, job.KIND, data, train))
-    trainer = Trainer(vae, train, prepared.train, prepared.val, run, job.callbacks(prepared))
+        run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, vae, modality.name, data, train))
+    trainer = Trainer(vae, train, prepared.train, prepared.val, run, modality.callbacks(prepared))
     _fit(trainer)
     return load(run) if run is not None else trainer
 
@@ -240,12 +266,12 @@ def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | 
     rather than trained as something the caller did not ask for."""
     path = Path(path)
     config = runs.read_config(path)
-    job = _job(config.get("kind"))
+    modality = modalities.get(config.get("kind"))
     saved = config.get("train")
     if epochs is not None and isinstance(saved, dict):  # the new total, checked with the other settings
         saved = {**saved, "epochs": epochs}
     train = from_dict(TrainConfig, saved, "config.json 'train'")
-    data = from_dict(job.DataConfig, config.get("data"), "config.json 'data'")
+    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
     torch.manual_seed(train.seed)  # as train() does, so a run killed before its first checkpoint restarts exactly
     vae = model_from_config(config)
     _check_same_model(path, config["kind"], vae, kind, model, model_options or {})
@@ -254,8 +280,8 @@ def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | 
                           "would replace its weights: train a new run instead")
     ctx = distributed.setup(train.device)
     echo = echo if ctx.is_main else (lambda *a, **k: None)
-    prepared = job.prepare(data, path)
-    trainer = Trainer(vae, train, prepared.train, prepared.val, path, job.callbacks(prepared))
+    prepared = modality.prepare(data, path)
+    trainer = Trainer(vae, train, prepared.train, prepared.val, path, modality.callbacks(prepared))
     if (path / runs.CHECKPOINT).exists():
         trainer.load_checkpoint()
         if not _left_to_train(path, trainer, epochs, echo):
@@ -284,7 +310,7 @@ def _left_to_train(path: Path, trainer: Trainer, epochs: int | None, echo) -> bo
                  f"further, give a new total: vaekit resume {path} --epochs N (N above {st.epoch})")
             return False
         # Killed after its last checkpoint: fit() still keeps the best or averaged weights and ends it.
-        echo(f"{path} has trained all {total} epochs; finishing it")
+        echo(f"{path} has trained all {total} epochs; finishing it from its checkpoint at step {st.step}")
         return True
     done = (f"{st.epoch} of {total} epochs done" if not st.batch_in_epoch else
             f"epoch {st.epoch + 1} of {total}, {st.batch_in_epoch} batches into it")
@@ -297,7 +323,7 @@ def _check_same_model(path: Path, run_kind: str, vae, kind: str | None, model: s
     the run's own model, and would otherwise ignore them without a word."""
     new_run = "train a new run instead (another --out, or --overwrite to replace this one)"
     if kind is not None and kind != run_kind:
-        raise VaekitError(f"{path} is {'an' if run_kind == 'image' else 'a'} {run_kind} run, not a {kind} run: "
+        raise VaekitError(f"{path} is {_a(run_kind)} run, not {_a(kind)} run: "
                           f"continue it with vaekit resume {path}, or {new_run}")
     if model is not None and model != vae.name:
         raise VaekitError(f"{path} holds a {vae.name!r} model, not {model!r}: resume continues the run's own "
@@ -312,6 +338,14 @@ def _check_same_model(path: Path, run_kind: str, vae, kind: str | None, model: s
     if differ:
         raise VaekitError(f"{path}'s {vae.name!r} model has {', '.join(differ)}; resume continues the run's own "
                           f"model, so drop those options, or {new_run}")
+
+
+def _a(kind: str) -> str:
+    """'an image', 'a text': a kind with its article, for messages."""
+    try:
+        return f"{modalities.get(kind).article} {kind}"
+    except VaekitError:
+        return f"a {kind}"
 
 
 def _as_flag(name: str, value) -> str:
@@ -337,19 +371,19 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     config = runs.read_config(source)
     if Path(out).resolve() == source.resolve():
         raise VaekitError(f"refine writes a new run and leaves {source} as it is: choose another --out")
-    job = _job(config.get("kind"))
-    data = from_dict(job.DataConfig, config.get("data"), "config.json 'data'")
+    modality = modalities.get(config.get("kind"))
+    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
     base = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
     train = refine_config(base, validated=True, **options)  # settings checked before the data is read
     ctx = distributed.setup(train.device)
     echo = echo if ctx.is_main else (lambda *a, **k: None)
     check_runtime(train)
-    prepared = job.prepare(data, source)  # the source's tokenizer: the same ids
+    prepared = modality.prepare(data, source)  # the source's tokenizer: the same ids
     train = refine_config(base, validated=prepared.val is not None, **options)
     model = load(source).model
-    run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, model, job.KIND, data, train,
+    run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, model, modality.name, data, train,
                                            refined_from=str(source.resolve())))
-    trainer = Trainer(model, train, prepared.train, prepared.val, run, job.callbacks(prepared))
+    trainer = Trainer(model, train, prepared.train, prepared.val, run, modality.callbacks(prepared))
     if prepared.val is not None:
         echo(f"validation -ELBO of {source}: {trainer.evaluate(prepared.val, shard=True)['loss']:.2f}")
     # Before any step: a run killed now resumes from the source's weights, not from a fresh model.

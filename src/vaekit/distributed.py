@@ -118,6 +118,8 @@ def setup(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    if os.environ.get(LAUNCHER_ENV):
+        die_with_launcher(int(os.environ[LAUNCHER_ENV]))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
@@ -149,6 +151,28 @@ def share_sizes(global_len: int, world: int) -> list[int]:
 
 # ---- launching N local processes ---------------------------------------------------------------
 CHILD_ENV = "VAEKIT_LAUNCHED"  # set in children of launch_local: errors go to the parent, printed once
+LAUNCHER_ENV = "VAEKIT_LAUNCHER_PID"  # the launch_local process its children die with
+
+
+def die_with_launcher(launcher: int) -> None:
+    """Have the kernel kill this worker when its launcher dies (Linux; elsewhere a no-op).
+
+    The workers run in sessions of their own, so a launcher killed with SIGKILL (which it cannot
+    pass on) used to leave them training and writing the run directory, beside any `vaekit resume`
+    started after it. PR_SET_PDEATHSIG fires when the parent exits; a launcher already gone before
+    the call is seen by getppid.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != launcher:
+        os._exit(1)
 
 
 def launch_local(nproc: int, argv: list[str], device: str = "auto") -> int:
@@ -169,6 +193,7 @@ def launch_local(nproc: int, argv: list[str], device: str = "auto") -> int:
     if not cuda and "OMP_NUM_THREADS" not in os.environ:  # share the cores instead of oversubscribing
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     os.environ[CHILD_ENV] = "1"
+    os.environ[LAUNCHER_ENV] = str(os.getpid())
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # we report failures
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"vaekit-{os.getpid()}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
@@ -186,6 +211,7 @@ def launch_local(nproc: int, argv: list[str], device: str = "auto") -> int:
         return 130
     finally:
         os.environ.pop(CHILD_ENV, None)
+        os.environ.pop(LAUNCHER_ENV, None)
     return 0
 
 

@@ -59,7 +59,10 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 
 
 class Likelihood(nn.Module):
-    """p(x | z) given the decoder's output `params` (same shape as x for images/tabular)."""
+    """p(x | z) given the decoder's output `params` (same shape as x for images/tabular, or
+    `params_per_channel` maps per channel of x)."""
+
+    params_per_channel = 1
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:  # (B, ...) -> (B,)
         raise NotImplementedError
@@ -108,4 +111,68 @@ class Gaussian(Likelihood):
         return params.float()
 
 
-LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian}
+class DiscretizedLogistic(Likelihood):
+    """8-bit pixels: a mixture of `components` logistics per pixel, discretised to the 256 levels
+    k/255 (Salimans et al. 2017, PixelCNN++, eq. 2; Kingma et al. 2019, Bit-Swap). Level k takes the
+    mass of [k/255 - 1/510, k/255 + 1/510]; levels 0 and 255 take the tails. params:
+    (B, C * 3 * components, H, W) = per channel, the mixture logits, means and log-scales.
+    With one component the logit maps are unused (a single logistic).
+    """
+
+    LEVELS = 256
+
+    def __init__(self, channels: int = 1, components: int = 1, min_log_scale: float = -7.0):
+        super().__init__()
+        self.components = components
+        self.params_per_channel = 3 * components
+        self.min_log_scale = min_log_scale
+
+    def split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, C*3K, H, W) -> mixture log-weights, means, log-scales, each (B, C, K, H, W), in fp32."""
+        b, _, h, w = params.shape
+        p = params.float().reshape(b, -1, 3, self.components, h, w)  # (B, C, 3, K, H, W)
+        log_weights = F.log_softmax(p[:, :, 0], dim=2)
+        return log_weights, p[:, :, 1], p[:, :, 2].clamp(min=self.min_log_scale)
+
+    def level_log_probs(self, params: Tensor, levels: Tensor) -> Tensor:
+        """log P(level) for integer levels (B, C, H, W) in 0..255 -> (B, C, H, W)."""
+        log_weights, means, log_scales = self.split(params)
+        k = levels.float().unsqueeze(2)  # (B, C, 1, H, W)
+        half = 0.5 / (self.LEVELS - 1)
+        centred = k / (self.LEVELS - 1) - means
+        inv_scale = torch.exp(-log_scales)
+        upper = inv_scale * (centred + half)
+        lower = inv_scale * (centred - half)
+        log_cdf_upper = F.logsigmoid(upper)  # level 0 takes (-inf, upper]
+        log_sf_lower = F.logsigmoid(-lower)  # level 255 takes [lower, inf)
+        mid = _log_diff_sigmoid(upper, lower)
+        top = k == self.LEVELS - 1
+        bottom = k == 0
+        per_component = torch.where(bottom, log_cdf_upper, torch.where(top, log_sf_lower, mid))
+        return torch.logsumexp(log_weights + per_component, dim=2)  # (B, C, H, W)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        levels = torch.round(x.float() * (self.LEVELS - 1))  # x in [0, 1] holds k / 255
+        return self.level_log_probs(params, levels).flatten(1).sum(1)
+
+    def mean(self, params: Tensor) -> Tensor:
+        """E[x | z] of the continuous mixture, clipped to [0, 1]."""
+        log_weights, means, _ = self.split(params)
+        return (log_weights.exp() * means).sum(2).clamp(0, 1)
+
+
+def _log_diff_sigmoid(upper: Tensor, lower: Tensor) -> Tensor:
+    """log(sigmoid(upper) - sigmoid(lower)) for upper > lower, stable in both tails, from
+    sigmoid(u) - sigmoid(l) = e^u (1 - e^(l - u)) / ((1 + e^u)(1 + e^l))."""
+    return upper + torch.log((-torch.expm1(lower - upper)).clamp(min=1e-30)) - F.softplus(upper) - F.softplus(lower)
+
+
+class MixtureLogistic(DiscretizedLogistic):
+    """DiscretizedLogistic with 5 mixture components per pixel (PixelCNN++ uses 10 for CIFAR's RGB)."""
+
+    def __init__(self, channels: int = 1):
+        super().__init__(channels, components=5)
+
+
+LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian, "logistic": DiscretizedLogistic,
+               "logistic-mix": MixtureLogistic}

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import api, runs
+from . import api, modalities, runs
 from .anomaly import (
     CALIBRATION,
     METHODS,
@@ -41,10 +41,9 @@ from .anomaly import (
     save_reference,
     threshold_for,
 )
-from .data import TensorData
 from .errors import VaekitError
 from .models import build_model
-from .train import TrainConfig, Trainer, autocast_context
+from .training import TrainConfig, Trainer, autocast_context
 
 IN_MEMORY = "(arrays given to vaekit.VAE.fit)"  # the data setting of an estimator's run: nothing to re-read
 
@@ -58,10 +57,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     Parameters: kind ("tabular" | "image" | "text"), model (registry name; default: the kind's),
     latent_dim, epochs, batch_size (None: the kind's default), lr, beta (KL weight), random_state,
-    contamination (share of held-out data below the threshold), score_method ("elbo" | "iw" |
+    contamination (share of held-out data below the threshold), score_method (None: the kind's
+    default, chosen in bench/anomaly.py and recorded in bench/RESULTS.md; or "elbo" | "iw" |
     "reconstruction" (image/tabular: minus the squared reconstruction error) | "knn" (minus the
     distance to the nearest training codes) | "reconstruction+knn" (image/tabular: both, standardised;
-    see vaekit.anomaly); not `score`, which scikit-learn reserves for a method), k (posterior
+    "standardised", "mahalanobis", "standardised+knn", "standardised+mahalanobis": see
+    vaekit.anomaly); not `score`, which scikit-learn reserves for a method), k (posterior
     samples per score),
     val_fraction (held out for the threshold), drop_constant (tabular: leave out
     constant columns instead of refusing them), image_shape (kind "image" with flat rows), model_options
@@ -79,7 +80,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         "beta": [Interval(Real, 0, None, closed="left")],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
-        "score_method": [StrOptions(set(METHODS))],
+        "score_method": [StrOptions(set(METHODS)), None],
         "k": [Interval(Integral, 1, 100_000, closed="both")],
         "val_fraction": [Interval(Real, 0, 1, closed="neither")],
         "drop_constant": ["boolean"],
@@ -92,7 +93,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     }
 
     def __init__(self, kind="tabular", model=None, latent_dim=2, epochs=20, batch_size=None, lr=1e-3, beta=1.0,
-                 random_state=0, contamination=0.01, score_method="elbo", k=10, val_fraction=0.2, drop_constant=False,
+                 random_state=0, contamination=0.01, score_method=None, k=10, val_fraction=0.2, drop_constant=False,
                  image_shape=None, model_options=None, train_options=None, device="cpu", precision="fp32",
                  verbose=False):
         self.kind = kind
@@ -117,32 +118,21 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = self.kind == "tabular"
-        tags.input_tags.string = self.kind == "text"
-        tags.input_tags.three_d_array = self.kind == "image"
+        tags.input_tags.two_d_array = False
+        modalities.get(self.kind).estimator_tags(tags)
         tags.transformer_tags.preserves_dtype = ["float64"]
-        tags.non_deterministic = self.score_method == "iw"  # IW noise depends on the batch an example is in
+        tags.non_deterministic = self._method() == "iw"  # IW noise depends on the batch an example is in
         return tags
+
+    def _method(self) -> str:
+        """score_method, or the kind's default score when it is None."""
+        return self.score_method or modalities.get(self.kind).default_score
 
     # ---- input -----------------------------------------------------------------------------------
     def _inputs(self, X, reset: bool):
         """X as the job's run takes it: float64 rows, (N, C, H, W) uint8 images, or sentences."""
-        if self.kind == "tabular":
-            return validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
-        if self.kind == "text":
-            sentences = [X] if isinstance(X, str) else list(X)
-            if not sentences or not all(isinstance(s, str) for s in sentences):
-                raise EstimatorInputError("kind='text' takes a non-empty list of sentences (str)")
-            return sentences
-        from .data.images import _to_nchw
-
-        x = np.asarray(X)
-        if x.ndim == 2 and self.image_shape is not None:
-            x = x.reshape(len(x), *self.image_shape)
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise EstimatorInputError("images hold NaN or infinity")
         try:
-            return _to_nchw(x, "X")
+            return modalities.get(self.kind).estimator_inputs(self, X, reset)
         except VaekitError as e:
             raise EstimatorInputError(str(e)) from None
 
@@ -157,39 +147,29 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         pick = (lambda idx: [x[i] for i in idx]) if isinstance(x, list) else (lambda idx: x[idx])
         return pick(order[n_val:]), pick(order[:n_val])
 
-    def _prepare(self, job, train, val, data_config):
-        if self.kind == "text":
-            return job.prepare_arrays(train, val, data_config)
-        prep = "rescale" if self.kind == "image" else "none"
-        as_data = lambda a: TensorData(torch.from_numpy(np.ascontiguousarray(a)), None, prep)
-        if self.kind == "image":
-            return job.prepare_arrays(as_data(train), as_data(val), data_config)
-        names = [str(c) for c in getattr(self, "feature_names_in_", [])] or None
-        return job.prepare_arrays(as_data(train), as_data(val), data_config, names)
-
     # ---- fit ---------------------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Train on X (y is ignored: unsupervised); returns self."""
         self._validate_params()
         try:
-            check_kind(self.score_method, self.kind)  # before training, not after
+            check_kind(self._method(), self.kind)  # before training, not after
         except VaekitError as e:
             raise EstimatorInputError(str(e)) from None
         seed = int(np.random.default_rng().integers(2**31)) if self.random_state is None else int(self.random_state)
         x = self._inputs(X, reset=True)
         train_x, val_x = self._held_out(x, seed)
-        job = api._job(self.kind)
-        extra = {"drop_constant": self.drop_constant} if self.kind == "tabular" else {}
-        data_config = job.DataConfig(data=IN_MEMORY, val_fraction=self.val_fraction,
-                                     split_seed=seed, **extra)
+        modality = modalities.get(self.kind)
+        data_config = modality.estimator_data_config(self, data=IN_MEMORY, val_fraction=self.val_fraction,
+                                                     split_seed=seed)
         try:
-            prepared = self._prepare(job, train_x, val_x, data_config)
-            train_config = TrainConfig(**{**job.TRAIN_DEFAULTS, "epochs": self.epochs, "lr": self.lr, "beta": self.beta,
+            prepared = modality.estimator_prepare(self, train_x, val_x, data_config)
+            train_config = TrainConfig(**{**modality.train_defaults, "epochs": self.epochs, "lr": self.lr,
+                                          "beta": self.beta,
                                           "seed": seed, "device": self.device, "progress": self.verbose,
                                           "precision": self.precision,
                                           **({"batch_size": self.batch_size} if self.batch_size else {}),
                                           **(self.train_options or {})})
-            name = self.model or job.DEFAULT_MODEL
+            name = self.model or modality.default_model
             torch.manual_seed(seed)
             vae = build_model(name, **{**prepared.model_options, "latent_dim": self.latent_dim,
                                        **(self.model_options or {})})
@@ -199,17 +179,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             raise EstimatorInputError(f"model '{name}' is a {vae.kind} model, not a {self.kind} model")
         threads = torch.get_num_threads()  # TrainConfig.threads sets torch's; give the caller theirs back
         try:
-            trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, job.callbacks(prepared))
+            trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, modality.callbacks(prepared))
             self.history_ = trainer.fit()
         finally:
             torch.set_num_threads(threads)
         self.files_ = dict(prepared.files)
         with tempfile.TemporaryDirectory() as tmp:  # the fitted state is exactly a run directory
-            _write_run(Path(tmp), api.run_config(job.KIND, vae, data_config, train_config), vae, self.files_)
+            _write_run(Path(tmp), api.run_config(modality.name, vae, data_config, train_config), vae, self.files_)
             self.run_ = api.load(tmp, self.device, self.precision)
-        if self.score_method in NEEDS_REFERENCE:  # the training codes, while the training data is at hand
+        self.score_method_ = self._method()
+        if self.score_method_ in NEEDS_REFERENCE:  # the training codes, while the training data is at hand
             self.run_.reference = build_reference(self.run_.model, self.run_.prepare(train_x), seed)
-        self.heldout_scores_ = self.run_.score(val_x, self.score_method, self.k)
+        self.heldout_scores_ = self.run_.score(val_x, self.score_method_, self.k)
         self.offset_ = threshold_for(self.heldout_scores_, self.contamination)
         return self
 
@@ -232,12 +213,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         """Per-example score as score_method says (higher = more typical): a log-likelihood estimate
         in nats for "elbo" and "iw"."""
         check_is_fitted(self)
-        if (self.score_method in NEEDS_REFERENCE and self.run_.reference is None
+        method = self._method()
+        if (method in NEEDS_REFERENCE and self.run_.reference is None
                 and not (self.run_.path / REFERENCE).exists() and self.run_.data_config.data == IN_MEMORY):
-            raise VaekitError(f"score_method={self.score_method!r} compares with the training data's codes, "
+            raise VaekitError(f"score_method={method!r} compares with the training data's codes, "
                               "which fit makes: this model was fitted without them; fit it again with this "
                               "score_method")
-        return self.run_.score(self._inputs(X, reset=False), self.score_method, self.k)
+        return self.run_.score(self._inputs(X, reset=False), method, self.k)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood estimate of X (as GaussianMixture.score), so model selection such as
@@ -275,7 +257,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         out = runs.prepare_run_dir(path, overwrite)
         config = {**self.run_.config, "estimator": {"params": _jsonable(self.get_params()), "offset": self.offset_}}
         if self.offset_ is not None:
-            runs.atomic_write(out / CALIBRATION, calibration_json(self.heldout_scores_, self.score_method, self.k))
+            runs.atomic_write(out / CALIBRATION, calibration_json(self.heldout_scores_, self._method(), self.k))
         runs.atomic_write(out / runs.METRICS, "".join(json.dumps(m) + "\n" for m in self.history_).encode())
         _write_run(out, config, self.run_.model, self.files_)
         if self.run_.reference is not None:  # stamped with the weights just written
@@ -293,18 +275,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         if unknown:
             raise VaekitError(f"{Path(path) / runs.CONFIG} has unknown estimator parameters: {', '.join(unknown)}")
         est = cls(**{**params, "device": device})
-        check_method(est.score_method, est.k)
+        est.score_method_ = est._method()
+        check_method(est.score_method_, est.k)
         autocast_context(run.device, est.precision)  # refuses a precision this device lacks
         run.precision = est.precision
         est.run_ = run
         est.files_ = {p.name: p.read_bytes() for p in run.path.glob("*.json")
-                      if p.name in ("standardize.json", "tokenizer.json")}
+                      if p.name in run.modality.run_files}
         metrics = run.path / runs.METRICS
         est.history_ = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
-        if run.kind == "tabular":
-            est.n_features_in_ = len(run.columns)
+        run.modality.estimator_attributes(est, run)
         try:
-            est.heldout_scores_ = heldout_scores(run, est.score_method, est.k)
+            est.heldout_scores_ = heldout_scores(run, est.score_method_, est.k)
             est.offset_ = threshold_for(est.heldout_scores_, est.contamination)
         except VaekitError:
             est.heldout_scores_, est.offset_ = None, None

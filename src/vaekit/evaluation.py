@@ -13,7 +13,8 @@ The estimators work on any vaekit model (`encode -> DiagonalGaussian`, `log_like
   it alone (Cremer et al. 2018; `objectives.optimise_posterior`).
 
 `evaluate(run, data)` computes them all for a run directory; writing evaluation.json, evaluation.md and
-the plots, and `compare`, live in evaluation_report.py. `CollapseMonitor` warns during training.
+the plots, and `compare`, live in evaluation_report.py. (The collapse warning while training is
+training.callbacks.CollapseMonitor.)
 """
 from __future__ import annotations
 
@@ -25,12 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import modalities
 from .distributions import LOG_2PI
 from .errors import VaekitError
-from .objectives import elbo_terms, iw_log_likelihood, optimise_posterior
+from .objectives import ACTIVE_THRESHOLD, active_units, elbo_terms, iw_log_likelihood, optimise_posterior
 
-ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E_q[z_u]) exceeds this
-DEFAULT_K = {"image": 1000, "text": 500, "tabular": 1000}
 DECODE_BUDGET = 16_000_000  # float elements one IW decoder pass may hold (~64 MB in float32); larger
 # passes were no faster on CPU (cache-bound), 30 % slower for the 8x8 conv model
 
@@ -80,10 +80,8 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
     """
     if model.training:
         raise ValueError("likelihood_bounds needs model.eval()")
-    # Text: batches of sentences of like length. A recurrent decoder runs every sentence of a pass
-    # to the longest one's length, and k copies of it at that; in PTB's test order, sorting cut
-    # the decoder's steps by about half.
-    order = (x != 0).sum(1).argsort(stable=True) if model.kind == "text" else torch.arange(len(x))  # (N,)
+    lengths = modalities.of_model(model).example_lengths(x)  # text: batches of sentences of like length
+    order = lengths.argsort(stable=True) if lengths is not None else torch.arange(len(x))  # (N,)
     out: dict[str, list] = {"reconstruction": [], "kl_per_dim": [], "iw_nll": [], "mean": [], "log_var": []}
     for start in range(0, len(x), batch_size):
         batch = x[order[start:start + batch_size]].to(model.device)
@@ -113,20 +111,8 @@ def iw_chunk(model, batch: Tensor) -> int:
     The largest tensor of a pass is the decoder's output: pixels (x 64 channels of activations) for
     images, real tokens x vocabulary for text (padding is never projected).
     """
-    if model.kind == "text":
-        per_example = max(1.0, float((batch != 0).sum()) / len(batch)) * model.config.vocab_size
-    else:
-        per_example = 64.0 * batch[0].numel()
+    per_example = modalities.of_model(model).decode_cost(model, batch)
     return max(1, int(DECODE_BUDGET // (per_example * len(batch))))
-
-
-def active_units(mean: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, Tensor]:
-    """(count, per-dimension variance) of the posterior means over the data (Burda et al. 2016).
-
-    mean: (N, D) E_q[z | x_n]. A dimension is active when Cov_x(E_q[z_u]) > threshold.
-    """
-    variance = mean.double().var(0, unbiased=True) if len(mean) > 1 else torch.zeros(mean.shape[1])  # (D,)
-    return int((variance > threshold).sum()), variance.float()
 
 
 def mutual_information(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None,
@@ -199,50 +185,6 @@ def latent_probes(mean: np.ndarray, labels: np.ndarray | None, inputs: np.ndarra
     return result
 
 
-# ---- a warning while training -------------------------------------------------------------------
-class CollapseMonitor:
-    """Trainer callback: warns when the code collapses (Bowman et al. 2016's posterior collapse).
-
-    Each epoch it adds `val_active_units` (on up to `n_examples` validation examples) to the
-    metrics, and warns once ("vaekit: warning: ..." on the CLI) when the KL per example stays
-    below `kl_threshold` nats, or no unit is active, for `patience` epochs in a row.
-    """
-
-    def __init__(self, val, patience: int = 3, kl_threshold: float = 0.1, n_examples: int = 500):
-        self.val = val.subset(torch.arange(min(n_examples, len(val)))) if val is not None else None
-        self.patience = patience
-        self.kl_threshold = kl_threshold
-        self.collapsed_epochs = 0
-        self.warned = False
-
-    @torch.no_grad()
-    def on_metrics(self, trainer, metrics: dict) -> None:
-        kl = metrics.get("val_kl", metrics.get("train_kl"))
-        active = None
-        if self.val is not None and len(self.val):
-            active = self._active_units(trainer)
-            metrics["val_active_units"] = active
-        collapsed = (kl is not None and kl < self.kl_threshold) or active == 0
-        self.collapsed_epochs = self.collapsed_epochs + 1 if collapsed else 0
-        if self.collapsed_epochs >= self.patience and not self.warned:
-            self.warned = True
-            warnings.warn(
-                f"the latent code looks collapsed: KL {kl:.3f} nats per example and {active} active units "
-                f"for {self.collapsed_epochs} epochs (epoch {metrics['epoch']}); the decoder ignores z. Try KL "
-                "annealing (--kl-warmup-steps or --kl-cycles), --free-bits, or a weaker decoder",
-                stacklevel=2)
-
-    def _active_units(self, trainer) -> int:
-        from .data import iterate_batches
-
-        model = trainer.model
-        was_training = model.training
-        model.eval()
-        means = [model.encode(b.to(trainer.device)).mean.float().cpu() for b in iterate_batches(self.val, 250)]
-        model.train(was_training)
-        return active_units(torch.cat(means))[0]
-
-
 # ---- evaluating a run -----------------------------------------------------------------------------
 FORMAT = "vaekit-evaluation"
 FORMAT_VERSION = 1
@@ -307,7 +249,7 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
         from .evaluation_report import output_folder
 
         output_folder(run, out, create=False)  # fail before the work, not after it
-    k = config.k or DEFAULT_K[run.kind]
+    k = config.k or run.modality.eval_k
     x, labels, extra = load_eval_data(run, data, config)
     echo(f"evaluating {run.path} on {data}: {len(x)} examples, k={k} ...")
     run.model.eval()
@@ -319,12 +261,12 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
                                             torch.Generator().manual_seed(config.seed))
     result = _result(run, data, config, k, len(x), extra)
     metrics = summarise(bounds, mi_terms)
-    metrics.update(_kind_metrics(run, x, bounds, extra))
+    metrics.update(run.modality.eval_metrics(run, x, bounds, extra))
     if config.probes:
-        inputs = x.flatten(1).cpu().numpy() if run.kind in ("image", "tabular") else None
+        inputs = x.flatten(1).cpu().numpy() if run.modality.probe_inputs else None
         metrics.update(latent_probes(bounds["mean"].numpy(), labels, inputs, config.seed))
     definitions = DEFINITIONS
-    if run.kind == "text" and config.variations:
+    if run.modality.makes_text and config.variations:
         scores, text_definitions, text_settings = text_quality(run, data, config)
         metrics.update(scores)
         definitions = {**DEFINITIONS, **text_definitions}
@@ -356,17 +298,6 @@ def summarise(bounds: dict, mi_terms: Tensor) -> dict:
     return figures
 
 
-def _kind_metrics(run, x: Tensor, bounds: dict, extra: dict) -> dict:
-    if run.kind == "image":
-        return {"bits_per_dim": float(bounds["iw_nll"].mean()) / (x[0].numel() * math.log(2))}
-    if run.kind == "tabular":  # the model sees standardised rows; a density of raw rows differs by the Jacobian
-        return {"iw_nll_raw_units": float(bounds["iw_nll"].mean()) - run.log_density_shift}
-    tokens = extra["tokens"]
-    return {"ppl": math.exp(min(50.0, float(bounds["iw_nll"].sum()) / tokens)),
-            "ppl_elbo": math.exp(min(50.0, float(bounds["neg_elbo"].sum()) / tokens)),
-            "unk_share": extra["unk"] / tokens}
-
-
 def _entry(name: str, value, definitions: dict) -> dict:
     unit, definition = definitions.get(name, ("", ""))
     return {"value": value, "unit": unit, "definition": definition}
@@ -376,7 +307,7 @@ def _result(run, data: str, config: EvalConfig, k: int, n: int, extra: dict) -> 
     import dataclasses
     import time
 
-    from . import __version__
+    from .version import __version__
 
     settings = {"data": data, "examples": n, **dataclasses.asdict(config), "k": k}  # k resolved
     settings.update(extra.get("settings", {}))
@@ -391,50 +322,7 @@ def load_eval_data(run, source: str, config: EvalConfig) -> tuple[Tensor, np.nda
     Images are prepared as in training; a run trained with dynamic binarisation is evaluated on one
     binarisation of the data, drawn with the evaluation's seed (the usual protocol for binarised MNIST).
     """
-    if run.kind == "text":
-        return _text_data(run, source, config)
-    if run.kind == "tabular":
-        raw, y, _ = run.read(source)  # (N, F) in the run's columns, raw units
-        if config.limit is not None:
-            raw, y = raw[:config.limit], None if y is None else y[:config.limit]
-        if len(raw) < 2:
-            raise VaekitError(f"{source} has {len(raw)} row(s); evaluation needs at least 2")
-        x = run.prepare(raw).float().cpu()  # standardised with the training split's scaler, as in training
-        return x, y, {"settings": {"features": int(x.shape[1]), "units": "nats per row of standardised features"}}
-    from .data import PREPARE
-    from .image import read_images, to_tensor_data
-
-    images = read_images(source, run.data_config, default_split="test")
-    expected = tuple(run.model.config.image_shape)
-    if tuple(images.x.shape[1:]) != expected:
-        raise VaekitError(f"{source} holds images of shape {tuple(images.x.shape[1:])} (C, H, W) but this run "
-                          f"takes {expected}; evaluate it on data like its training data")
-    data = to_tensor_data(images, run.data_config.binarize)
-    if config.limit is not None:
-        data = data.subset(torch.arange(min(config.limit, len(data))))
-    with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
-        x = PREPARE[data.prepare](data.x)  # (N, C, H, W) float
-    labels = None if data.y is None else data.y.numpy()
-    return x, labels, {"settings": {"binarized": run.data_config.binarize}}
-
-
-def _text_data(run, source: str, config: EvalConfig) -> tuple[Tensor, None, dict]:
-    from .text import read_texts
-    from .tokenizer import Tokenizer
-
-    sentences = read_texts(source, run.data_config, default_split="test")
-    if config.limit is not None:
-        sentences = sentences[:config.limit]
-    if len(sentences) < 2:
-        raise VaekitError(f"{source} has {len(sentences)} sentence(s); evaluation needs at least 2")
-    x = run.prepare(sentences).cpu()  # (N, max_len) ids, words + <eos>, cut at max_len
-    tokens, unk = int((x != 0).sum()), int((x == Tokenizer.UNK_ID).sum())
-    if unk > 0.5 * tokens:
-        warnings.warn(f"{unk / tokens:.0%} of the words of {source} are unknown to this run's vocabulary; "
-                      "is it the kind of text the model was trained on?", stacklevel=3)
-    return x, None, {"tokens": tokens, "unk": unk,
-                     "settings": {"max_len": run.model.config.max_len, "tokens": tokens}}
+    return run.modality.eval_data(run, source, config.limit, config.seed)
 
 
 def text_quality(run, data: str, config: EvalConfig) -> tuple[dict, dict, dict]:
@@ -451,13 +339,13 @@ def text_quality(run, data: str, config: EvalConfig) -> tuple[dict, dict, dict]:
     except ImportError as e:
         raise VaekitError(f"--variations needs vaekit.text_quality, which is not available here ({e}); "
                           "evaluate with --variations 0") from None
-    from .text import read_texts
+    from .modalities.text import read_texts, texts
 
     sentences = read_texts(data, run.data_config, default_split="test")[:config.variation_inputs]
-    inputs = run.texts(run.prepare(sentences))
+    inputs = texts(run.tokenizer, run.prepare(sentences))
     variations = [run.vary(s, config.variations, seed=config.seed + i) for i, s in enumerate(sentences)]
     try:
-        train = set(run.texts(run.prepare(read_texts(run.data_config.data, run.data_config))))
+        train = set(texts(run.tokenizer, run.prepare(read_texts(run.data_config.data, run.data_config))))
     except VaekitError:
         train = None  # the training data is not here: novelty cannot be judged
     scores = variation_metrics(inputs, variations, train_sentences=train)

@@ -59,7 +59,7 @@ def write_evaluation(result: dict, run, bounds: dict, labels, out=None, overwrit
     try:
         active = [v > 0.01 for v in result["posterior_mean_variance"]]
         visual.kl_per_dimension(result["kl_per_dim"], folder / plots["kl_per_dim"], active)
-        if run.kind == "image" and run.model.latent_dim == 2:
+        if run.modality.plots_latent_means and run.model.latent_dim == 2:
             plots["latent_means"] = f"plots/latent_means{suffix}.png"
             visual.latent_scatter(bounds["mean"].numpy(), labels, folder / plots["latent_means"])
         result["plots"] = plots

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import runs
+from . import modalities, runs
 from .errors import VaekitError
 
 OPSET = 17
 FORMAT = "vaekit-onnx"
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
+PAD, BOS, EOS = 0, 2, 3  # the tokenizer's padding, <bos> and <eos> ids
 
 
 @dataclass
@@ -167,7 +167,7 @@ def graphs(model, batch: int = 2) -> list[Graph]:
         return [Graph("encoder", Encoder(model), {"x": x}, ["z_mean", "z_log_var"]),
                 Graph("decoder", Decode(model), {"z": z}, ["features"]),
                 Graph("pixel_logits", PixelLogits(model), {"x": x, "features": features}, ["logits"])]
-    if model.kind in ("image", "tabular"):  # continuous inputs: x -> z, z -> decoded mean
+    if x.is_floating_point():  # continuous inputs (images, rows, ...): x -> z, z -> decoded mean
         return [Graph("encoder", Encoder(model), {"x": x}, ["z_mean", "z_log_var"]),
                 Graph("decoder", ImageDecoder(model), {"z": z}, ["x_mean"])]
     if not hasattr(model, "step"):
@@ -228,12 +228,9 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, overwrite: 
     except OSError as e:
         raise VaekitError(f"cannot create {out}: {e.strerror or e}") from None
     manifest = export_model(run.model, out)
-    if (run.path / "tokenizer.json").exists():
-        shutil.copyfile(run.path / "tokenizer.json", out / "tokenizer.json")
-        manifest["tokenizer"] = "tokenizer.json"
-    if (run.path / "standardize.json").exists():  # tabular graphs work in standardised units
-        shutil.copyfile(run.path / "standardize.json", out / "standardize.json")
-        manifest["standardize"] = "standardize.json"
+    for name in run.modality.run_files:  # tokenizer.json; standardize.json (tabular graphs work in standardised units)
+        shutil.copyfile(run.path / name, out / name)
+        manifest[Path(name).stem] = name
     manifest["run"] = str(run.path)
     runs.write_json(out / "manifest.json", manifest)
     return manifest
@@ -241,15 +238,13 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, overwrite: 
 
 def export_model(model, out: Path) -> dict:
     """Write each of the model's graphs to out/NAME.onnx; returns the manifest (not yet written)."""
-    from . import __version__
+    from .version import __version__
 
     model = model.cpu().float().eval().to(memory_format=torch.contiguous_format)
     manifest = {"format": FORMAT, "format_version": 1, "vaekit_version": __version__, "opset": OPSET,
                 "model": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
                 "model_config": model.config_dict(), "graphs": {}}
-    if model.kind == "text":
-        manifest["special_tokens"] = {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS}
-        manifest["max_len"] = model.config.max_len
+    manifest.update(modalities.get(model.kind).export_manifest(model))
     torch.manual_seed(0)  # the example inputs only fix shapes; seeded so exports are reproducible
     for graph in graphs(model):
         with torch.no_grad():

@@ -27,6 +27,9 @@ class DecodeConfig:
     top_p: float = 1.0  # nucleus sampling (Holtzman et al. 2020): smallest set with mass >= p
     temperature: float = 1.0  # softmax temperature when sampling
     max_len: int | None = None  # default: the model's max_len
+    # Repetition control (greedy, beam and sampling): the loops "as well as the same as as well as".
+    no_repeat_ngram: int = 0  # never emit an n-gram of this size twice in a sentence; 0 = off
+    repetition_penalty: float = 1.0  # > 1 makes words already emitted less likely (Keskar et al. 2019)
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -40,6 +43,10 @@ class DecodeConfig:
                               f"got {self.temperature}")
         if self.max_len is not None:
             check_count("max_len", self.max_len, 1)
+        check_count("no-repeat n-gram size (--no-repeat-ngram)", self.no_repeat_ngram, 0)
+        if check_finite("the repetition penalty (--repetition-penalty)", self.repetition_penalty) < 1:
+            raise VaekitError("the repetition penalty (--repetition-penalty) must be >= 1, "
+                              f"got {self.repetition_penalty}")
 
 
 def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
@@ -55,6 +62,33 @@ def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
     return logits
 
 
+def penalise_repeats(logits: Tensor, history: Tensor, config: DecodeConfig) -> Tensor:
+    """Logits (B, V) for the next word after `history` (B, t) ids, with the repetition controls applied.
+
+    Repetition penalty (Keskar et al. 2019, CTRL): the logit of a word already emitted is divided by
+    the penalty where positive and multiplied where negative. No-repeat n-grams (Paulus et al. 2018):
+    a word that would complete an n-gram already in the history gets -inf.
+    """
+    if config.repetition_penalty != 1.0 and history.shape[1]:
+        seen = logits.gather(1, history)  # (B, t)
+        seen = torch.where(seen > 0, seen / config.repetition_penalty, seen * config.repetition_penalty)
+        logits = logits.scatter(1, history, seen)
+    n = config.no_repeat_ngram
+    if n > 0 and history.shape[1] >= n:
+        windows = history.unfold(1, n, 1)  # (B, W, n): every n-gram so far
+        prefix = history[:, history.shape[1] - n + 1:]  # (B, n-1): the n-gram being completed
+        match = (windows[:, :, :n - 1] == prefix.unsqueeze(1)).all(-1)  # (B, W)
+        # Unmatched windows write to a spare column V, so every write is True (scatter keeps one of
+        # several writes to the same place, and a False must never undo a True).
+        vocab = logits.shape[-1]
+        targets = torch.where(match, windows[:, :, -1], vocab)  # (B, W)
+        banned = logits.new_zeros(len(logits), vocab + 1, dtype=torch.bool).scatter_(1, targets, True)
+        logits = logits.masked_fill(banned[:, :vocab], float("-inf"))
+        stuck = torch.isinf(logits).all(-1)  # (B,) every word banned (a tiny vocabulary): end the sentence
+        logits[stuck, EOS] = 0.0
+    return logits
+
+
 @torch.no_grad()
 def decode(model, z: Tensor, config: DecodeConfig = DecodeConfig()) -> Tensor:
     """Token ids (B, T) for latent codes z (B, D), padded with 0 after <eos>."""
@@ -62,34 +96,38 @@ def decode(model, z: Tensor, config: DecodeConfig = DecodeConfig()) -> Tensor:
     if not hasattr(model, "step"):
         return _decode_positionwise(model, z, config, max_len)
     if config.strategy == "beam":
-        return torch.stack([_beam(model, z[i:i + 1], config.beam_size, max_len) for i in range(len(z))])
+        return torch.stack([_beam(model, z[i:i + 1], config, max_len) for i in range(len(z))])
     tokens = torch.full((len(z), 1), BOS, dtype=torch.long, device=z.device)
     state, out = model.init_state(z), []
     done = torch.zeros(len(z), dtype=torch.bool, device=z.device)
+    history = tokens.new_zeros(len(z), 0)  # (B, t) words emitted so far
     for _ in range(max_len):
         logits, state = model.step(tokens, z, state)
-        logits = logits[:, -1].float()  # (B, V)
+        logits = penalise_repeats(logits[:, -1].float(), history, config)  # (B, V)
         if config.strategy == "sample":
             probs = filter_logits(logits / config.temperature, config.top_k, config.top_p).softmax(-1)
             tokens = torch.multinomial(probs, 1)
         else:
             tokens = logits.argmax(-1, keepdim=True)
         out.append(tokens[:, 0].masked_fill(done, PAD))
+        history = torch.cat([history, tokens], 1)
         done |= tokens[:, 0] == EOS
         if done.all():
             break
     return _pad_to(torch.stack(out, 1), max_len)
 
 
-def _beam(model, z: Tensor, beam_size: int, max_len: int) -> Tensor:
+def _beam(model, z: Tensor, config: DecodeConfig, max_len: int) -> Tensor:
     """Beam search for one code z (1, D): the most likely sentence by summed log-probability."""
+    beam_size = config.beam_size
     beams = [(0.0, [BOS], model.init_state(z))]
     finished: list[tuple[float, list[int]]] = []
     for _ in range(max_len):
         candidates = []
         for score, seq, state in beams:
             logits, new_state = model.step(torch.tensor([[seq[-1]]], device=z.device), z, state)
-            log_probs = logits[0, -1].float().log_softmax(-1)
+            history = torch.tensor([seq[1:]], dtype=torch.long, device=z.device)  # (1, t)
+            log_probs = penalise_repeats(logits[0, -1:].float(), history, config)[0].log_softmax(-1)
             top = log_probs.topk(min(beam_size, len(log_probs)))  # a beam wider than the vocabulary
             candidates += [(score + lp.item(), seq + [tok.item()], new_state) for lp, tok in zip(*top)]
         candidates.sort(key=lambda c: c[0], reverse=True)

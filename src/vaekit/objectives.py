@@ -1,6 +1,7 @@
-"""The ELBO (Kingma & Welling 2014) and its importance-weighted bound (Burda et al. 2016).
+"""The ELBO (Kingma & Welling 2014) and its importance-weighted bound (Burda et al. 2016), and the
+count of active latent units (Burda et al. 2016), which training watches and evaluation reports.
 
-Both are written against the model interface every vaekit model has:
+The bounds are written against the model interface every vaekit model has:
 `encode(x) -> DiagonalGaussian` and `log_likelihood(x, z) -> (B,)`.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ import torch
 from torch import Tensor
 
 from .distributions import DiagonalGaussian, standard_normal_log_prob
+
+ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E_q[z_u]) exceeds this
 
 
 @dataclass
@@ -109,3 +112,12 @@ def iw_log_likelihood(model, x: Tensor, k: int, chunk: int = 100,
         part = torch.logsumexp(log_w, 0)  # (B,)
         total = part if total is None else torch.logaddexp(total, part)
     return total - math.log(k)
+
+
+def active_units(mean: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, Tensor]:
+    """(count, per-dimension variance) of the posterior means over the data (Burda et al. 2016).
+
+    mean: (N, D) E_q[z | x_n]. A dimension is active when Cov_x(E_q[z_u]) > threshold.
+    """
+    variance = mean.double().var(0, unbiased=True) if len(mean) > 1 else torch.zeros(mean.shape[1])  # (D,)
+    return int((variance > threshold).sum()), variance.float()

@@ -188,7 +188,7 @@ class ParametricUMAP(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Coordinates (N, n_components) of X (N, F), float64: one forward pass."""
         check_is_fitted(self)
-        from .train import autocast_context
+        from .training import autocast_context
 
         X = validate_data(self, X, dtype=np.float32, reset=False)
         with torch.inference_mode(), autocast_context(torch.device(self.device), self.precision):

@@ -305,7 +305,7 @@ def export_runs(run_paths: list[str | Path], data: str, out: str | Path, n_input
 
     from . import api
     from .generate import DecodeConfig
-    from .text import read_texts
+    from .modalities.text import read_texts
 
     decode_config = decode_config or DecodeConfig()
     if len({Path(p).resolve() for p in run_paths}) != len(run_paths):
@@ -314,9 +314,8 @@ def export_runs(run_paths: list[str | Path], data: str, out: str | Path, n_input
         raise VaekitError(f"need at least 1 input and 1 variation, got -n {n_inputs} --variations {variations}")
     loaded = [api.load(p) for p in run_paths]
     for run in loaded:
-        if run.kind != "text":
-            article = "an" if run.kind == "image" else "a"
-            raise VaekitError(f"{run.path} is {article} {run.kind} run: rating sheets are for text runs")
+        if not run.modality.makes_text:
+            raise VaekitError(f"{run.path} is {run.modality.article} {run.kind} run: rating sheets are for text runs")
     sentences = [s for s in read_texts(data, loaded[0].read_from(column=column).data_config, default_split="test")
                  if s.strip()]
     if not sentences:

@@ -266,18 +266,33 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     if path.exists() and not path.is_dir():
         raise VaekitError(f"{path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()):
-        if not is_run(path):
+        started = _run_started(path)
+        if not is_run(path) and not started:
             raise VaekitError(f"{path} is not empty and is not a vaekit run; choose another --out")
         if not overwrite:
-            raise VaekitError(f"{path} already holds a run; pass --resume to continue it "
+            raise VaekitError(f"{path} holds the first files of a run stopped before its config.json was written; "
+                              "pass --overwrite to replace them (in Python: overwrite=True)" if started else
+                              f"{path} already holds a run; pass --resume to continue it "
                               "or --overwrite to replace it (in Python: overwrite=True)")
         _remove_run(path)
+        remove_temporaries(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VaekitError(f"cannot write to {path}: {e.strerror or e}") from None
     check_writable(path)
     return path
+
+
+FIRST_FILES = ("summary.txt", "tokenizer.json", "standardize.json")  # written before config.json
+
+
+def _run_started(path: Path) -> bool:
+    """True for a folder holding only what a new run writes before config.json (a run killed while
+    it was being created): without this it could be neither resumed nor replaced."""
+    names = [entry.name for entry in path.iterdir()]
+    return CONFIG not in names and any(n in FIRST_FILES for n in names) and all(
+        n in FIRST_FILES or _is_temporary(n) for n in names)
 
 
 def _remove_run(path: Path) -> None:

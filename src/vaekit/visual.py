@@ -5,8 +5,8 @@ importing vaekit stays cheap and never needs a display.
 """
 from __future__ import annotations
 
-import math
-import time
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
@@ -79,25 +79,6 @@ def training_curve(history: list[dict], path: str | Path) -> None:
     _save(fig, path)
 
 
-class TrainingCurve:
-    """Training callback for every kind of run: plots/training_curve.png, redrawn after an epoch at
-    most every `every` seconds (a tabular epoch can take milliseconds, a plot ~0.1 s) and at the end."""
-
-    def __init__(self, every: float = 10.0):
-        self.every, self.drawn = every, -math.inf
-
-    def on_epoch_end(self, trainer, metrics: dict) -> None:
-        if time.monotonic() - self.drawn >= self.every:
-            self.on_train_end(trainer)
-
-    def on_train_end(self, trainer) -> None:
-        if trainer.run is None or not trainer.state.history:
-            return
-        (trainer.run / "plots").mkdir(exist_ok=True)
-        training_curve(trainer.state.history, trainer.run / "plots" / "training_curve.png")
-        self.drawn = time.monotonic()
-
-
 def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,
                    classes: list[str] | None = None, title: str = "latent means") -> None:
     """The document's view of a 2-D latent space: latent means coloured by label."""
@@ -140,3 +121,14 @@ def kl_per_dimension(kl: list[float], path: str | Path, active: list[bool] | Non
     ax.set_title("KL per latent dimension" + ("" if active is None else " (grey: inactive)"))
     ax.grid(alpha=0.3, axis="y")
     _save(fig, path)
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """(C, H, W) floats in [0, 1] -> a PNG data URL (the page scales it up, pixelated)."""
+    from PIL import Image
+
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)  # (C, H, W)
+    pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)  # (H, W) or (H, W, C)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)  # speed over a few bytes
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from vaekit.data.images import load_digits, load_images, read_array, read_folder, read_idx
+from vaekit.data.images import read_array, read_folder, read_idx
+from vaekit.data.sources import load_digits, load_images
 from vaekit.errors import VaekitError
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vaekit.data import named
-from vaekit.data.images import load_images
+from vaekit.data.sources import load_images
 from vaekit.errors import VaekitError
 
 from ..conftest import SHARED_DATA, cached_files, needs_shared

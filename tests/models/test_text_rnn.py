@@ -76,7 +76,7 @@ def test_fast_dropout_zeroes_that_share_and_rescales_the_rest_as_dropout_does(p)
 def training_grads(model, x, precision: str) -> dict:
     """Every parameter's gradient of the mean -ELBO of x under `precision`, flattened, in fp32.
     Noise seeded: the z draws, dropout and weight-drop masks are the same for every precision."""
-    from vaekit.train import autocast_context
+    from vaekit.training import autocast_context
 
     model.zero_grad()
     torch.manual_seed(1)

@@ -10,10 +10,11 @@ import gzip
 import math
 import os
 import struct
+import tokenize
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from PIL import Image, ImageOps
 
 from ..errors import VaekitError
 
+MAX_IMAGE_SIDE = 4096  # pictures are resized to at most this many pixels a side
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short", 0x0C: "int", 0x0D: "float",
@@ -144,7 +146,8 @@ def read_array(path: str | os.PathLike) -> ImageSet:
         else:
             x, y = loaded, None
     # ValueError is how numpy refuses pickled or object data, and malformed headers.
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    # TokenError and SyntaxError: numpy parses the header as Python literals and lets these through.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, tokenize.TokenError, SyntaxError) as e:
         raise VaekitError(f"{path}: cannot read array file: {e}") from None
     x = _to_nchw(x, path)
     y = None if y is None else _check_labels(y, len(x), path)
@@ -346,6 +349,8 @@ def _check_size(image_size) -> tuple[int, int] | None:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise VaekitError(f"image size must be two positive integers (H, W), got {image_size!r}")
+    if max(size) > MAX_IMAGE_SIDE:  # 100000 x 100000 once asked for 10 GB per picture and channel
+        raise VaekitError(f"image size {size[0]} x {size[1]} is too large: at most {MAX_IMAGE_SIDE} pixels a side")
     return size
 
 
@@ -378,55 +383,3 @@ def _resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     for i, plane in np.ndindex(*x.shape[:2]):
         out[i, plane] = Image.fromarray(x[i, plane]).resize((size[1], size[0]), Image.Resampling.LANCZOS)
     return out
-
-
-# --- bundled and named data sets, and dispatch -------------------------------------------------------
-
-
-def load_digits() -> ImageSet:
-    """scikit-learn's bundled 8x8 digits (1797 images, labels 0..9), scaled from 0..16 to 0..255."""
-    from sklearn.datasets import load_digits as sklearn_digits  # heavy import, only when asked for
-
-    bunch = sklearn_digits()
-    x = np.rint(bunch.images * (255 / 16)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
-    return ImageSet(x=x, y=bunch.target.astype(np.int64), classes=[str(d) for d in range(10)],
-                    source="digits")
-
-
-def load_images(source: str, *, split: str = "train", data_dir: str | None = None,
-                image_size: tuple[int, int] | int | None = None, channels: int | None = None,
-                download: bool = True) -> ImageSet:
-    """Load images from a named data set or a path.
-
-    source: "digits", "mnist", "fashion-mnist" (names win over same-named paths; write ./mnist for
-    a folder), a folder of pictures, a .npy/.npz file, or an IDX images file (its MNIST-style
-    labels sibling is read when present). split ("train" or "test") applies to named data sets;
-    data_dir and download are passed to them. image_size (H, W) and channels (1 or 3) reshape
-    any source.
-    """
-    from . import named  # here, not at the top: named imports this module
-
-    if split not in ("train", "test"):
-        raise VaekitError(f"split must be 'train' or 'test', got {split!r}")
-    size, channels = _check_size(image_size), _check_channels(channels)
-    if source == "digits":
-        if split == "test":
-            raise VaekitError("the digits data set has no test split; hold out part of the training set")
-        images = load_digits()
-    elif source in named.DATASETS:
-        images = named.load_named(source, split, data_dir=data_dir, download=download)
-    else:
-        images = _load_path(source, size, channels)
-    x = images.x if channels is None else _set_channels(images.x, channels)
-    return replace(images, x=x if size is None else _resize(x, size))
-
-
-def _load_path(source: str, size, channels) -> ImageSet:
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise VaekitError(f"no such file or folder: {source} (named data sets: digits, mnist, fashion-mnist)")
-    if path.is_dir():
-        return read_folder(path, size, channels)
-    if path.suffix.lower() in (".npy", ".npz"):
-        return read_array(path)
-    return read_idx_images(path, _sibling_labels(path))

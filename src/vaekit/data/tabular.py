@@ -8,6 +8,7 @@ vaekit does not impute: a missing value filled in silently would be scored as if
 from __future__ import annotations
 
 import csv
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -76,7 +77,8 @@ def read_array_table(path: Path) -> Table:
                 x, y = loaded[x_key], None if y_key is None else loaded[y_key]
         else:
             x, y = loaded, None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    # TokenError and SyntaxError: numpy parses the header as Python literals and lets these through.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, tokenize.TokenError, SyntaxError) as e:
         raise VaekitError(f"{path}: cannot read array file: {e}") from None
     if x.ndim != 2:
         raise VaekitError(f"{path}: features must be a 2-D array (rows, columns), got shape {x.shape}")

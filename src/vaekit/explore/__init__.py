@@ -6,7 +6,6 @@ reconstruction, a click decodes the point under the cursor, two points give an i
 sliders move the selected code along each latent dimension (with that dimension's KL beside it).
 
     session.py   the model side: codes, the 2-D view, scores, decoding (through the public Run API)
-    render.py    per-kind rendering of inputs and outputs for the page (one dict, image/text/tabular)
     server.py    the HTTP server: 127.0.0.1, its own routes only, bounded requests, JSON errors
 """
 from __future__ import annotations

@@ -12,7 +12,6 @@ import time
 import numpy as np
 
 from ..errors import MAX_OUTPUTS, VaekitError
-from .render import kind_view
 
 NEIGHBOURHOOD = 12  # examples whose mean code a click decodes on a 2-D view of a wider latent
 TRAVERSE_SPAN = 3.0  # a traversal sweeps a dimension over [-3, 3] prior standard deviations
@@ -28,7 +27,6 @@ class Explorer:
 
     def __init__(self, run, data, echo=print):
         self.run, self.data = run, data
-        self.view = kind_view(run.kind)
         self.lock = threading.Lock()
         started = time.perf_counter()
         self.z, log_var = run.encode(data.x, return_log_var=True)  # (N, D) each
@@ -44,9 +42,8 @@ class Explorer:
     # ---- built once ----------------------------------------------------------------------------
     def _anomaly_scores(self, echo) -> tuple[str, np.ndarray]:
         """The run's default anomaly score (as `vaekit anomalies` uses), else the ELBO already at hand."""
-        from .. import api
 
-        method = getattr(api._job(self.run.kind), "DEFAULT_SCORE", "elbo")
+        method = self.run.modality.default_score
         if method == "elbo":
             return method, self.elbo
         try:
@@ -116,8 +113,8 @@ class Explorer:
         i = self.check_index(i)
         x = self.data.x[i:i + 1]
         with self.lock:
-            shown = self.view.items(self.view.as_shown(self.run, x))[0]
-            recon = self.view.items(self.run.reconstruct(x))[0]
+            shown = self.run.modality.page_items(self.run.modality.shown(self.run, x))[0]
+            recon = self.run.modality.page_items(self.run.reconstruct(x))[0]
         y = self.data.y
         label = None if y is None else int(y[i])
         name = None if label is None else (self.data.classes[label] if self.data.classes else str(label))
@@ -142,7 +139,7 @@ class Explorer:
     def decode(self, z: np.ndarray) -> dict:
         """One code (1, D) decoded to the page's item."""
         with self.lock:
-            item = self.view.items(self.run.decode(z))[0]
+            item = self.run.modality.page_items(self.run.decode(z))[0]
         return {"output": item, "z": z[0].tolist()}
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> dict:
@@ -150,7 +147,7 @@ class Explorer:
         steps = _count("steps", steps, 2, 32)
         t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]  # (steps, 1)
         with self.lock:
-            items = self.view.items(self.run.decode((1 - t) * a + t * b))  # (steps, D) codes
+            items = self.run.modality.page_items(self.run.decode((1 - t) * a + t * b))  # (steps, D) codes
         return {"outputs": items}
 
     def traverse(self, z: np.ndarray, dim) -> dict:
@@ -161,12 +158,12 @@ class Explorer:
         codes = np.repeat(z, TRAVERSE_STEPS, 0)  # (steps, D)
         codes[:, dim] = values
         with self.lock:
-            items = self.view.items(self.run.decode(codes))
+            items = self.run.modality.page_items(self.run.decode(codes))
         return {"outputs": items, "values": values.tolist(), "kl": float(self.kl_per_dim[dim])}
 
     def vary(self, i: int, n: int) -> dict:
         """Text runs: n variations of sentence i (codes drawn from its posterior, decoded greedily)."""
-        if not hasattr(self.run, "vary"):
+        if not self.run.modality.makes_text:
             raise VaekitError(f"variations are for text runs, not {self.run.kind} runs")
         i = self.check_index(i)
         n = _count("n", n, 1, min(20, MAX_OUTPUTS))

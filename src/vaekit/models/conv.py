@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from ..distributions import LIKELIHOODS, DiagonalGaussian
 from ..errors import VaekitError
+from ..kernels.fused_conv import conv_bias_relu, fused_dtype, memory_format
 from . import register
 from .base import VAE, keras_init
-from .fused_conv import conv_bias_relu, fused_dtype, memory_format
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ConvVAEConfig:
     channels: tuple[int, ...] = (32, 64)  # one stride-2 conv block per entry
     hidden_dim: int = 16
     batch_norm: bool = False  # BN after each conv (the document suggests it)
-    likelihood: str = "bernoulli"  # or "gaussian"
+    likelihood: str = "bernoulli"  # or "gaussian"; "logistic" / "logistic-mix" for 8-bit images
     init: str = "torch"  # "keras": Keras' default initialisers (the document's model, as its code starts)
 
     def __post_init__(self):
@@ -61,7 +61,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     Why: on CPU, oneDNN's bf16 transposed-convolution backward takes ~4x longer when it also
     computes the bias gradient (the seed model's 64->32 layer: 12.9 ms vs 3.5 ms on one core);
     autograd's plain sum for the bias costs 0.1 ms. On CPU the forward adds the bias inside the
-    convolution (models/fused_conv.py), elsewhere as a separate add. The class keeps
+    convolution (kernels/fused_conv.py), elsewhere as a separate add. The class keeps
     nn.ConvTranspose2d's name so summaries and checkpoints are unchanged.
     """
 
@@ -81,7 +81,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
 class ConvBlock(nn.Sequential):
     """conv -> [BatchNorm] -> ReLU. Without batch norm, on CPU, the three run as one oneDNN call
-    (models/fused_conv.py: same outputs, 1.02-1.07x the seed model's training img/s); the
+    (kernels/fused_conv.py: same outputs, 1.02-1.07x the seed model's training img/s); the
     Sequential keeps the layers' names, so checkpoints and summaries are unchanged."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -122,15 +122,16 @@ class ConvVAE(VAE):
         self.to_mean = nn.Linear(config.hidden_dim, config.latent_dim)
         self.to_log_var = nn.Linear(config.hidden_dim, config.latent_dim)
 
+        self.likelihood = LIKELIHOODS[config.likelihood](c)
         self.from_latent = nn.Sequential(nn.Linear(config.latent_dim, flat), nn.ReLU())
         ups = chans[::-1]  # the document: ConvT(64) then ConvT(32)
         up_ins = (chans[-1],) + ups[:-1]
         self.decoder = nn.Sequential(
             *[_block(ConvTranspose2d(i, o, 3, 2, 1, output_padding=1), o, config.batch_norm)
               for i, o in zip(up_ins, ups)],
-            ConvTranspose2d(ups[-1], c, 3, 1, 1),  # logits / means; the likelihood applies sigmoid
+            # logits / means (and, for the discretised logistic, scales and mixture weights)
+            ConvTranspose2d(ups[-1], c * self.likelihood.params_per_channel, 3, 1, 1),
         )
-        self.likelihood = LIKELIHOODS[config.likelihood](c)
         if config.init == "keras":
             keras_init(self)
 
@@ -144,7 +145,7 @@ class ConvVAE(VAE):
         # Give the first transposed conv the layout its weight has (channels_last after the
         # trainer's model.to(memory_format=...)): mixed layouts cost oneDNN a reorder each way.
         hidden = hidden.contiguous(memory_format=memory_format(self.decoder[0][0].weight))
-        out = self.decoder(hidden)  # (B, C, 2^n * bottom_h, 2^n * bottom_w)
+        out = self.decoder(hidden)  # (B, C * params_per_channel, 2^n * bottom_h, 2^n * bottom_w)
         return out[:, :, :h, :w]
 
     def example_input(self, batch_size: int = 2) -> Tensor:

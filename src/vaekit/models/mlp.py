@@ -81,8 +81,8 @@ class ImageMLPVAEConfig:
         object.__setattr__(self, "image_shape", tuple(self.image_shape))
         object.__setattr__(self, "hidden", tuple(self.hidden))
         MLPVAEConfig(math.prod(self.image_shape), self.latent_dim, self.hidden)  # the same checks
-        if self.likelihood not in LIKELIHOODS:
-            raise VaekitError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got '{self.likelihood}'")
+        if self.likelihood not in ("bernoulli", "gaussian"):  # one decoder output per pixel
+            raise VaekitError(f"image-mlp's likelihood must be 'bernoulli' or 'gaussian', got '{self.likelihood}'")
 
 
 @register("image-mlp")

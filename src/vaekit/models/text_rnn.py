@@ -4,7 +4,7 @@
 Encoder: Embedding -> bidirectional LSTM (packed, so padding is never read) -> (z_mean, z_log_var).
 Decoder: LSTM over [embedding of the previous word ; z], initial state from z -> softmax.
 Word dropout (Bowman et al. 2016, sec. 3.2) replaces decoder inputs by <unk> during training so the
-decoder must lean on z; with KL annealing and free bits (train.py) it keeps the code in use.
+decoder must lean on z; with KL annealing and free bits (training/config.py) it keeps the code in use.
 Dropout on the decoder's input embeddings and on its outputs (Zaremba et al. 2014, as He et al. 2019
 train their PTB models) keeps the language model from overfitting a corpus the size of PTB.
 Weight drop (DropConnect on the decoder's recurrent weights, one mask per batch shared by every time
@@ -23,9 +23,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from ..distributions import DiagonalGaussian
 from ..errors import VaekitError
+from ..kernels.lstm import lstm as bf16_lstm
 from . import register
 from .base import VAE
-from .lstm import lstm as bf16_lstm
 from .text_seed import PAD, check_text_config, token_nll
 
 UNK, BOS, EOS = 1, 2, 3
@@ -90,7 +90,7 @@ def run_lstm(lstm: nn.LSTM, inputs: Tensor | PackedSequence, state=None, weights
     """lstm(inputs, state), with `weights` standing in for its parameters in this call, and not
     through oneDNN's bf16 LSTM where that would differentiate it wrongly: an LSTM wider than 512 units,
     training on a CPU with AMX. There the text decoder (one layer, padded batch-first inputs, an initial
-    state) runs models/lstm.py's LSTM (bf16 products, fp32 gates, its own backward pass); any other
+    state) runs kernels/lstm.py's LSTM (bf16 products, fp32 gates, its own backward pass); any other
     LSTM runs in fp32.
 
     oneDNN's bf16 LSTM backward on AMX CPUs (torch 2.13, Intel Xeon with amx_bf16) returns gradients
@@ -98,7 +98,7 @@ def run_lstm(lstm: nn.LSTM, inputs: Tensor | PackedSequence, state=None, weights
     on a trained PTB model, where its forward agrees to 1e-4 and its AVX512-BF16 path on the same
     machine (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) agrees to 0.9999; 512 units agree to 0.9998. A PTB
     run trained with it fell 5 nats behind by epoch 3 (bench/RESULTS.md). The 1024-unit decoder in
-    fp32 made a PTB training step 1.45x slower than the wrong bf16 one; with models/lstm.py the step
+    fp32 made a PTB training step 1.45x slower than the wrong bf16 one; with kernels/lstm.py the step
     is 1.35x faster than with the fp32 decoder (bench/lstm_step.py). Forward-only calls (evaluation,
     generation) keep oneDNN's bf16 LSTM, whose forward is right.
     """

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from ..distributions import DiagonalGaussian
 from ..errors import VaekitError
+from ..kernels.gru import bigru, use_fused
 from . import register
 from .base import VAE, keras_init
-from .gru import bigru, use_fused
 
 PAD = 0
 
@@ -72,7 +72,7 @@ def stacked_bigru(input_size: int, units: tuple[int, ...]) -> nn.ModuleList:
 def run_stack(layers: nn.ModuleList, h: Tensor) -> Tensor:
     # Recurrences stay in fp32 under bf16/fp16 autocast: CPU RNN kernels are slower in bf16 and
     # the gain of mixed precision is in the vocabulary projection, which autocast still covers.
-    # Training on CPU takes the fused layer (models/gru.py): the same function and parameters, one
+    # Training on CPU takes the fused layer (kernels/gru.py): the same function and parameters, one
     # autograd node instead of thousands of per-step ops; eval, CUDA (cuDNN) and export keep nn.GRU.
     with torch.autocast(h.device.type, enabled=False):
         h = h.float()

@@ -1,0 +1,220 @@
+"""Variations of held-out sentences (issue 25): meaning kept, wording changed, fluent.
+
+Per corpus (the embedded corpus's held-out split, Penn Treebank test), N held-out inputs of 5-30 words
+(drawn with --seed), K variations each, from:
+- `default`: vaekit's `vary` with its default settings on the given run (batched: the same maths as
+  `TextRun.vary`, codes mean + spread * std * eps decoded with the vary defaults);
+- `eda`: the rule-based baseline (bench/eda.py, Wei & Zou 2019, alpha 0.1);
+- `at_eda_bleu`: vaekit with --spread set so that its BLEU to the input equals EDA's (interpolated on
+  the curve, then measured there);
+- `no_repetition_control`: the same run and spread, greedy without repetition control (vary before);
+- `curve`: vaekit over --spreads (the fidelity knob), for the fidelity-diversity plot;
+- any --extra run (e.g. one trained with the former defaults), decoded as vary did before issue 25
+  (spread 1, greedy, no repetition control).
+Figures (vaekit.text_quality plus two here): semantic (MiniLM cosine to the input), bleu_in, self_bleu,
+distinct_2, copy_rate (variations equal to the input after normalisation), unk_share (share of output
+words that are <unk>), fluency_ratio = perplexity of the variations / perplexity of the real held-out
+sentences, both under a Kneser-Ney trigram model fitted on the corpus's training split (bench/reference_lm.py).
+
+    python bench/variations.py --runs docs=runs/docs ptb=runs/ptb --extra docs:old=runs/docs-old
+    python bench/variations.py --quick --runs docs=runs/docs ptb=runs/ptb   # 40 inputs, spreads 0, 1, 2, 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import REPO, data_dir, machine  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "variations.json"
+PLOT = REPO / "bench" / "results" / "variations_curve.png"
+FIGURES = ("semantic", "bleu_in", "self_bleu", "distinct_2", "copy_rate", "unk_share", "fluency_ratio")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", nargs="+", required=True, help="CORPUS=RUN for each corpus: docs, ptb")
+    p.add_argument("--extra", nargs="*", default=[], help="CORPUS:LABEL=RUN, other runs to score alike")
+    p.add_argument("--quick", action="store_true", help="40 inputs per corpus, every other spread")
+    p.add_argument("--inputs", type=int, default=200)
+    p.add_argument("--variations", type=int, default=5)
+    p.add_argument("--spreads", type=float, nargs="*", default=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--plot", default=str(PLOT))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.inputs, args.spreads = min(args.inputs, 40), args.spreads[::2]
+    return args
+
+
+# ---- corpora: (training sentences, held-out sentences) -------------------------------------------
+def corpus_splits(name: str, root: Path) -> tuple[list[str], list[str]]:
+    """The training split and held-out split exactly as `vaekit train text` makes them."""
+    from vaekit.text import TextDataConfig, read_texts
+
+    if name == "ptb":
+        config = TextDataConfig(data="ptb", data_dir=str(root))
+        return read_texts("ptb", config), read_texts("ptb:test", config)
+    config = TextDataConfig()  # the embedded corpus, the document's 20 % split with seed 42
+    sentences = read_texts(config.data, config)
+    order = np.random.default_rng(config.split_seed).permutation(len(sentences))
+    n_val = int(round(len(sentences) * config.val_fraction))
+    return [sentences[i] for i in order[n_val:]], [sentences[i] for i in order[:n_val]]
+
+
+def pick_inputs(held_out: list[str], n: int, seed: int) -> list[str]:
+    candidates = [s for s in held_out if 5 <= len(s.split()) <= 30]
+    rng = np.random.default_rng(seed)
+    return [candidates[i] for i in sorted(rng.choice(len(candidates), min(n, len(candidates)), replace=False))]
+
+
+# ---- systems --------------------------------------------------------------------------------------
+def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int, config=None) -> list[list[str]]:
+    """`TextRun.vary` for every input at once; config: vary's default decoding (vaekit.variations)."""
+    import torch
+
+    from vaekit.variations import default_decode_config
+
+    torch.manual_seed(seed)
+    mean, log_var = run.encode(inputs, return_log_var=True)  # (N, D) each
+    mean, std = torch.from_numpy(mean), torch.from_numpy(log_var).mul(0.5).exp()
+    z = mean.repeat_interleave(k, 0) + spread * std.repeat_interleave(k, 0) * torch.randn(len(inputs) * k,
+                                                                                           mean.shape[1])
+    texts = run.decode(z, config or default_decode_config())
+    return [texts[i * k:(i + 1) * k] for i in range(len(inputs))]
+
+
+def score(inputs, variations, lm, real_ppl) -> dict:
+    from vaekit.text_quality import normalize_13a, variation_metrics
+
+    m = variation_metrics(inputs, variations, embedder="auto")
+    flat = [normalize_13a(v) for g in variations for v in g]
+    words = [w for v in flat for w in v.split()]
+    return {"semantic": m["semantic_consistency"], "bleu_in": m["bleu_to_input"], "self_bleu": m["self_bleu"],
+            "distinct_2": m["distinct_2"], "copy_rate": 1 - m["changed_share"],
+            "unk_share": sum(w == "<unk>" for w in words) / max(1, len(words)),
+            "fluency_ratio": lm.perplexity([v for g in variations for v in g]) / real_ppl,
+            "examples": [[inputs[i], variations[i]] for i in range(min(3, len(inputs)))]}
+
+
+def spread_at_bleu(curve: list[dict], target: float) -> float:
+    """The spread where the curve's BLEU to the input crosses `target` (linear in between)."""
+    points = sorted((c["bleu_in"], c["spread"]) for c in curve)
+    bleus, spreads = [b for b, _ in points], [s for _, s in points]
+    return float(np.interp(target, bleus, spreads))
+
+
+def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
+    from eda import eda_variations
+    from reference_lm import KneserNeyLM
+
+    from vaekit import api
+    from vaekit.generate import DecodeConfig
+    from vaekit.variations import DEFAULT_SPREAD
+
+    train, held_out = corpus_splits(name, args.ptb_root)
+    inputs = pick_inputs(held_out, args.inputs, args.seed)
+    t0 = time.time()
+    lm = KneserNeyLM().fit(train)
+    real_ppl = lm.perplexity(held_out)
+    out = {"n_inputs": len(inputs), "variations_per_input": args.variations, "run": run_path,
+           "reference_lm": {"model": "interpolated Kneser-Ney trigram, D 0.75, words seen once -> <unk>",
+                            "held_out_perplexity": real_ppl, "fit_seconds": round(time.time() - t0, 1)}}
+    print(f"[{name}] reference LM: held-out perplexity {real_ppl:.1f}", flush=True)
+    eda = [eda_variations(s, args.variations, args.synonyms, random.Random(args.seed + i))
+           for i, s in enumerate(inputs)]
+    out["eda"] = score(inputs, eda, lm, real_ppl)
+    run = api.load(run_path)
+    vary = lambda r, spread, config=None: vary_batch(r, inputs, args.variations, spread, args.seed, config)
+    out["default"] = {"spread": DEFAULT_SPREAD, **score(inputs, vary(run, DEFAULT_SPREAD), lm, real_ppl)}
+    # The same run and spread decoded as vary did before issue 25: what repetition control changes.
+    out["no_repetition_control"] = {"spread": DEFAULT_SPREAD,
+                                     **score(inputs, vary(run, DEFAULT_SPREAD, DecodeConfig()), lm, real_ppl)}
+    out["curve"] = [{"spread": s, **score(inputs, vary(run, s), lm, real_ppl)}
+                    for s in sorted(set(args.spreads) | {DEFAULT_SPREAD})]
+    spread = spread_at_bleu(out["curve"], out["eda"]["bleu_in"])
+    bleus = [c["bleu_in"] for c in out["curve"]]
+    out["at_eda_bleu"] = {"spread": spread, "eda_bleu_within_curve": min(bleus) <= out["eda"]["bleu_in"] <= max(bleus),
+                          **score(inputs, vary(run, spread), lm, real_ppl)}
+    for label, path in extras.items():
+        # Scored as vary worked before issue 25: spread 1, greedy, no repetition control.
+        out[label] = {"run": path, "spread": 1.0, "decoding": "greedy, no repetition control",
+                      **score(inputs, vary(api.load(path), 1.0, DecodeConfig()), lm, real_ppl)}
+    return out
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for corpus, r in results["corpora"].items():
+        xs = [c["self_bleu"] for c in r["curve"]]
+        ys = [c["semantic"] for c in r["curve"]]
+        (line,) = ax.plot(xs, ys, "o-", label=f"{corpus}: vaekit over --spread")
+        for c in r["curve"]:
+            ax.annotate(f"{c['spread']:g}", (c["self_bleu"], c["semantic"]), fontsize=7)
+        ax.plot(r["eda"]["self_bleu"], r["eda"]["semantic"], "x", color=line.get_color(), ms=9,
+                label=f"{corpus}: EDA")
+    ax.set_xlabel("self-BLEU among an input's variations (lower = more diverse)")
+    ax.set_ylabel("semantic consistency (MiniLM cosine)")
+    ax.set_title("Fidelity against diversity (labels: --spread)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def print_table(results: dict) -> None:
+    print(f"{'corpus':8}{'system':22}" + "".join(f"{f:>14}" for f in FIGURES))
+    for corpus, r in results["corpora"].items():
+        for system, row in r.items():
+            if isinstance(row, dict) and "semantic" in row:
+                print(f"{corpus:8}{system:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
+        for row in r["curve"]:
+            label = f"spread {row['spread']:g}"
+            print(f"{corpus:8}{label:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
+
+
+def main(argv=None) -> None:
+    import torch
+    from eda import Synonyms
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.ptb_root = data_dir(args.data_dir)
+    args.synonyms = Synonyms()
+    runs = dict(r.split("=", 1) for r in args.runs)
+    extras: dict[str, dict] = {}
+    for e in args.extra:
+        key, path = e.split("=", 1)
+        corpus, label = key.split(":", 1)
+        extras.setdefault(corpus, {})[label] = path
+    t0 = time.time()
+    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "quick": args.quick,
+               "command": "python bench/variations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "corpora": {c: corpus_figures(c, path, extras.get(c, {}), args) for c, path in runs.items()}}
+    results["seconds"] = round(time.time() - t0)
+    for corpus, r in results["corpora"].items():  # the issue's layout: one top-level key per corpus
+        pick = lambda row: {f: row[f] for f in (*FIGURES, "spread", "eda_bleu_within_curve") if f in row}
+        results[corpus] = {**pick(r["default"]), "eda": pick(r["eda"]), "at_eda_bleu": pick(r["at_eda_bleu"])}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, args.plot)
+    print_table(results)
+    print(f"wrote {args.out} and {args.plot} ({results['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

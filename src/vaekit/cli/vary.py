@@ -1,0 +1,47 @@
+"""`vaekit vary RUN SENTENCE`: variations of a given sentence (text runs)."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import MAX_OUTPUTS, VaekitError
+from ..variations import DEFAULT_SPREAD as VARY_SPREAD
+from ..variations import VARY_DECODING
+from .common import print_sentences
+from .options import add_decode_options, add_run_verb, decode_config, finite, whole
+
+
+def register(subparsers):
+    parser = add_run_verb(subparsers, "vary", "variations of a given sentence", data=False)
+    parser.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
+    parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=5)
+    parser.add_argument("--spread", type=finite(0), default=VARY_SPREAD,
+                        help="the fidelity knob: scale of the posterior's standard deviation (0: always the mean, "
+                             "the reconstruction; larger: looser variations)")
+    parser.add_argument("--seed", type=int, default=0)
+    add_decode_options(parser)
+    parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
+    return parser
+
+
+def run(args) -> None:
+    from .. import api
+
+    loaded = api.load(args.run)
+    if not loaded.modality.makes_text:  # the Python API's Run.vary takes any kind's inputs
+        raise VaekitError(f"vary works on text runs; for {loaded.modality.noun} use sample, reconstruct or "
+                          "interpolate")
+    _note_what_is_read(loaded, args.sentence)
+    print_sentences(loaded.vary(args.sentence, args.n, args.spread, decode_config(args), seed=args.seed), args)
+
+
+def _note_what_is_read(run, sentence: str) -> None:
+    """Notes on stderr where the run reads the sentence otherwise than typed: unknown words, too long."""
+    unknown = run.unknown_words(sentence)
+    if unknown:
+        print(f"vaekit: note: not in the vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
+    if not run.tokenizer.encode(sentence)[:-1] or len(unknown) == len(run.tokenizer.tokenize(sentence)):
+        print("vaekit: note: the sentence has no known words; variations come from an uninformed code",
+              file=sys.stderr)
+    if (tokens := len(run.tokenizer.encode(sentence))) > run.model.config.max_len:
+        print(f"vaekit: note: the sentence has {tokens} tokens (with <eos>); the run reads only its first "
+              f"{run.model.config.max_len}, the longest it was trained on", file=sys.stderr)

@@ -1,0 +1,284 @@
+"""Tables: numeric feature tables -> standardised float tensors, and the TabularRun API.
+
+Features are standardised with the training split's mean and standard deviation (never the
+validation data's), saved in the run as `standardize.json` and applied to everything the run
+reads later, so scores and codes of new rows use exactly the training transformation.
+
+Refused with a clear message, never repaired silently: missing (empty) cells, words in feature
+columns, NaN/infinity, ragged rows, empty files, and columns that are constant on the training
+split (they carry no information and cannot be standardised). `drop_constant=True`
+(`--drop-constant`) leaves constant columns out instead; the run records which columns it uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import Prepared, TensorData, split
+from ..errors import VaekitError
+from ..outputs import Destination
+from .base import ArrayModality, Inputs, as_data
+
+SCALER = "standardize.json"
+
+
+@dataclass(frozen=True)
+class TabularDataConfig:
+    data: str = "wine"  # wine | breast-cancer | iris (bundled with scikit-learn), a CSV file, .npy/.npz
+    val_data: str | None = None  # an explicit validation table instead of a random split
+    val_fraction: float = 0.2
+    split_seed: int = 42
+    columns: tuple[str, ...] | None = None  # feature columns (names or 0-based indices); default: all but label
+    label: str | None = None  # a label column (name or index): kept for plots and scores, never a feature
+    delimiter: str = ","
+    drop_constant: bool = False  # leave out columns constant on the training split (default: refuse them)
+    limit: int | None = None  # use only the first N rows (quick runs)
+
+    def __post_init__(self):
+        if self.columns is not None:
+            object.__setattr__(self, "columns", tuple(str(c) for c in self.columns))
+        if self.limit is not None and self.limit < 2:
+            raise VaekitError(f"limit must be at least 2, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """x -> (x - mean) / std per feature, fitted on training rows; `columns` name the features."""
+
+    columns: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    label: str | None = None
+    classes: tuple[str, ...] | None = None
+    inputs: tuple[str, ...] | None = None  # the columns rows come with, when constant ones were dropped
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs or self.columns)
+
+    def select(self, x: np.ndarray) -> np.ndarray:
+        """Rows with all input columns (or already only the kept ones) -> the kept features."""
+        if x.shape[1] == len(self.columns):
+            return x
+        return x[:, [self.input_names.index(c) for c in self.columns]]
+
+    @classmethod
+    def fit(cls, x: np.ndarray, columns: list[str], drop_constant: bool = False, label=None, classes=None):
+        """Fit on training rows x (N, F); returns the scaler and the kept column positions."""
+        std = x.std(0)
+        constant = std <= 1e-12 * np.maximum(1.0, np.abs(x.mean(0)))
+        if constant.all() or (constant.any() and not drop_constant):
+            names = [c for c, k in zip(columns, constant) if k]
+            raise VaekitError(f"column(s) constant on the training rows: {', '.join(names[:10])}"
+                              + ("" if constant.all() else "; pass --drop-constant (drop_constant=True) to leave "
+                                 "them out or choose features with --columns"))
+        keep = np.flatnonzero(~constant)
+        return cls(tuple(columns[i] for i in keep), tuple(float(v) for v in x.mean(0)[keep]),
+                   tuple(float(v) for v in std[keep]), label, None if classes is None else tuple(classes),
+                   None if len(keep) == len(columns) else tuple(columns)), keep
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Raw (N, F) -> standardised float32."""
+        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def invert(self, x: np.ndarray) -> np.ndarray:
+        return x * np.asarray(self.std) + np.asarray(self.mean)
+
+    @property
+    def log_jacobian(self) -> float:
+        """log |d standardised / d raw|: added to a log-density of standardised rows gives the
+        log-density of the raw rows (change of variables)."""
+        return -float(np.log(self.std).sum())
+
+    def to_json(self) -> dict:
+        return {"columns": list(self.columns), "mean": list(self.mean), "std": list(self.std),
+                "label": self.label, "classes": None if self.classes is None else list(self.classes),
+                "inputs": None if self.inputs is None else list(self.inputs)}
+
+    @classmethod
+    def from_json(cls, obj, path) -> Standardizer:
+        try:
+            scaler = cls(tuple(obj["columns"]), tuple(map(float, obj["mean"])), tuple(map(float, obj["std"])),
+                         obj.get("label"), None if obj.get("classes") is None else tuple(obj["classes"]),
+                         None if obj.get("inputs") is None else tuple(obj["inputs"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise VaekitError(f"{path} is not a vaekit standardisation file") from None
+        if not len(scaler.columns) == len(scaler.mean) == len(scaler.std) or min(scaler.std, default=0) <= 0:
+            raise VaekitError(f"{path} is damaged: columns, means and scales do not agree")
+        return scaler
+
+
+def read_features(source: str, config: TabularDataConfig, names: list[str] | None = None):
+    """(x (N, F) float64, names, y, classes) of `source`; with `names`, the run's features by name."""
+    from ..data.tabular import feature_matrix, label_column, read_table, select_for_run
+
+    table = read_table(source, config.delimiter)
+    if names is not None:
+        x = select_for_run(table, names)
+    else:
+        x, names = feature_matrix(table, list(config.columns) if config.columns else None, config.label)
+    try:
+        y, classes = label_column(table, config.label)
+    except VaekitError:
+        if names is None:
+            raise
+        y, classes = None, None  # new data need not carry the label column
+    return x, names, y, classes
+
+
+def prepare(config: TabularDataConfig, run: Path | None = None) -> Prepared:
+    """Train/validation tensors of standardised features; a resumed run reuses its standardize.json."""
+    x, names, y, classes = read_features(config.data, config)
+    data = TensorData(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
+    if config.limit is not None:
+        data = data.subset(torch.arange(min(config.limit, len(data))))
+    if config.val_data:
+        vx, _, vy, _ = read_features(config.val_data, config, names)
+        train, val = data, TensorData(torch.from_numpy(vx), None if vy is None else torch.from_numpy(vy))
+    else:
+        train, val = split(data, config.val_fraction, config.split_seed)
+    scaler = None
+    if run is not None and (Path(run) / SCALER).exists():
+        from ..runs import read_json
+
+        scaler = Standardizer.from_json(read_json(Path(run) / SCALER), Path(run) / SCALER)
+    return prepare_arrays(train, val, config, names, scaler, classes)
+
+
+def prepare_arrays(train: TensorData, val: TensorData, config: TabularDataConfig, names: list[str] | None = None,
+                   scaler: Standardizer | None = None, classes: list[str] | None = None) -> Prepared:
+    """Fit the standardisation on `train` (raw float features) unless given, apply it to both."""
+    import json
+
+    names = names or [str(i) for i in range(train.x.shape[1])]
+    if scaler is None:
+        scaler, keep = Standardizer.fit(train.x.numpy(), names, config.drop_constant, config.label, classes)
+    else:
+        keep = [names.index(c) for c in scaler.columns]
+
+    def standardise(d: TensorData) -> TensorData:
+        return TensorData(torch.from_numpy(scaler.apply(d.x.numpy()[:, keep])), d.y)
+
+    dropped = len(names) - len(keep)
+    return Prepared(standardise(train), standardise(val), {"n_features": len(keep)},
+                    {SCALER: (json.dumps(scaler.to_json()) + "\n").encode()},
+                    f"{len(train)} training and {len(val)} validation rows of {len(keep)} standardised features"
+                    + (f" ({dropped} constant column(s) left out)" if dropped else ""))
+
+
+class TabularModality(ArrayModality):
+    """Rows of numeric features, standardised with the training split's scaler (standardize.json in the
+    run); codes decode to rows in raw units, and densities are shifted to raw units (`log_density_shift`)."""
+
+    name = "tabular"
+    noun = "tables"
+    DataConfig = TabularDataConfig
+    default_model = "mlp"
+    default_score = "standardised"  # chosen on synthetic anomalies, never the test sets (bench/RESULTS.md, issue 26)
+    # Small tables take few steps per epoch: more epochs and smaller batches than the image defaults.
+    # One thread: a small MLP's steps are too short to gain from a second, and on a busy machine the
+    # parallel regions stall on a descheduled thread (measured: 10x slower with 2 threads under load).
+    train_defaults = {"epochs": 50, "batch_size": 64, "threads": 1}
+    run_files = (SCALER,)
+    eval_k = 1000
+
+    def prepare(self, config: TabularDataConfig, run: Path | None = None) -> Prepared:
+        return prepare(config, run)
+
+    def prepare_arrays(self, train: TensorData, val: TensorData, config: TabularDataConfig,
+                       names: list[str] | None = None) -> Prepared:
+        return prepare_arrays(train, val, config, names)
+
+    def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
+        x, _, y, classes = read_features(source, run.data_config, run.columns)
+        return Inputs(x[:limit], None if y is None else y[:limit], classes)
+
+    def attach(self, run) -> None:
+        from ..runs import read_json
+
+        run.scaler = Standardizer.from_json(read_json(run.path / SCALER), run.path / SCALER)
+        if len(run.scaler.columns) != run.model.config.n_features:
+            raise VaekitError(f"{run.path / SCALER} has {len(run.scaler.columns)} columns but the model takes "
+                              f"{run.model.config.n_features}: they do not belong together")
+        run.log_density_shift = run.scaler.log_jacobian
+        run.columns = run.scaler.input_names  # the columns rows come with (constant ones may be dropped)
+
+    def to_model(self, run, x) -> torch.Tensor:
+        """Raw rows (N, F) standardised with the run's own scaler."""
+        x = np.asarray(x)
+        if x.ndim == 1 and len(run.columns) > 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] not in (len(run.columns), len(run.scaler.columns)):
+            raise VaekitError(f"this run takes rows of {len(run.columns)} features, got shape {x.shape}")
+        if x.dtype.kind not in "biuf":
+            raise VaekitError(f"features must be numbers, not dtype {x.dtype}")
+        if len(x) == 0:
+            raise VaekitError("no rows given")
+        if not np.isfinite(x).all():
+            row = int(np.argmin(np.isfinite(x).all(1)))
+            raise VaekitError(f"row {row} holds NaN or infinity; vaekit refuses non-finite values")
+        return torch.from_numpy(run.scaler.apply(run.scaler.select(x.astype(np.float64)))).to(run.device)
+
+    def outputs(self, run, decoded: np.ndarray) -> np.ndarray:
+        """Decoded means in raw units, (N, F)."""
+        return run.scaler.invert(decoded)
+
+    def eval_data(self, run, source: str, limit: int | None, seed: int):
+        data = self.read_inputs(run, source, limit)  # (N, F) in the run's columns, raw units
+        if len(data.x) < 2:
+            raise VaekitError(f"{source} has {len(data.x)} row(s); evaluation needs at least 2")
+        x = run.prepare(data.x).float().cpu()  # standardised with the training split's scaler, as in training
+        return x, data.y, {"settings": {"features": int(x.shape[1]),
+                                        "units": "nats per row of standardised features"}}
+
+    def eval_metrics(self, run, x, bounds: dict, extra: dict) -> dict:
+        # The model sees standardised rows; a density of raw rows differs by the Jacobian.
+        return {"iw_nll_raw_units": float(bounds["iw_nll"].mean()) - run.log_density_shift}
+
+    def write_samples(self, run, samples, dest: Destination) -> None:
+        self._write_rows(run, samples, dest.path(run.path / "samples.csv"), dest)
+
+    def write_reconstructions(self, run, inputs: Inputs, outputs, dest: Destination) -> None:
+        self._write_rows(run, outputs, dest.path(run.path / "reconstruct.csv"), dest)
+
+    def write_interpolation(self, run, outputs, dest: Destination, what: str) -> None:
+        self._write_rows(run, outputs, dest.path(run.path / "interpolate.csv"), dest)
+
+    @staticmethod
+    def _write_rows(run, rows: np.ndarray, out: Path, dest: Destination) -> None:
+        """Rows (raw units) as CSV with the run's column names."""
+        import csv
+        import io
+
+        from ..runs import atomic_write
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(run.scaler.columns)
+        writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
+        atomic_write(out, buffer.getvalue().encode())
+        dest.echo(f"wrote {out} ({len(rows)} rows of {rows.shape[1]} features, in the data's own units)")
+
+    def estimator_tags(self, tags) -> None:
+        tags.input_tags.two_d_array = True
+
+    def estimator_inputs(self, estimator, X, reset: bool):
+        from sklearn.utils.validation import validate_data
+
+        return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+
+    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
+        names = [str(c) for c in getattr(estimator, "feature_names_in_", [])] or None
+        return self.prepare_arrays(as_data(train), as_data(val), data_config, names)
+
+    def estimator_data_config(self, estimator, **settings):
+        return TabularDataConfig(**settings, drop_constant=estimator.drop_constant)
+
+    def estimator_attributes(self, estimator, run) -> None:
+        estimator.n_features_in_ = len(run.columns)
+
+
+TABULAR = TabularModality()
