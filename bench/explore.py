@@ -127,7 +127,7 @@ def main() -> None:
 
     import torch
     from vaekit.modalities import ImageDataConfig
-    from vaekit.train import TrainConfig
+    from vaekit.training import TrainConfig
 
     import vaekit
     from vaekit.anomaly import read_inputs
