@@ -126,12 +126,12 @@ def main() -> None:
     train_limit, epochs, requests, frames = (2000, 1, 60, 40) if args.quick else (10_000, 3, 300, 120)
 
     import torch
-    from vaekit.modalities import ImageDataConfig
-    from vaekit.training import TrainConfig
 
     import vaekit
     from vaekit.anomaly import read_inputs
     from vaekit.explore import Explorer, make_server
+    from vaekit.modalities import ImageDataConfig
+    from vaekit.training import TrainConfig
 
     torch.set_num_threads(2)  # the 2-core CPU
     folder = Path(tempfile.mkdtemp(prefix="vaekit-explore-bench-"))
