@@ -62,7 +62,8 @@ class Run:
         self.precision = precision
         autocast_context(self.device, precision)  # refuses a precision this device lacks, here
         self.model.to(self.device).eval()
-        self.data_config = from_dict(self.modality.DataConfig, self.config.get("data"), "config.json 'data'")
+        data_config = from_dict(self.modality.DataConfig, self.config.get("data"), "config.json 'data'")
+        self.data_config = self.modality.resolve_paths(data_config, self.path)  # an old run's relative paths
         self.modality.attach(self)  # the run's own files: tokenizer, standardisation
 
     def __repr__(self) -> str:
@@ -203,6 +204,7 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     before the run directory is created.
     """
     modality = modalities.for_data(data)
+    data = modality.absolute_paths(data)  # the run records where its data are: usable from any folder
     model = model or modality.default_model
     if train.trainable != "all":
         raise VaekitError("a new model trains all its parameters; to fit a trained run's encoder again "
@@ -236,21 +238,32 @@ def _new_run_dir(out, overwrite: bool, prepared, vae, kind: str, data, train: Tr
     return run
 
 
+RESUME_SETTINGS = ("device", "threads", "progress")  # TrainConfig fields a resumed run may change: not its maths
+
+
 def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | None = None,
-           model: str | None = None, model_options: dict | None = None) -> Run:
+           model: str | None = None, model_options: dict | None = None, data: dict | None = None,
+           **settings) -> Run:
     """Continue a run from its checkpoint, optionally to a new total number of epochs.
 
     kind, model and model_options: what the caller takes the run to be (vaekit train KIND --resume
     with model options). Resume continues the run's own model, so a run that differs is refused
-    rather than trained as something the caller did not ask for."""
+    rather than trained as something the caller did not ask for. data: where the run's data are now
+    ({"data": ..., "data_dir": ...}: they moved), recorded in its config.json; settings: the
+    RESUME_SETTINGS (device, threads, progress), which change where it runs, not what it learns."""
     path = Path(path)
     config = runs.read_config(path)
     modality = modalities.get(config.get("kind"))
     saved = config.get("train")
-    if epochs is not None and isinstance(saved, dict):  # the new total, checked with the other settings
-        saved = {**saved, "epochs": epochs}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if isinstance(saved, dict):  # the new total and settings, checked with the other settings
+        unknown = sorted(set(settings) - set(RESUME_SETTINGS))
+        if unknown:
+            raise VaekitError(f"a resumed run continues with its own training settings; it cannot change "
+                              f"{', '.join(unknown)} (it may change {', '.join(RESUME_SETTINGS)} and epochs)")
+        saved = {**saved, **settings, **({"epochs": epochs} if epochs is not None else {})}
     train = from_dict(TrainConfig, saved, "config.json 'train'")
-    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
+    data = _resume_data(path, config, modality, data or {})
     torch.manual_seed(train.seed)  # as train() does, so a run killed before its first checkpoint restarts exactly
     vae = model_from_config(config)
     _check_same_model(path, config["kind"], vae, kind, model, model_options or {})
@@ -269,11 +282,30 @@ def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | 
         raise VaekitError(f"{path} was stopped before its refinement began; run vaekit refine again")
     else:
         echo(f"{path} was stopped before its first checkpoint; training it from the start")
-    if epochs is not None:  # only now: a resume refused above leaves config.json as it was
-        config["train"] = dataclasses.asdict(train)
+    if config["train"] != _as_json(train) or config["data"] != _as_json(data):
+        # Only now: a resume refused above leaves config.json as it was.
+        config["train"], config["data"] = dataclasses.asdict(train), dataclasses.asdict(data)
         ctx.on_main(lambda: runs.write_json(path / runs.CONFIG, config))
     _fit(trainer)
     return load(path)
+
+
+def _as_json(config) -> dict:
+    """A config dataclass as config.json holds it (tuples as lists)."""
+    import json
+
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _resume_data(path: Path, config: dict, modality, changes: dict):
+    """The data config a resumed run reads: its own, relative paths of an old run resolved, with the
+    settings given (the data moved: --data, --data-dir) in their place, recorded absolute."""
+    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
+    data = modality.resolve_paths(data, path)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    for name in changes:
+        modality.check_data_option(name)
+    return modality.absolute_paths(dataclasses.replace(data, **changes))
 
 
 def _left_to_train(path: Path, trainer: Trainer, epochs: int | None, echo) -> bool:
@@ -351,7 +383,7 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     if Path(out).resolve() == source.resolve():
         raise VaekitError(f"refine writes a new run and leaves {source} as it is: choose another --out")
     modality = modalities.get(config.get("kind"))
-    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
+    data = _resume_data(source, config, modality, {})
     base = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
     train = refine_config(base, validated=True, **options)  # settings checked before the data is read
     ctx = distributed.setup(train.device)

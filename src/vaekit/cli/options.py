@@ -194,6 +194,15 @@ def decode_config(args):
     return DecodeConfig(args.strategy, args.beam_size, args.top_k, args.top_p, args.decode_temperature)
 
 
+def add_resume_options(parser) -> None:
+    """What a resumed run may change (api.RESUME_SETTINGS): where it runs, not what it learns."""
+    group = parser.add_argument_group("where it runs (the run's own settings by default)")
+    group.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    group.add_argument("--threads", type=whole(0, 1024), help="CPU threads for torch; 0 = torch's default")
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="the per-batch progress bar")
+
+
 def add_nproc_option(parser) -> None:
     parser.add_argument("--nproc", type=whole(1, 1024), default=1,
                         help="data-parallel processes on this machine (DDP; gloo on CPU, nccl with one GPU "

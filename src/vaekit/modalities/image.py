@@ -117,6 +117,7 @@ class ImageModality(ArrayModality):
     """Images: uint8 or [0, 1] float arrays (N, C, H, W); decoded means are images in [0, 1]."""
 
     name = "image"
+    data_names = NAMED_SPLITS
     noun = "images"
     article = "an"
     DataConfig = ImageDataConfig

@@ -174,6 +174,7 @@ class TabularModality(ArrayModality):
     run); codes decode to rows in raw units, and densities are shifted to raw units (`log_density_shift`)."""
 
     name = "tabular"
+    data_names = ("wine", "breast-cancer", "iris")  # data.tabular.NAMED_TABLES
     noun = "tables"
     DataConfig = TabularDataConfig
     default_model = "mlp"

@@ -156,6 +156,7 @@ class TextModality(Modality):
     tensors; codes decode to sentences with a DecodeConfig (greedy, beam, top-k/top-p)."""
 
     name = "text"
+    data_names = ("ptb", "stdlib-docs")  # data.text.CORPUS_NAMES
     noun = "sentences"
     DataConfig = TextDataConfig
     default_model = "text-rnn"

@@ -1,0 +1,116 @@
+"""What a user meets after the tour (issue 27): runs that work from any folder, outputs stamped with the
+weights they came from, honest figures, quiet when asked."""
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaekit.cli import main
+
+FAST = ["--epochs", "1", "--no-progress"]
+
+
+def run_cli(capsys, *args):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def idx_gz(array: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+
+def fake_mnist(folder: Path) -> Path:
+    """A tiny MNIST look-alike (8x8 images) in folder/mnist, as a user's data folder holds it."""
+    rng = np.random.default_rng(0)
+    (folder / "mnist").mkdir(parents=True)
+    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (60, 8, 8)),
+              "train-labels-idx1-ubyte.gz": np.arange(60) % 3,
+              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (12, 8, 8)),
+              "t10k-labels-idx1-ubyte.gz": np.arange(12) % 3}
+    for name, array in arrays.items():
+        (folder / "mnist" / name).write_bytes(idx_gz(array))
+    return folder
+
+
+def table(path: Path, n: int = 60, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    path.write_text("a,b,c\n" + "".join(f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f}\n" for r in x))
+    return path
+
+
+# ---- 1. a run works from any folder -----------------------------------------------------------------
+def test_a_run_records_absolute_paths_and_is_used_and_resumed_from_elsewhere(tmp_path, monkeypatch, capsys):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    fake_mnist(project / "data")
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    code, _, err = run_cli(capsys, "train", "image", "--data", "mnist", "--data-dir", "data", "--model", "seed",
+                           "--out", "runs/m", *FAST)
+    assert code == 0, err
+    data = json.loads((project / "runs/m/config.json").read_text())["data"]
+    assert data["data_dir"] == str(project / "data") and data["data"] == "mnist"  # a name stays a name
+    monkeypatch.chdir(elsewhere)
+    run = "../project/runs/m"
+    assert run_cli(capsys, "reconstruct", run, "--data", "mnist:test", "--out", "r.png")[0] == 0
+    code, _, err = run_cli(capsys, "resume", run, "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    # The data moved: resume and train --resume take --data-dir and record it; $VAEKIT_DATA is honoured.
+    (project / "data").rename(project / "moved")
+    code, _, err = run_cli(capsys, "resume", run, "--epochs", "3", "--data-dir", "../project/moved", "--no-progress")
+    assert code == 0, err
+    assert json.loads((project / "runs/m/config.json").read_text())["data"]["data_dir"] == str(project / "moved")
+    (project / "moved").rename(project / "again")
+    code, _, err = run_cli(capsys, "train", "image", "--out", run, "--resume", "--epochs", "4",
+                           "--data-dir", "../project/again", "--no-progress")
+    assert code == 0, err
+    assert json.loads((project / "runs/m/config.json").read_text())["data"]["data_dir"] == str(project / "again")
+    (project / "again").rename(project / "env")
+    monkeypatch.setenv("VAEKIT_DATA", str(project / "env"))
+    monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
+    for verb in (["reconstruct", run, "--data", "mnist:test", "--out", "r2.png"],
+                 ["interpolate", run, "--data", "mnist:test", "--index", "0", "1", "--out", "i.png"],
+                 ["evaluate", run, "--data", "mnist:test", "--k", "2", "--no-probes", "--out", "ev"]):
+        code, _, err = run_cli(capsys, *verb)
+        assert code == 0, (verb, err)
+
+
+def test_an_old_runs_relative_paths_are_resolved_from_another_folder(tmp_path, monkeypatch, capsys):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    table(project / "t.csv")
+    monkeypatch.chdir(project)
+    assert run_cli(capsys, "train", "tabular", "--data", "t.csv", "--out", "runs/t", *FAST)[0] == 0
+    config_path = project / "runs/t/config.json"
+    config = json.loads(config_path.read_text())
+    assert config["data"]["data"] == str(project / "t.csv")
+    config["data"]["data"] = "t.csv"  # as runs written before paths were recorded absolute hold it
+    config_path.write_text(json.dumps(config))
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli(capsys, "resume", "../project/runs/t", "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    assert json.loads(config_path.read_text())["data"]["data"] == str(project / "t.csv")
+    code, _, err = run_cli(capsys, "anomalies", "../project/runs/t", "--data", "../project/t.csv", "--out", "a")
+    assert code == 0, err
+
+
+def test_resume_refuses_settings_that_change_what_it_learns(tmp_path, capsys):
+    import vaekit
+    from vaekit.errors import VaekitError
+
+    table(tmp_path / "t.csv")
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--out", tmp_path / "r", *FAST)[0] == 0
+    with pytest.raises(VaekitError, match="cannot change lr"):
+        vaekit.resume(tmp_path / "r", epochs=2, lr=0.5)
+    code, _, err = run_cli(capsys, "resume", tmp_path / "r", "--column", "x")
+    assert code == 2
