@@ -114,3 +114,53 @@ def test_resume_refuses_settings_that_change_what_it_learns(tmp_path, capsys):
         vaekit.resume(tmp_path / "r", epochs=2, lr=0.5)
     code, _, err = run_cli(capsys, "resume", tmp_path / "r", "--column", "x")
     assert code == 2
+
+
+# ---- 2 and 14. derived outputs are stamped with their weights; info says which are current ------------
+def test_outputs_are_stamped_and_stale_ones_are_said_or_made_again(tmp_path, capsys):
+    from vaekit import stamps
+
+    table(tmp_path / "t.csv", n=80)
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--latent-dim", "3", "--out", run,
+                   *FAST)[0] == 0
+    assert run_cli(capsys, "export", run, "--onnx")[0] == 0
+    assert run_cli(capsys, "evaluate", run, "--data", tmp_path / "t.csv", "--k", "2", "--no-probes")[0] == 0
+    assert run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv")[0] == 0
+    assert run_cli(capsys, "embed", run, "--data", tmp_path / "t.csv", "--view", "parametric",
+                   "--out", tmp_path / "z.npy")[0] == 0
+    first = stamps.of_run(run)
+    assert first["epoch"] == 1
+    for name in ("onnx/manifest.json", "evaluation.json", "anomalies/summary.json", "embedding_map/weights.json",
+                 "heldout_scores.json"):
+        assert json.loads((run / name).read_text())["weights"] == first, name
+    code, out, _ = run_cli(capsys, "info", run)
+    assert code == 0 and "stale" not in out and out.count("current") == 5
+    assert "kind:     tabular" in out and "1 of 1 epochs" in out
+
+    with pytest.warns(UserWarning, match="no longer match") as said:
+        assert run_cli(capsys, "resume", run, "--epochs", "2", "--no-progress")[0] == 0
+    assert all(name in str(said[0].message) for name in ("onnx/", "evaluation.json", "embedding_map/", "anomalies/"))
+    code, out, _ = run_cli(capsys, "info", run)
+    assert "2 of 2 epochs" in out and out.count("stale: from other weights (epoch 1)") == 5
+    # compare warns that the newest evaluation is of other weights; the default ONNX folder, the map and the
+    # held-out scores are made again.
+    with pytest.warns(UserWarning, match=r"evaluated earlier weights \(epoch 1\)"):
+        assert run_cli(capsys, "compare", run, run)[0] == 0
+    assert run_cli(capsys, "export", run, "--onnx")[0] == 0
+    code, out, _ = run_cli(capsys, "embed", run, "--data", tmp_path / "t.csv", "--view", "parametric",
+                           "--out", tmp_path / "z2.npy")
+    assert code == 0 and "fitted again" in out
+    assert run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv")[0] == 0
+    now = stamps.of_run(run)
+    assert now["epoch"] == 2 and now != first
+    for name in ("onnx/manifest.json", "embedding_map/weights.json", "heldout_scores.json",
+                 "anomalies-2/summary.json"):
+        assert json.loads((run / name).read_text())["weights"] == now, name
+
+
+def test_version(capsys):
+    from vaekit import __version__
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"vaekit {__version__}"

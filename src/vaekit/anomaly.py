@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import modalities
+from . import modalities, stamps
 from .errors import VaekitError
 from .modalities import Inputs
 from .objectives import iw_log_likelihood
@@ -48,6 +48,7 @@ from .objectives import iw_log_likelihood
 METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn")
 NEEDS_REFERENCE = ("knn", "reconstruction+knn")  # scores that compare with the training data's codes
 CALIBRATION = "calibration.json"  # held-out scores an estimator saved with its run
+HELDOUT = "heldout_scores.json"  # held-out scores `vaekit anomalies` computed, by method and k, stamped
 REFERENCE = "reference.safetensors"  # training codes and reconstruction errors (knn scores)
 NEIGHBOURS = 5  # k of the k-NN distance
 REFERENCE_MAX = 20_000  # training examples kept in a reference set (a seeded subsample beyond it)
@@ -70,9 +71,12 @@ def check_method(method: str, k: int) -> None:
 
 @torch.no_grad()
 def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0,
-                   max_rows: int = 2048) -> np.ndarray:
+                   max_rows: int = 2048, progress: str | None = None) -> np.ndarray:
     """(N,) float64 scores of model-ready inputs x (N, ...), in eval mode: log-likelihood estimates
-    (elbo, iw), or minus the squared reconstruction error (reconstruction)."""
+    (elbo, iw), or minus the squared reconstruction error (reconstruction). progress: a progress bar's
+    label (shown on a terminal), None for none."""
+    from tqdm.auto import tqdm
+
     check_method(method, k)
     if method in NEEDS_REFERENCE:
         raise VaekitError(f"the {method} score needs the run's training codes: use run_scores")
@@ -85,7 +89,8 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
     out = []
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in range(0, len(x), batch):
+        for start in tqdm(range(0, len(x), batch), desc=progress, leave=False,
+                          disable=True if progress is None else None):  # None: on a terminal only
             b = x[start:start + batch]
             if method == "reconstruction":
                 out.append(-reconstruction_error(model, b))
@@ -235,7 +240,8 @@ def run_reference(run) -> Reference:
     return run.reference
 
 
-def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
+def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0,
+               progress: str | None = None) -> np.ndarray:
     """Scores of model-ready x for a loaded run, in the run's units: a tabular run's densities are
     shifted to raw units (its `log_density_shift`); distances are not densities."""
     check_method(method, k)
@@ -243,7 +249,7 @@ def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0)
     if method in NEEDS_REFERENCE:
         return run_reference(run).score(run.model, x, method)
     shift = run.log_density_shift if method in ("elbo", "iw") else 0.0
-    return log_likelihood(run.model, x, method, k, seed) + shift
+    return log_likelihood(run.model, x, method, k, seed, progress=progress) + shift
 
 
 def _elbo(model, x: Tensor, eps: Tensor) -> Tensor:
@@ -269,22 +275,36 @@ def read_inputs(run, source: str, limit: int | None = None) -> Inputs:
 
 
 def heldout_scores(run, method: str, k: int) -> np.ndarray:
-    """Scores of the run's validation split: saved by the estimator, else recomputed from the
-    run's own data settings (the same split and preparation as in training)."""
-    from .runs import read_json
+    """Scores of the run's validation split: saved by the estimator, else cached in the run
+    (HELDOUT, stamped with the weights), else computed from the run's own data settings (the same split
+    and preparation as in training) and cached: a text run's held-out split takes a minute to score."""
+    from .runs import read_json, write_json
 
     saved = run.path / CALIBRATION
     if saved.exists():
         cal = read_json(saved)
-        if isinstance(cal, dict) and cal.get("method") == method and cal.get("k") == k:
+        if (isinstance(cal, dict) and cal.get("method") == method and cal.get("k") == k
+                and (stamps.KEY not in cal or stamps.matches(cal[stamps.KEY], run.path))):
             return np.asarray(cal["scores"], np.float64)
+    key, cache = f"{method} k={k}", run.path / HELDOUT
+    cached = read_json(cache) if cache.exists() else {}
+    if not (isinstance(cached, dict) and stamps.matches(cached.get(stamps.KEY), run.path)):
+        cached = {stamps.KEY: stamps.of_run(run.path), "scores": {}}  # made with other weights: start again
+    if isinstance(cached.get("scores"), dict) and isinstance(cached["scores"].get(key), list):
+        return np.asarray(cached["scores"][key], np.float64)
     try:
         prepared = run.modality.prepare(run.data_config, run.path)
     except VaekitError as e:
         raise VaekitError(f"cannot calibrate a threshold: the run's validation data cannot be read ({e}); "
                           "pass --threshold T instead") from None
     x = modalities.model_ready(prepared.val).to(run.device)
-    return run_scores(run, x, method, k)
+    scores = run_scores(run, x, method, k, progress="scoring the held-out split")
+    cached["scores"][key] = [float(s) for s in scores]
+    try:
+        write_json(cache, cached)
+    except VaekitError:  # a read-only run: scored again next time
+        pass
+    return scores
 
 
 def report(run, source: str, out: Path, contamination: float | None = None, threshold: float | None = None,
@@ -294,7 +314,7 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
 
     check_method(method, k)
     data = read_inputs(run, source, limit)
-    scores = run.score(data.x, method, k)
+    scores = run_scores(run, run.prepare(data.x), method, k, progress=f"scoring {source}")
     if threshold is None:
         contamination = 0.01 if contamination is None else contamination
         threshold = threshold_for(heldout_scores(run, method, k), contamination)
@@ -307,7 +327,7 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
     lines = run.modality.show_examples(run, data, order, scores, out)
     summary = {"data": source, "n": int(len(scores)), "method": method, "k": k, "contamination": contamination,
                "threshold": float(threshold), "flagged": int(flags.sum()),
-               "most_anomalous": [int(i) for i in order]}
+               "most_anomalous": [int(i) for i in order], stamps.KEY: stamps.of_run(run.path)}
     write_json(out / "summary.json", summary)
     summary["lines"] = lines
     if data.texts:  # words the run never saw are read as <unk>: say how many, they lower the scores

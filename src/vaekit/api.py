@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed, modalities, runs
+from . import distributed, modalities, runs, stamps
 from .errors import MAX_OUTPUTS, VaekitError, check_count, check_finite
 from .models import MODELS, build_model
 from .schema import check_fields
@@ -287,6 +287,8 @@ def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | 
         config["train"], config["data"] = dataclasses.asdict(train), dataclasses.asdict(data)
         ctx.on_main(lambda: runs.write_json(path / runs.CONFIG, config))
     _fit(trainer)
+    if ctx.is_main:
+        stamps.warn_stale(path)  # ONNX graphs, evaluations, maps made from the weights it had before
     return load(path)
 
 

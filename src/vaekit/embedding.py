@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import stamps
 from .errors import VaekitError
+from .runs import write_json
 
 PROJECTIONS = ("pca", "umap")  # fitted afresh on the codes at hand
 VIEWS = PROJECTIONS + ("parametric",)  # parametric: a map kept in the run (parametric_view)
@@ -76,6 +78,9 @@ def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str,
     from .parametric_umap import ParametricUMAP
 
     path = run.path / MAP_DIR
+    stale = path.exists() and not stamps.matches(stamps.read(path / stamps.MAP_STAMP), run.path)
+    if stale:  # fitted on the codes of earlier weights: they moved, so the map means nothing now
+        _remove_map(path)
     if path.exists():
         mapper = ParametricUMAP.load(path)
         if mapper.n_features_in_ != z.shape[1]:
@@ -86,10 +91,24 @@ def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str,
             raise VaekitError(f"fitting a parametric map needs at least 3 examples, got {len(z)}")
         mapper = ParametricUMAP(random_state=seed).fit(z)
         mapper.save(path)
+        write_json(path / stamps.MAP_STAMP, {stamps.KEY: stamps.of_run(run.path)})
         done = (f"fitted a parametric UMAP map on these {len(z)} latent means and saved it in {path}; "
                 "later `--view parametric` calls place new data on it")
+        if stale:
+            done = ("the run's weights changed since its parametric map was fitted, so the map was fitted again: "
+                    + done)
     mapper.precision = run.precision  # transform as the run encodes (fit trains in fp32 either way)
     return mapper.transform(z), f"parametric UMAP of {z.shape[1]}-D latent means", done
+
+
+def _remove_map(path: Path) -> None:
+    """Delete the files of a stale embedding map (only the names vaekit writes there)."""
+    for name in ("config.json", "model.safetensors", stamps.MAP_STAMP):
+        (path / name).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        raise VaekitError(f"{path} holds files vaekit did not write; move them to fit the map again") from None
 
 
 def _beside(out: Path, suffix: str) -> Path:

@@ -360,13 +360,15 @@ def _result(run, data: str, config: EvalConfig, k: int, n: int, extra: dict) -> 
     import dataclasses
     import time
 
+    from . import stamps
     from .version import __version__
 
     settings = {"data": data, "examples": n, **dataclasses.asdict(config), "k": k}  # k resolved
     settings.update(extra.get("settings", {}))
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "vaekit_version": __version__,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": str(run.path), "kind": run.kind,
-            "model": run.model.name, "latent_dim": run.model.latent_dim, "settings": settings}
+            "model": run.model.name, "latent_dim": run.model.latent_dim, "settings": settings,
+            stamps.KEY: stamps.of_run(run.path)}  # the weights evaluated (compare warns when they changed)
 
 
 def load_eval_data(run, source: str, config: EvalConfig) -> tuple[Tensor, np.ndarray | None, dict]:

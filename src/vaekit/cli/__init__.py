@@ -14,6 +14,7 @@ from . import (
     embed,
     evaluate,
     export,
+    info,
     interpolate,
     manifold,
     raters,
@@ -28,8 +29,8 @@ from . import (
 from .common import run_is_main
 
 # In the order `vaekit --help` lists them.
-VERBS = (train, resume, refine, summary, sample, reconstruct, vary, embed, anomalies, interpolate, export, manifold,
-         evaluate, compare, raters)
+VERBS = (train, resume, refine, info, summary, sample, reconstruct, vary, embed, anomalies, interpolate, export,
+         manifold, evaluate, compare, raters)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         "scikit-learn's bundled digits with no download.",
         description="Variational autoencoders for images, text and tables: train one into a run directory, "
                     "then sample, reconstruct, vary sentences, embed, score anomalies, evaluate and export it.")
+    from ..version import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for verb in VERBS:
         verb.register(subparsers).set_defaults(func=verb.run)
