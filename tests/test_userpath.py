@@ -164,3 +164,62 @@ def test_version(capsys):
 
     code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and out.strip() == f"vaekit {__version__}"
+
+
+# ---- 4 and 5. ID columns are refused as features; outputs name each example -------------------------
+def id_table(path: Path, n: int = 60) -> Path:
+    rng = np.random.default_rng(1)
+    rows = [f"{100 + i},{rng.normal():.4f},{rng.normal() + (i >= n // 2):.4f},{'ab'[i >= n // 2]}" for i in range(n)]
+    path.write_text("id,f1,f2,kind\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_an_id_column_is_refused_as_a_feature_and_passed_through_with_id_column(tmp_path, capsys):
+    data = id_table(tmp_path / "t.csv")
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", data, "--label", "kind", "--out", tmp_path / "no",
+                           *FAST)
+    assert code == 2 and "'id' look like row IDs" in err and "--id-column id" in err
+    assert not (tmp_path / "no").exists()
+    run = tmp_path / "r"
+    code, out, err = run_cli(capsys, "train", "tabular", "--data", data, "--label", "kind", "--id-column", "id",
+                             "--out", run, *FAST)
+    assert code == 0, err
+    assert "of 2 standardised features" in out
+    assert run_cli(capsys, "anomalies", run, "--data", data)[0] == 0
+    rows = (run / "anomalies/scores.csv").read_text().splitlines()
+    assert rows[0] == "index,score,flag,label,id" and rows[1].endswith(",a,100") and rows[-1].endswith(",b,159")
+    assert run_cli(capsys, "embed", run, "--data", data, "--out", tmp_path / "z.csv")[0] == 0
+    rows = (tmp_path / "z.csv").read_text().splitlines()
+    assert rows[0] == "z0,z1,label,id" and rows[5].endswith(",a,104")
+    # --columns names the features: an ID-like column the user names there is theirs to keep.
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", data, "--columns", "id", "f1", "--out",
+                           tmp_path / "kept", *FAST)
+    assert code == 0, err
+
+
+def test_scores_and_codes_of_an_image_folder_name_each_file(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"p{i:02}.png")
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "image", "--data", tmp_path / "imgs", "--model", "image-mlp", "--out", run,
+                   *FAST)[0] == 0
+    assert run_cli(capsys, "anomalies", run, "--data", tmp_path / "imgs", "--score", "elbo")[0] == 0
+    rows = (run / "anomalies/scores.csv").read_text().splitlines()
+    assert rows[0] == "index,score,flag,label,file" and rows[1].endswith(",a,a/p00.png")
+    assert rows[-1].endswith(",b,b/p11.png")
+    assert run_cli(capsys, "embed", run, "--data", tmp_path / "imgs", "--out", tmp_path / "z.csv")[0] == 0
+    assert (tmp_path / "z.csv").read_text().splitlines()[0] == "z0,z1,label,file"
+
+
+# ---- 8. the collapse monitor watches tabular runs too --------------------------------------------------
+def test_a_collapsed_tabular_run_is_warned_about(tmp_path, capsys):
+    table(tmp_path / "t.csv", n=60)  # independent noise: nothing for a code to carry, and beta pushes it to 0
+    with pytest.warns(UserWarning, match="the latent code looks collapsed"):
+        code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--beta", "4",
+                               "--epochs", "4", "--no-progress", "--out", tmp_path / "r")
+    assert code == 0, err

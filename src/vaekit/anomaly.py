@@ -338,13 +338,14 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
 
 
 def write_scores_csv(path: Path, scores: np.ndarray, flags: np.ndarray, data: Inputs) -> None:
-    """index, score, flag (-1 outlier / 1 inlier, scikit-learn's convention), label, sentence."""
+    """index, score, flag (-1 outlier / 1 inlier, scikit-learn's convention), label, sentence, and what
+    names the example in its source (an image's file, a table's ID column)."""
     from .runs import atomic_write
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["index", "score", "flag"] + (["label"] if data.y is not None else []) \
-        + (["text"] if data.texts else [])
+        + (["text"] if data.texts else []) + ([data.id_name] if data.ids else [])
     writer.writerow(header)
     for i, (s, f) in enumerate(zip(scores, flags)):
         row = [i, f"{s:.6g}", -1 if f else 1]
@@ -352,6 +353,8 @@ def write_scores_csv(path: Path, scores: np.ndarray, flags: np.ndarray, data: In
             row.append(data.classes[data.y[i]] if data.classes and data.y[i] < len(data.classes) else int(data.y[i]))
         if data.texts:
             row.append(data.texts[i])
+        if data.ids:
+            row.append(data.ids[i])
         writer.writerow(row)
     atomic_write(path, buffer.getvalue().encode())
 

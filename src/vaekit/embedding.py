@@ -45,19 +45,21 @@ def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndar
 
 
 def write_embedding(out: Path, z: np.ndarray, labels: np.ndarray | None, classes: list[str] | None,
-                    texts: list[str] | None) -> list[Path]:
-    """.csv: one row per example (z0.., label, text), the label as its class name where the data names
-    its classes (as anomalies' scores.csv does); otherwise .npy plus _labels.npy (class indices)."""
+                    texts: list[str] | None, ids: list[str] | None = None, id_name: str = "id") -> list[Path]:
+    """.csv: one row per example (z0.., label, text, id: an image's file or a table's ID column), the label
+    as its class name where the data names its classes (as anomalies' scores.csv does); otherwise .npy
+    plus _labels.npy (class indices)."""
     from .runs import atomic_write
 
     if out.suffix == ".csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([f"z{i}" for i in range(z.shape[1])] + (["label"] if labels is not None else [])
-                        + (["text"] if texts else []))
+                        + (["text"] if texts else []) + ([id_name] if ids else []))
         for i, row in enumerate(z):
             extra = [] if labels is None else [classes[labels[i]] if classes else int(labels[i])]
-            writer.writerow([f"{v:.6g}" for v in row] + extra + ([texts[i]] if texts else []))
+            writer.writerow([f"{v:.6g}" for v in row] + extra + ([texts[i]] if texts else [])
+                            + ([ids[i]] if ids else []))
         atomic_write(out, buffer.getvalue().encode())
         return [out]
     buffer = io.BytesIO()
@@ -138,7 +140,8 @@ def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = No
 
     data = read_inputs(run, source, limit)
     z = run.encode(data.x)
-    messages = [f"wrote {p}" for p in write_embedding(out, z, data.y, data.classes, data.texts)]
+    messages = [f"wrote {p}" for p in write_embedding(out, z, data.y, data.classes, data.texts, data.ids,
+                                                                   data.id_name)]
     messages[0] += f": {z.shape[0]} latent means of dimension {z.shape[1]}"
     if z.shape[1] > 2 and len(z) < 3:  # the codes are what was asked for; a view of two points is not
         messages.append(f"no 2-D view: one of a {z.shape[1]}-D latent space needs at least 3 examples, got {len(z)}")

@@ -38,13 +38,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Inputs:
-    """New data for a run: x as the run's `prepare` takes it, optional labels, their class names, and the
-    sentences (text runs) shown beside scores."""
+    """New data for a run: x as the run's `prepare` takes it, optional labels, their class names, the
+    sentences (text runs) shown beside scores, and what names each example in its source (`ids`: an image's
+    file, a table's ID column), written beside scores and codes under the column `id_name`."""
 
     x: object
     y: np.ndarray | None
     classes: list[str] | None
     texts: list[str] | None = None
+    ids: list[str] | None = None
+    id_name: str = "id"
 
 
 class Modality:

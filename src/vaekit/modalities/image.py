@@ -153,7 +153,8 @@ class ImageModality(ArrayModality):
         if len(images.x) == 0:
             raise VaekitError(f"{source} holds no images")
         y = None if images.y is None else images.y[:limit]
-        return Inputs(images.x[:limit], y, images.classes)
+        names = None if images.names is None else images.names[:limit]
+        return Inputs(images.x[:limit], y, images.classes, ids=names, id_name="file")
 
     def to_model(self, run, x) -> torch.Tensor:
         """Integer images (0..255) are rescaled to [0, 1]; float images must already lie in [0, 1], as
