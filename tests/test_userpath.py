@@ -223,3 +223,40 @@ def test_a_collapsed_tabular_run_is_warned_about(tmp_path, capsys):
         code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--beta", "4",
                                "--epochs", "4", "--no-progress", "--out", tmp_path / "r")
     assert code == 0, err
+
+
+# ---- 3. the histogram never draws a flagged score right of the threshold ------------------------------
+def test_the_histogram_keeps_flagged_scores_left_of_the_threshold():
+    from vaekit.anomaly import histogram_floor
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0, 0.3, 1789), rng.normal(-3.72, 0.005, 8)])  # 8 just below the rest
+    threshold = -3.703  # the numbers: 8 of 1797 flagged below -3.703
+    flagged = scores[scores < threshold]
+    assert len(flagged) == 8
+    drawn = np.clip(flagged, histogram_floor(scores, threshold), None)
+    assert (drawn < threshold).all()
+    far = np.concatenate([scores, [-1e4]])  # a far outlier is still kept from squashing the plot
+    assert histogram_floor(far, threshold) > -10
+
+
+# ---- 6. sample never replaces the training's plots/samples.png -----------------------------------------
+def test_sample_keeps_the_training_samples_and_earlier_results(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "image", "--model", "image-mlp", "--limit", "200", "--out", run, *FAST)[0] == 0
+    training = (run / "plots/samples.png").read_bytes()
+    code, out, _ = run_cli(capsys, "sample", run, "-n", "4")
+    assert code == 0 and "samples-2.png" in out and (run / "plots/samples-2.npy").exists()
+    assert run_cli(capsys, "sample", run, "-n", "4")[0] == 0
+    assert (run / "plots/samples-3.png").exists() and (run / "plots/samples.png").read_bytes() == training
+
+
+# ---- 7. refine says when it ends worse than its source -------------------------------------------------
+def test_refine_says_when_it_ends_worse_than_its_source(tmp_path, capsys):
+    table(tmp_path / "t.csv", n=80)
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--out", run, "--epochs", "5",
+                   "--no-progress")[0] == 0
+    code, out, _ = run_cli(capsys, "refine", run, "--epochs", "1", "--lr", "3", "--no-progress")
+    assert code == 0
+    assert "did not improve on its source" in out and f"keep using {run}" in out

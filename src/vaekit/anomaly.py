@@ -359,13 +359,28 @@ def write_scores_csv(path: Path, scores: np.ndarray, flags: np.ndarray, data: In
     atomic_write(path, buffer.getvalue().encode())
 
 
+def histogram_floor(scores: np.ndarray, threshold: float) -> float:
+    """The lowest score the histogram draws where it is: far outliers below it are drawn in its first bin,
+    so they do not squash the rest into one bar. Always left of the threshold: a flagged score drawn right
+    of the threshold line would look typical."""
+    if len(scores) <= 200:
+        return float(scores.min())
+    low, high = np.percentile(scores, [0.5, 99.5])
+    margin = 0.02 * (float(high - low) or 1.0)  # 2 % of the bulk's width
+    return max(float(scores.min()), min(float(low), threshold - margin))
+
+
 def histogram(scores: np.ndarray, threshold: float, path: Path, title: str) -> None:
     from .visual import _pyplot, _save
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    low = np.percentile(scores, 0.5) if len(scores) > 200 else scores.min()  # keep far outliers from squashing it
-    ax.hist(np.clip(scores, low, None), bins=60, color="#4878a8")
+    low = histogram_floor(scores, threshold)
+    counts, edges, _ = ax.hist(np.clip(scores, low, None), bins=60, color="#4878a8")
+    below = int((scores < low).sum())
+    if below:  # say that the first bar holds scores further left than it shows
+        ax.annotate(f"{below} below {low:.3g}", (edges[0], counts[0]), xytext=(2, 4), textcoords="offset points",
+                    fontsize=8, color="#c03030")
     ax.axvline(threshold, color="#c03030", linestyle="--", label=f"threshold {threshold:.2f}")
     ax.set_xlabel("score (lower = more anomalous)")
     ax.set_ylabel("examples")

@@ -397,12 +397,28 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, model, modality.name, data, train,
                                            refined_from=str(source.resolve())))
     trainer = Trainer(model, train, prepared.train, prepared.val, run, modality.callbacks(prepared))
-    if prepared.val is not None:
-        echo(f"validation -ELBO of {source}: {trainer.evaluate(prepared.val, shard=True)['loss']:.2f}")
+    before = trainer.evaluate(prepared.val, shard=True)["loss"] if prepared.val is not None else None
+    if before is not None:
+        echo(f"validation -ELBO of {source}: {before:.2f}")
     # Before any step: a run killed now resumes from the source's weights, not from a fresh model.
     trainer.save_checkpoint()
     _fit(trainer)
+    _compare_with_source(trainer.state.history, before, source, run, echo)
     return load(run)
+
+
+def _compare_with_source(history: list[dict], before: float | None, source: Path, run: Path, echo) -> None:
+    """Say whether the refined run ended better than its source on the validation data: its epochs are
+    compared with one another ("best so far"), and all of them can still be worse than where it started."""
+    if before is None or not history or "val_loss" not in history[-1]:
+        return
+    kept = history[history[-1]["best_epoch"] - 1] if "best_epoch" in history[-1] else history[-1]
+    after = kept["val_loss"]
+    if after < before:
+        echo(f"refined: validation -ELBO {before:.2f} -> {after:.2f} ({before - after:.2f} nats better than {source})")
+    else:
+        echo(f"vaekit: note: the refined run did not improve on its source: validation -ELBO {after:.2f} against "
+             f"{before:.2f} for {source}; keep using {source} (or refine with a lower --lr or fewer --epochs)")
 
 
 def _fit(trainer: Trainer) -> None:
