@@ -241,9 +241,16 @@ def test_the_histogram_keeps_flagged_scores_left_of_the_threshold():
 
 
 # ---- 6. sample never replaces the training's plots/samples.png -----------------------------------------
-def test_sample_keeps_the_training_samples_and_earlier_results(tmp_path, capsys):
-    run = tmp_path / "r"
-    assert run_cli(capsys, "train", "image", "--model", "image-mlp", "--limit", "200", "--out", run, *FAST)[0] == 0
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A small image run on the bundled 8x8 digits."""
+    run = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["train", "image", "--model", "image-mlp", "--limit", "300", "--out", str(run), *FAST]) == 0
+    return run
+
+
+def test_sample_keeps_the_training_samples_and_earlier_results(digits_run, capsys):
+    run = digits_run
     training = (run / "plots/samples.png").read_bytes()
     code, out, _ = run_cli(capsys, "sample", run, "-n", "4")
     assert code == 0 and "samples-2.png" in out and (run / "plots/samples-2.npy").exists()
@@ -260,3 +267,31 @@ def test_refine_says_when_it_ends_worse_than_its_source(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "refine", run, "--epochs", "1", "--lr", "3", "--no-progress")
     assert code == 0
     assert "did not improve on its source" in out and f"keep using {run}" in out
+
+
+# ---- 9. help and messages say what the commands do -----------------------------------------------------
+def test_help_and_messages_say_what_happens(digits_run, tmp_path, capsys, monkeypatch):
+    from vaekit.cli import build_parser
+    from vaekit.cli.options import config_from_args
+    from vaekit.data.text import load_texts
+    from vaekit.errors import VaekitError
+    from vaekit.modalities.image import ImageDataConfig
+
+    helps = {verb: " ".join(build_parser()._subparsers._group_actions[0].choices[verb].format_help().split())
+             for verb in ("anomalies", "vary", "sample")}
+    assert "folder for the report" in helps["anomalies"] and "output file" not in helps["anomalies"]
+    assert "default: print only" in helps["vary"] and "text runs print" in helps["sample"]
+    args = build_parser().parse_args(["train", "image", "--image-size", "16"])
+    assert config_from_args(ImageDataConfig, args).image_size == (16, 16)
+    # A named set of another shape is refused before anything is downloaded.
+    monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAEKIT_MIRROR", "http://127.0.0.1:9")
+    code, _, err = run_cli(capsys, "reconstruct", digits_run, "--data", "mnist", "--out", tmp_path / "r.png")
+    assert code == 2 and "takes images of shape (1, 8, 8)" in err and "(1, 28, 28)" in err
+    assert not (tmp_path / "cache").exists()
+    code, out, _ = run_cli(capsys, "embed", digits_run, "--data", "digits", "--view", "umap",
+                           "--out", tmp_path / "z.npy")
+    assert code == 0 and "--view umap does not apply" in out
+    (tmp_path / "s.csv").write_text("id,text\n1,a sentence here\n")
+    with pytest.raises(VaekitError, match="with --column"):
+        load_texts(str(tmp_path / "s.csv"))

@@ -146,6 +146,8 @@ def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = No
     if z.shape[1] > 2 and len(z) < 3:  # the codes are what was asked for; a view of two points is not
         messages.append(f"no 2-D view: one of a {z.shape[1]}-D latent space needs at least 3 examples, got {len(z)}")
         return messages
+    if view != "pca" and z.shape[1] <= 2:  # say it rather than draw something else than was asked for
+        messages.append(f"the latent space is {z.shape[1]}-D: it is drawn as it is, --view {view} does not apply")
     if view == "parametric" and z.shape[1] > 2:
         xy, what, done = parametric_view(run, z)
         messages.append(done)

@@ -19,7 +19,8 @@ def register(subparsers):
     from ..anomaly import METHODS
 
     parser = add_run_verb(subparsers, "anomalies", "score data (log-likelihood, reconstruction error or distance to "
-                          "the training codes); flag anomalies (CSV, histogram, examples)")
+                          "the training codes); flag anomalies (CSV, histogram, examples)",
+                          out_help="folder for the report (default: RUN/anomalies, then RUN/anomalies-2, ...)")
     parser.add_argument("--contamination", type=float,
                         help="share of held-out (validation) data to flag; sets the threshold (default 0.01)")
     parser.add_argument("--threshold", type=finite(), help="flag scores below this value instead")

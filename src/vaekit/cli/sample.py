@@ -8,7 +8,9 @@ from .options import add_decode_options, add_run_verb, finite, whole
 
 def register(subparsers):
     parser = add_run_verb(subparsers, "sample", "decode draws from the prior (images: PNG grid + .npy; text: "
-                          "sentences)", data=False)
+                          "sentences)", data=False,
+                          out_help="output file (default: images and tables inside the run directory, under the first "
+                                   "free name; text runs print, and write the sentences here when given)")
     parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=finite(0), default=1.0, help="scale of the prior draws")

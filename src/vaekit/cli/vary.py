@@ -9,7 +9,8 @@ from .options import add_decode_options, add_run_verb, decode_config, finite, wh
 
 
 def register(subparsers):
-    parser = add_run_verb(subparsers, "vary", "variations of a given sentence", data=False)
+    parser = add_run_verb(subparsers, "vary", "variations of a given sentence", data=False,
+                          out_help="also write the variations to this file, one per line (default: print only)")
     parser.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
     parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=5)
     parser.add_argument("--spread", type=finite(0), default=1.0,

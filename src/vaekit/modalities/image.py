@@ -16,6 +16,7 @@ from ..outputs import Destination
 from .base import ArrayModality, Inputs, as_data
 
 NAMED_SPLITS = ("mnist", "fashion-mnist", "digits")
+NAMED_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (C, H, W)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class ImageDataConfig:
     val_fraction: float = 0.2  # the document's split: 20%, seed 42
     split_seed: int = 42
     binarize: bool = False  # dynamic binarisation: fresh Bernoulli pixels every batch
-    image_size: tuple[int, int] | None = None  # resize to (H, W)
+    image_size: tuple[int, int] | None = None  # resize to H W (one number: a square)
     image_channels: int | None = None  # 1 (grey) or 3 (RGB); default: as the data is
     data_dir: str | None = None  # where named data sets are looked up (else $VAEKIT_DATA)
     limit: int | None = None  # use only the first N training examples (quick runs)
@@ -34,6 +35,7 @@ class ImageDataConfig:
         if self.image_size is not None:
             size = self.image_size
             size = (size, size) if isinstance(size, int) else tuple(size)
+            size = size * 2 if len(size) == 1 else size  # --image-size 16: 16 x 16
             if len(size) != 2 or min(size) < 1 or max(size) > 4096:
                 raise VaekitError(f"image size must be H W between 1 and 4096, got {self.image_size}")
             object.__setattr__(self, "image_size", size)
@@ -54,6 +56,19 @@ def read_images(source: str, config: ImageDataConfig, default_split: str = "trai
         default_split = "train"  # the bundled digits have one split only
     return load_images(source, split=default_split, data_dir=config.data_dir,
                        image_size=config.image_size, channels=config.image_channels)
+
+
+def _check_named_shape(run, source: str) -> None:
+    """Refuse a named data set whose images (as the run resizes them) do not fit the run, before reading it."""
+    name = source.partition(":")[0]
+    config = run.data_config
+    if name not in NAMED_SHAPES or Path(source).exists() or name == config.data.partition(":")[0]:
+        return  # a path, or the set the run was trained on
+    channels, height, width = NAMED_SHAPES[name]
+    shape = (config.image_channels or channels, *(config.image_size or (height, width)))
+    expected = tuple(run.model.config.image_shape)
+    if shape != expected:
+        raise VaekitError(f"this run takes images of shape {expected} (C, H, W); {name}'s are {shape}")
 
 
 def to_tensor_data(images, binarize: bool) -> TensorData:
@@ -149,6 +164,7 @@ class ImageModality(ArrayModality):
         return [ImageCallback(prepared.val), *super().callbacks(prepared)]
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
+        _check_named_shape(run, source)  # before a download of images the run cannot take
         images = read_images(source, run.data_config, default_split="test")
         if len(images.x) == 0:
             raise VaekitError(f"{source} holds no images")
