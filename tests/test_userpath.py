@@ -295,3 +295,24 @@ def test_help_and_messages_say_what_happens(digits_run, tmp_path, capsys, monkey
     (tmp_path / "s.csv").write_text("id,text\n1,a sentence here\n")
     with pytest.raises(VaekitError, match="with --column"):
         load_texts(str(tmp_path / "s.csv"))
+
+
+# ---- 10 and 11. the threshold says what it is a quantile of; held-out scores are cached ----------------
+def test_contamination_on_a_small_heldout_split_is_warned_about_and_scores_are_cached(tmp_path, capsys):
+    table(tmp_path / "t.csv", n=60)
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--out", run, *FAST)[0] == 0
+    with pytest.warns(UserWarning, match="quantile of the run's 12 held-out scores"):
+        code, out, _ = run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv")
+    assert code == 0 and "contamination 0.01 of 12 held-out scores" in out
+    cache = json.loads((run / "heldout_scores.json").read_text())
+    assert list(cache["scores"]) == ["elbo k=10"] and len(cache["scores"]["elbo k=10"]) == 12
+    # The cache is what the next call uses: the data need not be read again.
+    cache["scores"]["elbo k=10"] = [-1e9] * 11 + [1e9]
+    (run / "heldout_scores.json").write_text(json.dumps(cache))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0.5 of 12 is six examples: nothing to warn about
+        code, out, _ = run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv", "--contamination", "0.5")
+    assert code == 0 and out.startswith("0 of 60 flagged")

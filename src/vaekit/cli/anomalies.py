@@ -22,7 +22,9 @@ def register(subparsers):
                           "the training codes); flag anomalies (CSV, histogram, examples)",
                           out_help="folder for the report (default: RUN/anomalies, then RUN/anomalies-2, ...)")
     parser.add_argument("--contamination", type=float,
-                        help="share of held-out (validation) data to flag; sets the threshold (default 0.01)")
+                        help="sets the threshold: the quantile of the scores of the run's held-out (validation) "
+                             "split, so about this share of typical data is flagged (default 0.01); a small split "
+                             "(36 rows for wine) cannot resolve a small share, and is warned about")
     parser.add_argument("--threshold", type=finite(), help="flag scores below this value instead")
     parser.add_argument("--score", choices=METHODS, help=SCORE_HELP)
     parser.add_argument("--k", type=whole(1), default=10, help="posterior samples per example")
@@ -45,8 +47,8 @@ def run(args) -> None:
     if result.get("unknown_words", "0 ").split()[0] != "0":
         print(f"vaekit: note: {result['unknown_words']} words are not in the run's vocabulary (read as <unk>)",
               file=sys.stderr)
-    how = (f"contamination {result['contamination']} of held-out scores" if args.threshold is None
-           else "--threshold")
+    how = (f"contamination {result['contamination']} of {result['heldout_examples']} held-out scores"
+           if args.threshold is None else "--threshold")
     print(f"{result['flagged']} of {result['n']} flagged below {result['threshold']:.3f} (score {method}, {how}); "
           f"wrote {out}/scores.csv, " + ", ".join(("histogram.png", *loaded.modality.anomaly_files)))
 
