@@ -316,3 +316,31 @@ def test_contamination_on_a_small_heldout_split_is_warned_about_and_scores_are_c
         warnings.simplefilter("error")  # 0.5 of 12 is six examples: nothing to warn about
         code, out, _ = run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv", "--contamination", "0.5")
     assert code == 0 and out.startswith("0 of 60 flagged")
+
+
+# ---- 12. VAE(verbose=False) is silent; the epoch lines go through logging ------------------------------
+def test_estimator_verbose_false_is_silent_and_messages_go_through_logging(capsys, caplog):
+    import logging
+
+    import vaekit
+
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    vaekit.VAE(epochs=2, verbose=False).fit(x)
+    out, err = capsys.readouterr()
+    assert "epoch" not in out + err
+    with caplog.at_level(logging.INFO, logger="vaekit"):
+        vaekit.VAE(epochs=2, verbose=True).fit(x)
+    lines = [r.getMessage() for r in caplog.records if r.name == "vaekit.train"]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1: train -ELBO")
+
+
+def test_epoch_lines_print_when_no_logging_is_configured():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, vaekit; x = np.random.default_rng(0).normal(size=(40, 3)); "
+            "vaekit.VAE(epochs=1, verbose=True).fit(x); print('quiet:'); vaekit.VAE(epochs=1).fit(x)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.split("quiet:")
+    assert "epoch 1: train -ELBO" in before and "epoch" not in after

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, runs
+from . import distributed, messages, runs
 from .data import TensorData, iterate_batches, num_batches
 from .errors import VaekitError
 from .objectives import training_loss
@@ -471,7 +471,7 @@ class Trainer:
             self.writer.flush()
         self.save_checkpoint()
         if self.dist.is_main:  # with or without the bar: the epoch's figures are the run's log
-            tqdm.write(epoch_line(metrics))
+            messages.epoch(epoch_line(metrics))  # through logging (vaekit.messages)
         return metrics
 
     @torch.no_grad()

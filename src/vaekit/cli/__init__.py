@@ -62,8 +62,11 @@ def _report_through_vaekit() -> None:
     import logging
     import warnings
 
+    from ..messages import to_stdout
+
     logging.basicConfig(level=logging.WARNING, format="vaekit: %(message)s")
     logging.getLogger("vaekit").setLevel(logging.INFO)
+    to_stdout()  # the epoch lines: the run's log, on stdout as they are
     warnings.formatwarning = lambda message, *args, **kwargs: f"vaekit: warning: {message}\n"
 
 
