@@ -344,3 +344,56 @@ def test_epoch_lines_print_when_no_logging_is_configured():
     assert done.returncode == 0, done.stderr
     before, after = done.stdout.split("quiet:")
     assert "epoch 1: train -ELBO" in before and "epoch" not in after
+
+
+# ---- 16. figures people can read -----------------------------------------------------------------------
+@pytest.fixture
+def figures(monkeypatch):
+    """The text of every figure vaekit saves (titles, axis labels, legends), by file name."""
+    from vaekit import visual
+
+    seen, save = {}, visual._save
+
+    def spy(fig, path):
+        texts = [t.get_text() for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+        texts += [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        texts += [t.get_text() for ax in fig.axes for t in ax.texts]
+        texts += [fig._suptitle.get_text()] if fig._suptitle else []
+        seen[Path(path).name] = {"texts": [t for t in texts if t], "axes": len(fig.axes)}
+        save(fig, path)
+
+    monkeypatch.setattr(visual, "_save", spy)
+    return seen
+
+
+def test_figures_are_large_enough_and_labelled(digits_run, tmp_path, capsys, figures):
+    from PIL import Image
+
+    from vaekit import visual
+
+    assert run_cli(capsys, "reconstruct", digits_run, "--data", "digits", "-n", "8", "--out", tmp_path / "r.png")[0] == 0
+    width, height = Image.open(tmp_path / "r.png").size
+    assert width >= 8 * 80 and height >= 2 * 80  # 8x8 digits drawn at about 100 pixels each, not 8
+    texts = figures["r.png"]["texts"]
+    assert {"input", "reconstruction", "#0", "#7"} <= set(texts)
+
+    assert run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--score", "elbo", "--out", tmp_path / "a")[0] == 0
+    scores = np.sort([float(r.split(",")[1]) for r in (tmp_path / "a/scores.csv").read_text().splitlines()[1:]])
+    threshold = (scores[2] + scores[3]) / 2  # three flagged
+    assert run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--score", "elbo", "--threshold", threshold,
+                   "--out", tmp_path / "b")[0] == 0
+    shown = figures["most_anomalous.png"]
+    captions = [t for t in shown["texts"] if "\n#" in t]
+    assert len(captions) == 3 and captions[0].startswith(f"{scores[0]:.3g}")  # the flagged three, with scores
+    assert any("flagged below" in t for t in shown["texts"])
+    assert Image.open(tmp_path / "b/most_anomalous.png").size[1] >= 2 * 80
+
+    assert run_cli(capsys, "manifold", digits_run, "-n", "5", "--out", tmp_path / "m.png")[0] == 0
+    assert {"z[0]", "z[1]"} <= set(figures["m.png"]["texts"])
+    assert run_cli(capsys, "interpolate", digits_run, "--data", "digits", "--index", "0", "5", "--steps", "4",
+                   "--out", tmp_path / "i.png")[0] == 0
+    assert {"start", "end"} <= set(figures["i.png"]["texts"])
+
+    z = np.random.default_rng(0).normal(size=(30, 2))
+    visual.latent_scatter(z, np.arange(30) % 3, tmp_path / "s.png", ["a", "b", "c"])
+    assert {"a", "b", "c"} <= set(figures["s.png"]["texts"]) and figures["s.png"]["axes"] == 1  # a legend, no bar

@@ -340,8 +340,12 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
     write_scores_csv(out / "scores.csv", scores, flags, data)
     what = SCORE_UNITS.get(method) or f"{method} (k={k}) log-likelihood estimate (nats)"
     histogram(scores, threshold, out / "histogram.png", f"{what}, {source}")
-    order = np.argsort(scores)[:n_show]  # most anomalous first
-    lines = run.modality.show_examples(run, data, order, scores, out)
+    order = np.argsort(scores, kind="stable")  # most anomalous first
+    if flags.any():  # show what was flagged (at most n_show), not unflagged examples beside them
+        order, title = order[:min(n_show, int(flags.sum()))], f"flagged below {threshold:.4g}, most anomalous first"
+    else:
+        order, title = order[:min(n_show, 4)], f"none flagged below {threshold:.4g}: the lowest scores"
+    lines = run.modality.show_examples(run, data, order, scores, out, title=title)
     summary = {"data": source, "n": int(len(scores)), "method": method, "k": k, "contamination": contamination,
                "heldout_examples": heldout, "threshold": float(threshold), "flagged": int(flags.sum()),
                "most_anomalous": [int(i) for i in order], stamps.KEY: stamps.of_run(run.path)}

@@ -196,8 +196,10 @@ class Modality:
         return 64.0 * batch[0].numel()
 
     # ---- anomalies, export -------------------------------------------------------------------------
-    def show_examples(self, run, data: Inputs, order: np.ndarray, scores: np.ndarray, out: Path) -> list[str] | None:
-        """Write what the most anomalous examples (indices `order`) look like into `out`; lines to print."""
+    def show_examples(self, run, data: Inputs, order: np.ndarray, scores: np.ndarray, out: Path,
+                      title: str | None = None) -> list[str] | None:
+        """Write what the most anomalous examples (indices `order`, most anomalous first) look like into
+        `out`, with their scores (`title`: what they are); lines to print."""
         return None
 
     anomaly_files: tuple[str, ...] = ()  # what show_examples writes, named in `vaekit anomalies`' last line

@@ -58,6 +58,11 @@ def read_images(source: str, config: ImageDataConfig, default_split: str = "trai
                        image_size=config.image_size, channels=config.image_channels)
 
 
+def _name(data: Inputs, i: int) -> str:
+    """What names example i in a figure: its file (image folders), else its index."""
+    return data.ids[i] if data.ids else f"#{i}"
+
+
 def _check_named_shape(run, source: str) -> None:
     """Refuse a named data set whose images (as the run resizes them) do not fit the run, before reading it."""
     name = source.partition(":")[0]
@@ -216,12 +221,15 @@ class ImageModality(ArrayModality):
     def eval_metrics(self, run, x, bounds: dict, extra: dict) -> dict:
         return {"bits_per_dim": float(bounds["iw_nll"].mean()) / (x[0].numel() * math.log(2))}
 
-    def show_examples(self, run, data: Inputs, order, scores, out: Path):
-        """most_anomalous.png: each image beside its reconstruction."""
+    def show_examples(self, run, data: Inputs, order, scores, out: Path, title: str | None = None):
+        """most_anomalous.png: each image above its reconstruction, captioned with its score and its index
+        (or file)."""
+        if len(order) == 0:
+            return None
         x = run.prepare(data.x[order]).cpu()
-        pairs = torch.stack([x, torch.from_numpy(run.reconstruct(data.x[order]))], 1).flatten(0, 1)
-        grid = visual.image_grid(pairs, nrow=2 * min(8, len(order)))
-        visual.save_image(grid, out / "most_anomalous.png", max(1, 400 // grid.shape[1]))
+        captions = [f"{scores[i]:.3g}\n{_name(data, i)}" for i in order]
+        visual.image_table({"input": x, "reconstruction": torch.from_numpy(run.reconstruct(data.x[order]))},
+                           out / "most_anomalous.png", captions, title)
         return None
 
     anomaly_files = ("most_anomalous.png",)
@@ -236,17 +244,18 @@ class ImageModality(ArrayModality):
         dest.echo(f"wrote {out} and {out.with_suffix('.npy')} ({len(samples)} samples, shape {samples.shape[1:]})")
 
     def write_reconstructions(self, run, inputs: Inputs, outputs, dest: Destination) -> None:
-        """Each input beside its reconstruction, in a PNG grid."""
+        """Each input above its reconstruction, in a labelled PNG table."""
         out = dest.path(run.path / "plots" / "reconstruct.png")
         x = run.prepare(inputs.x).cpu()
-        grid = visual.image_grid(torch.stack([x, torch.from_numpy(outputs)], 1).flatten(0, 1), nrow=2 * min(8, len(x)))
-        visual.save_image(grid, out, max(1, 400 // grid.shape[1]))
-        dest.echo(f"wrote {out} (each input beside its reconstruction, {len(x)} images)")
+        visual.image_table({"input": x, "reconstruction": torch.from_numpy(outputs)}, out,
+                           [_name(inputs, i) for i in range(len(x))])
+        dest.echo(f"wrote {out} (each input above its reconstruction, {len(x)} images)")
 
     def write_interpolation(self, run, outputs, dest: Destination, what: str) -> None:
         out = dest.path(run.path / "plots" / "interpolate.png")
-        grid = visual.image_grid(torch.from_numpy(outputs), nrow=len(outputs))
-        visual.save_image(grid, out, max(1, 600 // grid.shape[1]))
+        steps = np.linspace(0, 1, len(outputs))
+        captions = ["start"] + [f"{t:.2f}" for t in steps[1:-1]] + ["end"]
+        visual.image_strip(torch.from_numpy(outputs), out, captions, what)
         dest.echo(f"wrote {out} ({what})")
 
     def estimator_tags(self, tags) -> None:

@@ -239,7 +239,7 @@ class TextModality(Modality):
         """Real tokens x vocabulary: padding is never projected."""
         return max(1.0, float((batch != 0).sum()) / len(batch)) * model.config.vocab_size
 
-    def show_examples(self, run, data: Inputs, order, scores, out: Path) -> list[str]:
+    def show_examples(self, run, data: Inputs, order, scores, out: Path, title: str | None = None) -> list[str]:
         """most_anomalous.txt: score, index and sentence, most anomalous first."""
         from ..runs import atomic_write
 
