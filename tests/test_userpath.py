@@ -371,13 +371,15 @@ def test_figures_are_large_enough_and_labelled(digits_run, tmp_path, capsys, fig
 
     from vaekit import visual
 
-    assert run_cli(capsys, "reconstruct", digits_run, "--data", "digits", "-n", "8", "--out", tmp_path / "r.png")[0] == 0
+    code, _, _ = run_cli(capsys, "reconstruct", digits_run, "--data", "digits", "-n", "8", "--out", tmp_path / "r.png")
+    assert code == 0
     width, height = Image.open(tmp_path / "r.png").size
     assert width >= 8 * 80 and height >= 2 * 80  # 8x8 digits drawn at about 100 pixels each, not 8
     texts = figures["r.png"]["texts"]
     assert {"input", "reconstruction", "#0", "#7"} <= set(texts)
 
-    assert run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--score", "elbo", "--out", tmp_path / "a")[0] == 0
+    code, _, _ = run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--score", "elbo", "--out", tmp_path / "a")
+    assert code == 0
     scores = np.sort([float(r.split(",")[1]) for r in (tmp_path / "a/scores.csv").read_text().splitlines()[1:]])
     threshold = (scores[2] + scores[3]) / 2  # three flagged
     assert run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--score", "elbo", "--threshold", threshold,
