@@ -378,7 +378,8 @@ def test_figures_are_large_enough_and_labelled(digits_run, tmp_path, capsys, fig
     texts = figures["r.png"]["texts"]
     assert {"input", "reconstruction", "#0", "#7"} <= set(texts)
 
-    code, _, _ = run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--score", "elbo", "--out", tmp_path / "a")
+    code, _, _ = run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--score", "elbo",
+                         "--out", tmp_path / "a")
     assert code == 0
     scores = np.sort([float(r.split(",")[1]) for r in (tmp_path / "a/scores.csv").read_text().splitlines()[1:]])
     threshold = (scores[2] + scores[3]) / 2  # three flagged
