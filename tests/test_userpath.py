@@ -400,3 +400,36 @@ def test_figures_are_large_enough_and_labelled(digits_run, tmp_path, capsys, fig
     z = np.random.default_rng(0).normal(size=(30, 2))
     visual.latent_scatter(z, np.arange(30) % 3, tmp_path / "s.png", ["a", "b", "c"])
     assert {"a", "b", "c"} <= set(figures["s.png"]["texts"]) and figures["s.png"]["axes"] == 1  # a legend, no bar
+
+
+# ---- 15. the same options wherever a verb computes -----------------------------------------------------
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    threads = torch.get_num_threads()  # --threads sets torch's, for this whole test process
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_computing_verb_takes_device_threads_and_batch_size(digits_run, tmp_path, capsys, keep_threads):
+    from vaekit.cli import build_parser
+
+    verbs = build_parser()._subparsers._group_actions[0].choices
+    for verb in ("sample", "reconstruct", "vary", "embed", "anomalies", "interpolate", "manifold", "evaluate",
+                 "resume"):
+        flags = verbs[verb]._option_string_actions
+        assert {"--device", "--threads"} <= set(flags), verb
+    for verb in ("sample", "reconstruct", "vary", "embed", "interpolate", "manifold"):
+        assert "--precision" in verbs[verb]._option_string_actions, verb
+    for verb in ("sample", "reconstruct", "vary", "embed", "anomalies", "interpolate", "evaluate"):
+        assert "--batch-size" in verbs[verb]._option_string_actions, verb
+    for verb in ("sample", "vary", "anomalies", "evaluate"):
+        assert "--seed" in verbs[verb]._option_string_actions, verb
+    common = ["--device", "cpu", "--threads", "1"]
+    assert run_cli(capsys, "embed", digits_run, "--data", "digits", "--limit", "50", "--batch-size", "7",
+                   "--precision", "bf16", "--out", tmp_path / "z.npy", *common)[0] == 0
+    code, out, _ = run_cli(capsys, "anomalies", digits_run, "--data", "digits", "--limit", "50", "--score", "elbo",
+                           "--seed", "3", "--batch-size", "50", "--out", tmp_path / "a", *common)
+    assert code == 0 and "seed=3" in "".join(json.loads((digits_run / "heldout_scores.json").read_text())["scores"])
+    assert run_cli(capsys, "sample", digits_run, "-n", "2", "--out", tmp_path / "s.png", *common)[0] == 0

@@ -287,7 +287,7 @@ def read_inputs(run, source: str, limit: int | None = None) -> Inputs:
     return run.read(source, limit)
 
 
-def heldout_scores(run, method: str, k: int) -> np.ndarray:
+def heldout_scores(run, method: str, k: int, seed: int = 0) -> np.ndarray:
     """Scores of the run's validation split: saved by the estimator, else cached in the run
     (HELDOUT, stamped with the weights), else computed from the run's own data settings (the same split
     and preparation as in training) and cached: a text run's held-out split takes a minute to score."""
@@ -299,7 +299,7 @@ def heldout_scores(run, method: str, k: int) -> np.ndarray:
         if (isinstance(cal, dict) and cal.get("method") == method and cal.get("k") == k
                 and (stamps.KEY not in cal or stamps.matches(cal[stamps.KEY], run.path))):
             return np.asarray(cal["scores"], np.float64)
-    key, cache = f"{method} k={k}", run.path / HELDOUT
+    key, cache = f"{method} k={k}" + (f" seed={seed}" if seed else ""), run.path / HELDOUT
     cached = read_json(cache) if cache.exists() else {}
     if not (isinstance(cached, dict) and stamps.matches(cached.get(stamps.KEY), run.path)):
         cached = {stamps.KEY: stamps.of_run(run.path), "scores": {}}  # made with other weights: start again
@@ -311,7 +311,7 @@ def heldout_scores(run, method: str, k: int) -> np.ndarray:
         raise VaekitError(f"cannot calibrate a threshold: the run's validation data cannot be read ({e}); "
                           "pass --threshold T instead") from None
     x = modalities.model_ready(prepared.val).to(run.device)
-    scores = run_scores(run, x, method, k, progress="scoring the held-out split")
+    scores = run_scores(run, x, method, k, seed, progress="scoring the held-out split")
     cached["scores"][key] = [float(s) for s in scores]
     try:
         write_json(cache, cached)
@@ -321,17 +321,17 @@ def heldout_scores(run, method: str, k: int) -> np.ndarray:
 
 
 def report(run, source: str, out: Path, contamination: float | None = None, threshold: float | None = None,
-           method: str = "elbo", k: int = 10, n_show: int = 16, limit: int | None = None) -> dict:
+           method: str = "elbo", k: int = 10, n_show: int = 16, limit: int | None = None, seed: int = 0) -> dict:
     """Score `source`, flag what falls below the threshold, write the report files into `out`."""
     from .runs import write_json
 
     check_method(method, k)
     data = read_inputs(run, source, limit)
-    scores = run_scores(run, run.prepare(data.x), method, k, progress=f"scoring {source}")
+    scores = run_scores(run, run.prepare(data.x), method, k, seed, progress=f"scoring {source}")
     heldout = None
     if threshold is None:
         contamination = 0.01 if contamination is None else contamination
-        reference = heldout_scores(run, method, k)
+        reference = heldout_scores(run, method, k, seed)
         heldout = len(reference)
         check_heldout_size(heldout, contamination)
         threshold = threshold_for(reference, contamination)

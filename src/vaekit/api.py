@@ -38,6 +38,7 @@ class Run:
     (`run.modality`, vaekit.modalities) says how inputs become model input and codes become outputs."""
 
     reference = None  # the knn scores' training codes (anomaly.run_reference), made when first needed
+    batch_size = 1000  # examples per forward pass of encode, decode, reconstruct (vaekit VERB --batch-size)
     log_density_shift = 0.0  # added to density scores: a tabular run's change of variables to raw units
 
     def __init__(self, path: str | Path, device: str = "cpu", precision: str = "fp32"):
@@ -89,8 +90,10 @@ class Run:
         """Inputs as the model takes them (images, sentences or rows), shapes and values checked."""
         return self.modality.to_model(self, x)
 
-    def batched(self, fn, x: torch.Tensor, batch_size: int = 1000, to_numpy: bool = True):
-        """fn over x in batches, without gradients, under the run's precision; fp32 on the CPU."""
+    def batched(self, fn, x: torch.Tensor, batch_size: int | None = None, to_numpy: bool = True):
+        """fn over x in batches (default: the run's batch_size), without gradients, under the run's
+        precision; fp32 on the CPU."""
+        batch_size = batch_size or self.batch_size
         with torch.inference_mode(), autocast_context(self.device, self.precision):
             out = torch.cat([fn(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
         return out.numpy() if to_numpy else out

@@ -155,7 +155,7 @@ def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,
             name = classes[label] if classes and 0 <= label < len(classes) else str(label)
             mine = labels == label
             ax.scatter(z[mine, 0], z[mine, 1], s=size, alpha=0.7, color=f"C{k}", label=name)
-        ax.legend(title="label", markerscale=8 / size * 1.5, fontsize=8)
+        ax.legend(title="label", markerscale=8 / size * 1.5, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="viridis", s=2, alpha=0.7)
         bar = fig.colorbar(points, ax=ax)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import VaekitError
 from .common import load_run
-from .options import add_run_verb, finite, whole
+from .options import add_compute_options, add_run_verb, finite, whole
 
 SCORE_HELP = ("elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; reconstruction "
               "(image/tabular): minus the squared reconstruction error; knn: minus the distance to the nearest "
@@ -30,6 +30,7 @@ def register(subparsers):
     parser.add_argument("--k", type=whole(1), default=10, help="posterior samples per example")
     parser.add_argument("-n", type=whole(0), default=16, help="how many of the most anomalous to show")
     parser.add_argument("--limit", type=whole(1))
+    add_compute_options(parser, precision=False, seed=True)
     return parser
 
 
@@ -41,7 +42,8 @@ def run(args) -> None:
     loaded = load_run(args)
     out = _out_folder(args, loaded)
     method = args.score or loaded.modality.default_score
-    result = report(loaded, args.data, out, args.contamination, args.threshold, method, args.k, args.n, args.limit)
+    result = report(loaded, args.data, out, args.contamination, args.threshold, method, args.k, args.n, args.limit,
+                    args.seed)
     for line in result["lines"] or []:
         print(line)
     if result.get("unknown_words", "0 ").split()[0] != "0":

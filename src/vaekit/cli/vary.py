@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 
 from ..errors import MAX_OUTPUTS, VaekitError
-from .common import print_sentences
-from .options import add_decode_options, add_run_verb, decode_config, finite, whole
+from .common import load_run, print_sentences
+from .options import add_compute_options, add_decode_options, add_run_verb, decode_config, finite, whole
 
 
 def register(subparsers):
@@ -17,13 +17,12 @@ def register(subparsers):
                         help="scale of the posterior's standard deviation (0: always the mean)")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser)
+    add_compute_options(parser)
     return parser
 
 
 def run(args) -> None:
-    from .. import api
-
-    loaded = api.load(args.run)
+    loaded = load_run(args)
     if not loaded.modality.makes_text:  # the Python API's Run.vary takes any kind's inputs
         raise VaekitError(f"vary works on text runs; for {loaded.modality.noun} use sample, reconstruct or "
                           "interpolate")
