@@ -433,3 +433,13 @@ def test_every_computing_verb_takes_device_threads_and_batch_size(digits_run, tm
                            "--seed", "3", "--batch-size", "50", "--out", tmp_path / "a", *common)
     assert code == 0 and "seed=3" in "".join(json.loads((digits_run / "heldout_scores.json").read_text())["scores"])
     assert run_cli(capsys, "sample", digits_run, "-n", "2", "--out", tmp_path / "s.png", *common)[0] == 0
+
+
+def test_where_a_resume_runs_is_not_recorded_in_the_run(tmp_path, capsys, keep_threads):
+    table(tmp_path / "t.csv")
+    run = tmp_path / "r"
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--out", run, *FAST)[0] == 0
+    before = json.loads((run / "config.json").read_text())["train"]
+    assert run_cli(capsys, "resume", run, "--epochs", "2", "--progress", "--threads", "2")[0] == 0
+    after = json.loads((run / "config.json").read_text())["train"]
+    assert after == {**before, "epochs": 2}

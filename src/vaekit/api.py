@@ -285,9 +285,12 @@ def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | 
         raise VaekitError(f"{path} was stopped before its refinement began; run vaekit refine again")
     else:
         echo(f"{path} was stopped before its first checkpoint; training it from the start")
-    if config["train"] != _as_json(train) or config["data"] != _as_json(data):
+    # The new total and where the data are now are the run's; where this resume runs (settings) is not.
+    own = from_dict(TrainConfig, config["train"], "config.json 'train'")
+    recorded = dataclasses.replace(train, **{k: getattr(own, k) for k in settings})
+    if config["train"] != _as_json(recorded) or config["data"] != _as_json(data):
         # Only now: a resume refused above leaves config.json as it was.
-        config["train"], config["data"] = dataclasses.asdict(train), dataclasses.asdict(data)
+        config["train"], config["data"] = dataclasses.asdict(recorded), dataclasses.asdict(data)
         ctx.on_main(lambda: runs.write_json(path / runs.CONFIG, config))
     _fit(trainer)
     if ctx.is_main:
