@@ -143,6 +143,7 @@ def test_outputs_are_stamped_and_stale_ones_are_said_or_made_again(tmp_path, cap
     assert all(name in str(said[0].message) for name in ("onnx/", "evaluation.json", "embedding_map/", "anomalies/"))
     code, out, _ = run_cli(capsys, "info", run)
     assert "2 of 2 epochs" in out and out.count("stale: from other weights (epoch 1)") == 5
+    assert out.count("made again when next needed") == 2  # embedding_map/, heldout_scores.json
     # compare warns that the newest evaluation is of other weights; the default ONNX folder, the map and the
     # held-out scores are made again.
     with pytest.warns(UserWarning, match=r"evaluated earlier weights \(epoch 1\)"):

@@ -82,8 +82,11 @@ def derived_outputs(run: str | Path) -> list[Path]:
     return found
 
 
+REMADE = ("reference.safetensors", "heldout_scores.json", "embedding_map")  # vaekit makes these again itself
+
+
 def status(run: str | Path) -> list[tuple[Path, str]]:
-    """(output, "current" | "stale (epoch N)" | "unstamped") for each derived output of the run."""
+    """(output, "current" | "stale: ..." | "unstamped ...") for each derived output of the run."""
     out = []
     for path in derived_outputs(run):
         stamp = read(path)
@@ -93,14 +96,15 @@ def status(run: str | Path) -> list[tuple[Path, str]]:
             out.append((path, "current"))
         else:
             epoch = stamp.get("epoch")
-            out.append((path, "stale: from other weights" + (f" (epoch {epoch})" if epoch is not None else "")))
+            out.append((path, "stale: from other weights" + (f" (epoch {epoch})" if epoch is not None else "")
+                        + ("; made again when next needed" if path.name in REMADE else "")))
     return out
 
 
 def warn_stale(run: str | Path) -> list[Path]:
     """Warn about the outputs in the run that no longer match its weights (after it trained further)."""
-    stale = [p for p, state in status(run) if not state.startswith("current") and p.name != "reference.safetensors"
-             and not p.name.startswith(("heldout", "calibration"))]  # those are made again when needed
+    stale = [p for p, state in status(run) if not state.startswith("current")
+             and p.name not in ("reference.safetensors", "heldout_scores.json", "calibration.json")]  # internal
     if stale:
         warnings.warn(f"{run}: these outputs were made from earlier weights and no longer match the run: "
                       f"{', '.join(p.name + ('/' if p.is_dir() else '') for p in stale)} (make them again: "
