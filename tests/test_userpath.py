@@ -329,8 +329,13 @@ def test_estimator_verbose_false_is_silent_and_messages_go_through_logging(capsy
     vaekit.VAE(epochs=2, verbose=False).fit(x)
     out, err = capsys.readouterr()
     assert "epoch" not in out + err
-    with caplog.at_level(logging.INFO, logger="vaekit"):
-        vaekit.VAE(epochs=2, verbose=True).fit(x)
+    logger = logging.getLogger("vaekit.train")
+    propagate, logger.propagate = logger.propagate, True  # a CLI run in this process sent them to stdout only
+    try:
+        with caplog.at_level(logging.INFO, logger="vaekit"):
+            vaekit.VAE(epochs=2, verbose=True).fit(x)
+    finally:
+        logger.propagate = propagate
     lines = [r.getMessage() for r in caplog.records if r.name == "vaekit.train"]
     assert len(lines) == 2 and lines[0].startswith("epoch 1: train -ELBO")
 
