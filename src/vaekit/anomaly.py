@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import modalities
+from . import modalities, stamps
 from .errors import VaekitError
 from .modalities import Inputs
 from .objectives import iw_log_likelihood
@@ -62,6 +62,7 @@ NEEDS_REFERENCE = ("knn", "reconstruction+knn", "standardised", "mahalanobis", "
 NEEDS_RESIDUALS = ("reconstruction", "reconstruction+knn", "standardised", "standardised+knn",
                    "standardised+mahalanobis")  # image and tabular runs only
 CALIBRATION = "calibration.json"  # held-out scores an estimator saved with its run
+HELDOUT = "heldout_scores.json"  # held-out scores `vaekit anomalies` computed, by method and k, stamped
 REFERENCE = "reference.safetensors"  # training codes and reconstruction errors (knn scores)
 NEIGHBOURS = 5  # k of the k-NN distance
 REFERENCE_MAX = 20_000  # training examples kept in a reference set (a seeded subsample beyond it)
@@ -91,9 +92,12 @@ def check_method(method: str, k: int) -> None:
 
 @torch.no_grad()
 def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0,
-                   max_rows: int = 2048) -> np.ndarray:
+                   max_rows: int = 2048, progress: str | None = None) -> np.ndarray:
     """(N,) float64 scores of model-ready inputs x (N, ...), in eval mode: log-likelihood estimates
-    (elbo, iw), or minus the squared reconstruction error (reconstruction)."""
+    (elbo, iw), or minus the squared reconstruction error (reconstruction). progress: a progress bar's
+    label (shown on a terminal), None for none."""
+    from tqdm.auto import tqdm
+
     check_method(method, k)
     if method in NEEDS_REFERENCE:
         raise VaekitError(f"the {method} score needs the run's training codes: use run_scores")
@@ -106,7 +110,8 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
     out = []
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in range(0, len(x), batch):
+        for start in tqdm(range(0, len(x), batch), desc=progress, leave=False,
+                          disable=True if progress is None else None):  # None: on a terminal only
             b = x[start:start + batch]
             if method == "reconstruction":
                 out.append(-reconstruction_error(model, b))
@@ -325,7 +330,8 @@ def run_reference(run) -> Reference:
     return run.reference
 
 
-def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0) -> np.ndarray:
+def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0,
+               progress: str | None = None) -> np.ndarray:
     """Scores of model-ready x for a loaded run, in the run's units: a tabular run's densities are
     shifted to raw units (its `log_density_shift`); distances are not densities."""
     check_method(method, k)
@@ -333,7 +339,7 @@ def run_scores(run, x: Tensor, method: str = "elbo", k: int = 10, seed: int = 0)
     if method in NEEDS_REFERENCE:
         return run_reference(run).score(run.model, x, method)
     shift = run.log_density_shift if method in ("elbo", "iw") else 0.0
-    return log_likelihood(run.model, x, method, k, seed) + shift
+    return log_likelihood(run.model, x, method, k, seed, progress=progress) + shift
 
 
 def _elbo(model, x: Tensor, eps: Tensor) -> Tensor:
@@ -353,51 +359,86 @@ def threshold_for(scores: np.ndarray, contamination: float) -> float:
     return float(np.quantile(scores, contamination))
 
 
+def check_heldout_size(n: int, contamination: float) -> None:
+    """Warn when the held-out split is too small for the quantile asked: with fewer than one held-out
+    example below it, the threshold is interpolated near the split's minimum, and the share of new data
+    flagged can be far from `contamination` (at 0.01 of wine's 36 held-out rows, 5.6 % of wine)."""
+    import warnings
+
+    if n * contamination < 1:
+        warnings.warn(f"the threshold is the {contamination:g} quantile of the run's {n} held-out scores, fewer than "
+                      f"one example's worth: the share flagged can be far from {contamination:g}; give a "
+                      f"contamination of at least {1 / n:.2g} (one held-out example) or a fixed --threshold",
+                      stacklevel=3)
+
+
 def read_inputs(run, source: str, limit: int | None = None) -> Inputs:
     """Read `source` the way the run's kind reads data (images, sentences or a table)."""
     return run.read(source, limit)
 
 
-def heldout_scores(run, method: str, k: int) -> np.ndarray:
-    """Scores of the run's validation split: saved by the estimator, else recomputed from the
-    run's own data settings (the same split and preparation as in training)."""
-    from .runs import read_json
+def heldout_scores(run, method: str, k: int, seed: int = 0) -> np.ndarray:
+    """Scores of the run's validation split: saved by the estimator, else cached in the run
+    (HELDOUT, stamped with the weights), else computed from the run's own data settings (the same split
+    and preparation as in training) and cached: a text run's held-out split takes a minute to score."""
+    from .runs import read_json, write_json
 
     saved = run.path / CALIBRATION
     if saved.exists():
         cal = read_json(saved)
-        if isinstance(cal, dict) and cal.get("method") == method and cal.get("k") == k:
+        if (isinstance(cal, dict) and cal.get("method") == method and cal.get("k") == k
+                and (stamps.KEY not in cal or stamps.matches(cal[stamps.KEY], run.path))):
             return np.asarray(cal["scores"], np.float64)
+    key, cache = f"{method} k={k}" + (f" seed={seed}" if seed else ""), run.path / HELDOUT
+    cached = read_json(cache) if cache.exists() else {}
+    if not (isinstance(cached, dict) and stamps.matches(cached.get(stamps.KEY), run.path)):
+        cached = {stamps.KEY: stamps.of_run(run.path), "scores": {}}  # made with other weights: start again
+    if isinstance(cached.get("scores"), dict) and isinstance(cached["scores"].get(key), list):
+        return np.asarray(cached["scores"][key], np.float64)
     try:
         prepared = run.modality.prepare(run.data_config, run.path)
     except VaekitError as e:
         raise VaekitError(f"cannot calibrate a threshold: the run's validation data cannot be read ({e}); "
                           "pass --threshold T instead") from None
     x = modalities.model_ready(prepared.val).to(run.device)
-    return run_scores(run, x, method, k)
+    scores = run_scores(run, x, method, k, seed, progress="scoring the held-out split")
+    cached["scores"][key] = [float(s) for s in scores]
+    try:
+        write_json(cache, cached)
+    except VaekitError:  # a read-only run: scored again next time
+        pass
+    return scores
 
 
 def report(run, source: str, out: Path, contamination: float | None = None, threshold: float | None = None,
-           method: str = "elbo", k: int = 10, n_show: int = 16, limit: int | None = None) -> dict:
+           method: str = "elbo", k: int = 10, n_show: int = 16, limit: int | None = None, seed: int = 0) -> dict:
     """Score `source`, flag what falls below the threshold, write the report files into `out`."""
     from .runs import write_json
 
     check_method(method, k)
     data = read_inputs(run, source, limit)
-    scores = run.score(data.x, method, k)
+    scores = run_scores(run, run.prepare(data.x), method, k, seed, progress=f"scoring {source}")
+    heldout = None
     if threshold is None:
         contamination = 0.01 if contamination is None else contamination
-        threshold = threshold_for(heldout_scores(run, method, k), contamination)
+        reference = heldout_scores(run, method, k, seed)
+        heldout = len(reference)
+        check_heldout_size(heldout, contamination)
+        threshold = threshold_for(reference, contamination)
     flags = scores < threshold
     out.mkdir(parents=True, exist_ok=True)
     write_scores_csv(out / "scores.csv", scores, flags, data)
     what = SCORE_UNITS.get(method) or f"{method} (k={k}) log-likelihood estimate (nats)"
     histogram(scores, threshold, out / "histogram.png", f"{what}, {source}")
-    order = np.argsort(scores)[:n_show]  # most anomalous first
-    lines = run.modality.show_examples(run, data, order, scores, out)
+    order = np.argsort(scores, kind="stable")  # most anomalous first
+    if flags.any():  # show what was flagged (at most n_show), not unflagged examples beside them
+        order, title = order[:min(n_show, int(flags.sum()))], f"flagged below {threshold:.4g}, most anomalous first"
+    else:
+        order, title = order[:min(n_show, 4)], f"none flagged below {threshold:.4g}: the lowest scores"
+    lines = run.modality.show_examples(run, data, order, scores, out, title=title)
     summary = {"data": source, "n": int(len(scores)), "method": method, "k": k, "contamination": contamination,
-               "threshold": float(threshold), "flagged": int(flags.sum()),
-               "most_anomalous": [int(i) for i in order]}
+               "heldout_examples": heldout, "threshold": float(threshold), "flagged": int(flags.sum()),
+               "most_anomalous": [int(i) for i in order], stamps.KEY: stamps.of_run(run.path)}
     write_json(out / "summary.json", summary)
     summary["lines"] = lines
     if data.texts:  # words the run never saw are read as <unk>: say how many, they lower the scores
@@ -408,13 +449,14 @@ def report(run, source: str, out: Path, contamination: float | None = None, thre
 
 
 def write_scores_csv(path: Path, scores: np.ndarray, flags: np.ndarray, data: Inputs) -> None:
-    """index, score, flag (-1 outlier / 1 inlier, scikit-learn's convention), label, sentence."""
+    """index, score, flag (-1 outlier / 1 inlier, scikit-learn's convention), label, sentence, and what
+    names the example in its source (an image's file, a table's ID column)."""
     from .runs import atomic_write
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["index", "score", "flag"] + (["label"] if data.y is not None else []) \
-        + (["text"] if data.texts else [])
+        + (["text"] if data.texts else []) + ([data.id_name] if data.ids else [])
     writer.writerow(header)
     for i, (s, f) in enumerate(zip(scores, flags)):
         row = [i, f"{s:.6g}", -1 if f else 1]
@@ -422,8 +464,21 @@ def write_scores_csv(path: Path, scores: np.ndarray, flags: np.ndarray, data: In
             row.append(data.classes[data.y[i]] if data.classes and data.y[i] < len(data.classes) else int(data.y[i]))
         if data.texts:
             row.append(data.texts[i])
+        if data.ids:
+            row.append(data.ids[i])
         writer.writerow(row)
     atomic_write(path, buffer.getvalue().encode())
+
+
+def histogram_floor(scores: np.ndarray, threshold: float) -> float:
+    """The lowest score the histogram draws where it is: far outliers below it are drawn in its first bin,
+    so they do not squash the rest into one bar. Always left of the threshold: a flagged score drawn right
+    of the threshold line would look typical."""
+    if len(scores) <= 200:
+        return float(scores.min())
+    low, high = np.percentile(scores, [0.5, 99.5])
+    margin = 0.02 * (float(high - low) or 1.0)  # 2 % of the bulk's width
+    return max(float(scores.min()), min(float(low), threshold - margin))
 
 
 def histogram(scores: np.ndarray, threshold: float, path: Path, title: str) -> None:
@@ -431,8 +486,12 @@ def histogram(scores: np.ndarray, threshold: float, path: Path, title: str) -> N
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    low = np.percentile(scores, 0.5) if len(scores) > 200 else scores.min()  # keep far outliers from squashing it
-    ax.hist(np.clip(scores, low, None), bins=60, color="#4878a8")
+    low = histogram_floor(scores, threshold)
+    counts, edges, _ = ax.hist(np.clip(scores, low, None), bins=60, color="#4878a8")
+    below = int((scores < low).sum())
+    if below:  # say that the first bar holds scores further left than it shows
+        ax.annotate(f"{below} below {low:.3g}", (edges[0], counts[0]), xytext=(2, 4), textcoords="offset points",
+                    fontsize=8, color="#c03030")
     ax.axvline(threshold, color="#c03030", linestyle="--", label=f"threshold {threshold:.2f}")
     ax.set_xlabel("score (lower = more anomalous)")
     ax.set_ylabel("examples")

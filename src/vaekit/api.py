@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed, modalities, runs
+from . import distributed, modalities, runs, stamps
 from .errors import MAX_OUTPUTS, VaekitError, check_count, check_finite
 from .models import MODELS, build_model
 from .schema import check_fields
@@ -38,6 +38,7 @@ class Run:
     (`run.modality`, vaekit.modalities) says how inputs become model input and codes become outputs."""
 
     reference = None  # the knn scores' training codes (anomaly.run_reference), made when first needed
+    batch_size = 1000  # examples per forward pass of encode, decode, reconstruct (vaekit VERB --batch-size)
     log_density_shift = 0.0  # added to density scores: a tabular run's change of variables to raw units
 
     def __init__(self, path: str | Path, device: str = "cpu", precision: str = "fp32"):
@@ -62,7 +63,8 @@ class Run:
         self.precision = precision
         autocast_context(self.device, precision)  # refuses a precision this device lacks, here
         self.model.to(self.device).eval()
-        self.data_config = from_dict(self.modality.DataConfig, self.config.get("data"), "config.json 'data'")
+        data_config = from_dict(self.modality.DataConfig, self.config.get("data"), "config.json 'data'")
+        self.data_config = self.modality.resolve_paths(data_config, self.path)  # an old run's relative paths
         self.modality.attach(self)  # the run's own files: tokenizer, standardisation
 
     def __repr__(self) -> str:
@@ -88,8 +90,10 @@ class Run:
         """Inputs as the model takes them (images, sentences or rows), shapes and values checked."""
         return self.modality.to_model(self, x)
 
-    def batched(self, fn, x: torch.Tensor, batch_size: int = 1000, to_numpy: bool = True):
-        """fn over x in batches, without gradients, under the run's precision; fp32 on the CPU."""
+    def batched(self, fn, x: torch.Tensor, batch_size: int | None = None, to_numpy: bool = True):
+        """fn over x in batches (default: the run's batch_size), without gradients, under the run's
+        precision; fp32 on the CPU."""
+        batch_size = batch_size or self.batch_size
         with torch.inference_mode(), autocast_context(self.device, self.precision):
             out = torch.cat([fn(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
         return out.numpy() if to_numpy else out
@@ -224,6 +228,7 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     before the run directory is created.
     """
     modality = modalities.for_data(data)
+    data = modality.absolute_paths(data)  # the run records where its data are: usable from any folder
     model = model or modality.default_model
     if train.trainable != "all":
         raise VaekitError("a new model trains all its parameters; to fit a trained run's encoder again "
@@ -257,21 +262,32 @@ def _new_run_dir(out, overwrite: bool, prepared, vae, kind: str, data, train: Tr
     return run
 
 
+RESUME_SETTINGS = ("device", "threads", "progress")  # TrainConfig fields a resumed run may change: not its maths
+
+
 def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | None = None,
-           model: str | None = None, model_options: dict | None = None) -> Run:
+           model: str | None = None, model_options: dict | None = None, data: dict | None = None,
+           **settings) -> Run:
     """Continue a run from its checkpoint, optionally to a new total number of epochs.
 
     kind, model and model_options: what the caller takes the run to be (vaekit train KIND --resume
     with model options). Resume continues the run's own model, so a run that differs is refused
-    rather than trained as something the caller did not ask for."""
+    rather than trained as something the caller did not ask for. data: where the run's data are now
+    ({"data": ..., "data_dir": ...}: they moved), recorded in its config.json; settings: the
+    RESUME_SETTINGS (device, threads, progress), which change where it runs, not what it learns."""
     path = Path(path)
     config = runs.read_config(path)
     modality = modalities.get(config.get("kind"))
     saved = config.get("train")
-    if epochs is not None and isinstance(saved, dict):  # the new total, checked with the other settings
-        saved = {**saved, "epochs": epochs}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if isinstance(saved, dict):  # the new total and settings, checked with the other settings
+        unknown = sorted(set(settings) - set(RESUME_SETTINGS))
+        if unknown:
+            raise VaekitError(f"a resumed run continues with its own training settings; it cannot change "
+                              f"{', '.join(unknown)} (it may change {', '.join(RESUME_SETTINGS)} and epochs)")
+        saved = {**saved, **settings, **({"epochs": epochs} if epochs is not None else {})}
     train = from_dict(TrainConfig, saved, "config.json 'train'")
-    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
+    data = _resume_data(path, config, modality, data or {})
     torch.manual_seed(train.seed)  # as train() does, so a run killed before its first checkpoint restarts exactly
     vae = model_from_config(config)
     _check_same_model(path, config["kind"], vae, kind, model, model_options or {})
@@ -290,11 +306,35 @@ def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | 
         raise VaekitError(f"{path} was stopped before its refinement began; run vaekit refine again")
     else:
         echo(f"{path} was stopped before its first checkpoint; training it from the start")
-    if epochs is not None:  # only now: a resume refused above leaves config.json as it was
-        config["train"] = dataclasses.asdict(train)
+    # The new total and where the data are now are the run's; where this resume runs (settings) is not.
+    own = from_dict(TrainConfig, config["train"], "config.json 'train'")
+    recorded = dataclasses.replace(train, **{k: getattr(own, k) for k in settings})
+    if config["train"] != _as_json(recorded) or config["data"] != _as_json(data):
+        # Only now: a resume refused above leaves config.json as it was.
+        config["train"], config["data"] = dataclasses.asdict(recorded), dataclasses.asdict(data)
         ctx.on_main(lambda: runs.write_json(path / runs.CONFIG, config))
     _fit(trainer)
+    if ctx.is_main:
+        stamps.warn_stale(path)  # ONNX graphs, evaluations, maps made from the weights it had before
     return load(path)
+
+
+def _as_json(config) -> dict:
+    """A config dataclass as config.json holds it (tuples as lists)."""
+    import json
+
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _resume_data(path: Path, config: dict, modality, changes: dict):
+    """The data config a resumed run reads: its own, relative paths of an old run resolved, with the
+    settings given (the data moved: --data, --data-dir) in their place, recorded absolute."""
+    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
+    data = modality.resolve_paths(data, path)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    for name in changes:
+        modality.check_data_option(name)
+    return modality.absolute_paths(dataclasses.replace(data, **changes))
 
 
 def _left_to_train(path: Path, trainer: Trainer, epochs: int | None, echo) -> bool:
@@ -372,7 +412,7 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     if Path(out).resolve() == source.resolve():
         raise VaekitError(f"refine writes a new run and leaves {source} as it is: choose another --out")
     modality = modalities.get(config.get("kind"))
-    data = from_dict(modality.DataConfig, config.get("data"), "config.json 'data'")
+    data = _resume_data(source, config, modality, {})
     base = from_dict(TrainConfig, config.get("train"), "config.json 'train'")
     train = refine_config(base, validated=True, **options)  # settings checked before the data is read
     ctx = distributed.setup(train.device)
@@ -384,12 +424,28 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, model, modality.name, data, train,
                                            refined_from=str(source.resolve())))
     trainer = Trainer(model, train, prepared.train, prepared.val, run, modality.callbacks(prepared))
-    if prepared.val is not None:
-        echo(f"validation -ELBO of {source}: {trainer.evaluate(prepared.val, shard=True)['loss']:.2f}")
+    before = trainer.evaluate(prepared.val, shard=True)["loss"] if prepared.val is not None else None
+    if before is not None:
+        echo(f"validation -ELBO of {source}: {before:.2f}")
     # Before any step: a run killed now resumes from the source's weights, not from a fresh model.
     trainer.save_checkpoint()
     _fit(trainer)
+    _compare_with_source(trainer.state.history, before, source, run, echo)
     return load(run)
+
+
+def _compare_with_source(history: list[dict], before: float | None, source: Path, run: Path, echo) -> None:
+    """Say whether the refined run ended better than its source on the validation data: its epochs are
+    compared with one another ("best so far"), and all of them can still be worse than where it started."""
+    if before is None or not history or "val_loss" not in history[-1]:
+        return
+    kept = history[history[-1]["best_epoch"] - 1] if "best_epoch" in history[-1] else history[-1]
+    after = kept["val_loss"]
+    if after < before:
+        echo(f"refined: validation -ELBO {before:.2f} -> {after:.2f} ({before - after:.2f} nats better than {source})")
+    else:
+        echo(f"vaekit: note: the refined run did not improve on its source: validation -ELBO {after:.2f} against "
+             f"{before:.2f} for {source}; keep using {source} (or refine with a lower --lr or fewer --epochs)")
 
 
 def _fit(trainer: Trainer) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import stamps
 from .errors import VaekitError
+from .runs import write_json
 
 PROJECTIONS = ("pca", "umap")  # fitted afresh on the codes at hand
 VIEWS = PROJECTIONS + ("parametric",)  # parametric: a map kept in the run (parametric_view)
@@ -43,19 +45,21 @@ def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndar
 
 
 def write_embedding(out: Path, z: np.ndarray, labels: np.ndarray | None, classes: list[str] | None,
-                    texts: list[str] | None) -> list[Path]:
-    """.csv: one row per example (z0.., label, text), the label as its class name where the data names
-    its classes (as anomalies' scores.csv does); otherwise .npy plus _labels.npy (class indices)."""
+                    texts: list[str] | None, ids: list[str] | None = None, id_name: str = "id") -> list[Path]:
+    """.csv: one row per example (z0.., label, text, id: an image's file or a table's ID column), the label
+    as its class name where the data names its classes (as anomalies' scores.csv does); otherwise .npy
+    plus _labels.npy (class indices)."""
     from .runs import atomic_write
 
     if out.suffix == ".csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([f"z{i}" for i in range(z.shape[1])] + (["label"] if labels is not None else [])
-                        + (["text"] if texts else []))
+                        + (["text"] if texts else []) + ([id_name] if ids else []))
         for i, row in enumerate(z):
             extra = [] if labels is None else [classes[labels[i]] if classes else int(labels[i])]
-            writer.writerow([f"{v:.6g}" for v in row] + extra + ([texts[i]] if texts else []))
+            writer.writerow([f"{v:.6g}" for v in row] + extra + ([texts[i]] if texts else [])
+                            + ([ids[i]] if ids else []))
         atomic_write(out, buffer.getvalue().encode())
         return [out]
     buffer = io.BytesIO()
@@ -76,6 +80,9 @@ def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str,
     from .parametric_umap import ParametricUMAP
 
     path = run.path / MAP_DIR
+    stale = path.exists() and not stamps.matches(stamps.read(path / stamps.MAP_STAMP), run.path)
+    if stale:  # fitted on the codes of earlier weights: they moved, so the map means nothing now
+        _remove_map(path)
     if path.exists():
         mapper = ParametricUMAP.load(path)
         if mapper.n_features_in_ != z.shape[1]:
@@ -86,10 +93,24 @@ def parametric_view(run, z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str,
             raise VaekitError(f"fitting a parametric map needs at least 3 examples, got {len(z)}")
         mapper = ParametricUMAP(random_state=seed).fit(z)
         mapper.save(path)
+        write_json(path / stamps.MAP_STAMP, {stamps.KEY: stamps.of_run(run.path)})
         done = (f"fitted a parametric UMAP map on these {len(z)} latent means and saved it in {path}; "
                 "later `--view parametric` calls place new data on it")
+        if stale:
+            done = ("the run's weights changed since its parametric map was fitted, so the map was fitted again: "
+                    + done)
     mapper.precision = run.precision  # transform as the run encodes (fit trains in fp32 either way)
     return mapper.transform(z), f"parametric UMAP of {z.shape[1]}-D latent means", done
+
+
+def _remove_map(path: Path) -> None:
+    """Delete the files of a stale embedding map (only the names vaekit writes there)."""
+    for name in ("config.json", "model.safetensors", stamps.MAP_STAMP):
+        (path / name).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        raise VaekitError(f"{path} holds files vaekit did not write; move them to fit the map again") from None
 
 
 def _beside(out: Path, suffix: str) -> Path:
@@ -119,11 +140,14 @@ def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = No
 
     data = read_inputs(run, source, limit)
     z = run.encode(data.x)
-    messages = [f"wrote {p}" for p in write_embedding(out, z, data.y, data.classes, data.texts)]
+    messages = [f"wrote {p}" for p in write_embedding(out, z, data.y, data.classes, data.texts, data.ids,
+                                                                   data.id_name)]
     messages[0] += f": {z.shape[0]} latent means of dimension {z.shape[1]}"
     if z.shape[1] > 2 and len(z) < 3:  # the codes are what was asked for; a view of two points is not
         messages.append(f"no 2-D view: one of a {z.shape[1]}-D latent space needs at least 3 examples, got {len(z)}")
         return messages
+    if view != "pca" and z.shape[1] <= 2:  # say it rather than draw something else than was asked for
+        messages.append(f"the latent space is {z.shape[1]}-D: it is drawn as it is, --view {view} does not apply")
     if view == "parametric" and z.shape[1] > 2:
         xy, what, done = parametric_view(run, z)
         messages.append(done)

@@ -15,6 +15,7 @@ kind="text" a list of sentences.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import tempfile
@@ -27,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import api, modalities, runs
+from . import api, messages, modalities, runs
 from .anomaly import (
     CALIBRATION,
     METHODS,
@@ -180,7 +181,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         threads = torch.get_num_threads()  # TrainConfig.threads sets torch's; give the caller theirs back
         try:
             trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, modality.callbacks(prepared))
-            self.history_ = trainer.fit()
+            with contextlib.nullcontext() if self.verbose else messages.quiet():  # scikit-learn's verbose
+                self.history_ = trainer.fit()
         finally:
             torch.set_num_threads(threads)
         self.files_ = dict(prepared.files)

@@ -68,7 +68,7 @@ class EvalConfig:
 # ---- the estimators -----------------------------------------------------------------------------
 @torch.no_grad()
 def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: int | None = None,
-                      svi_steps: int = 0, svi_lr: float = 0.02) -> dict:
+                      svi_steps: int = 0, svi_lr: float = 0.02, progress: bool = False) -> dict:
     """Per-example negative ELBO terms and the k-sample IW bound on -log p(x), all in nats.
 
     x: (N, ...) prepared model input. Returns tensors on the CPU: "reconstruction" (N,),
@@ -76,14 +76,18 @@ def likelihood_bounds(model, x: Tensor, k: int, batch_size: int = 100, chunk: in
     with svi_steps > 0 also "svi_reconstruction", "svi_kl" and "svi_neg_elbo" (N,): the one-sample ELBO terms
     under each example's posterior fitted alone (`optimise_posterior`; the IW bound keeps the
     encoder's posterior as its proposal, so it stays comparable with evaluations without them).
-    The model must be in eval mode (dropout, batch norm and word dropout off).
+    The model must be in eval mode (dropout, batch norm and word dropout off). progress: a progress bar
+    over the batches, on a terminal.
     """
+    from tqdm.auto import tqdm
+
     if model.training:
         raise ValueError("likelihood_bounds needs model.eval()")
     lengths = modalities.of_model(model).example_lengths(x)  # text: batches of sentences of like length
     order = lengths.argsort(stable=True) if lengths is not None else torch.arange(len(x))  # (N,)
     out: dict[str, list] = {"reconstruction": [], "kl_per_dim": [], "iw_nll": [], "mean": [], "log_var": []}
-    for start in range(0, len(x), batch_size):
+    for start in tqdm(range(0, len(x), batch_size), desc=f"bounds (k={k})", leave=False,
+                      disable=None if progress else True):  # None: shown on a terminal only
         batch = x[order[start:start + batch_size]].to(model.device)
         posterior = model.encode(batch)
         terms = elbo_terms(model, batch, posterior)
@@ -255,7 +259,7 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
     run.model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        bounds = likelihood_bounds(run.model, x, k, config.batch_size, svi_steps=config.svi_steps,
+        bounds = likelihood_bounds(run.model, x, k, config.batch_size, progress=True, svi_steps=config.svi_steps,
                                    svi_lr=config.svi_lr)
         mi_terms = mutual_information_terms(bounds["mean"], bounds["log_var"],
                                             torch.Generator().manual_seed(config.seed))
@@ -307,13 +311,15 @@ def _result(run, data: str, config: EvalConfig, k: int, n: int, extra: dict) -> 
     import dataclasses
     import time
 
+    from . import stamps
     from .version import __version__
 
     settings = {"data": data, "examples": n, **dataclasses.asdict(config), "k": k}  # k resolved
     settings.update(extra.get("settings", {}))
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "vaekit_version": __version__,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": str(run.path), "kind": run.kind,
-            "model": run.model.name, "latent_dim": run.model.latent_dim, "settings": settings}
+            "model": run.model.name, "latent_dim": run.model.latent_dim, "settings": settings,
+            stamps.KEY: stamps.of_run(run.path)}  # the weights evaluated (compare warns when they changed)
 
 
 def load_eval_data(run, source: str, config: EvalConfig) -> tuple[Tensor, np.ndarray | None, dict]:

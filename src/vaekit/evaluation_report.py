@@ -126,6 +126,7 @@ def read_evaluation(path: str | Path) -> dict:
         if not found:
             raise VaekitError(f"{path} has no evaluation yet; run: vaekit evaluate {path} --data ...")
         path = max(found, key=_written_at)
+        _warn_if_stale(path)
     result = runs.read_json(path)
     if not isinstance(result, dict) or result.get("format") != "vaekit-evaluation":
         raise VaekitError(f"{path} is not a vaekit evaluation (no 'vaekit-evaluation' format tag)")
@@ -133,6 +134,19 @@ def read_evaluation(path: str | Path) -> dict:
         raise VaekitError(f"{path} is a damaged evaluation (no metrics or settings)")
     result["source"] = str(path)
     return result
+
+
+def _warn_if_stale(path: Path) -> None:
+    """The newest evaluation of a run that was trained further since describes other weights: say so."""
+    import warnings
+
+    from . import stamps
+
+    stamp = stamps.read(path)
+    if (path.parent / runs.WEIGHTS).exists() and not stamps.matches(stamp, path.parent):
+        when = f"epoch {stamp.get('epoch')}" if stamp else "weights before stamps were recorded"
+        warnings.warn(f"{path} evaluated earlier weights ({when}) than {path.parent} holds now; evaluate it again "
+                      f"for numbers of the current weights", stacklevel=2)
 
 
 def _written_at(path: Path) -> tuple:

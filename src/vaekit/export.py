@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import modalities, runs
+from . import modalities, runs, stamps
 from .errors import VaekitError
 
 OPSET = 17
@@ -218,7 +218,11 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, overwrite: 
     from . import api
 
     run = api.load(run_path)
+    default = out is None
     out = Path(out) if out is not None else run.path / "onnx"
+    # RUN/onnx made from earlier weights (the run trained further) is replaced: it no longer is this run's.
+    stale = default and (out / "manifest.json").is_file() and not stamps.matches(stamps.read(out), run.path)
+    overwrite = overwrite or stale
     if out.exists() and not out.is_dir():  # --overwrite replaces files in a folder, never a file by one
         raise VaekitError(f"{out} is a file; --out takes a folder for the graphs")
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -232,6 +236,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, overwrite: 
         shutil.copyfile(run.path / name, out / name)
         manifest[Path(name).stem] = name
     manifest["run"] = str(run.path)
+    manifest[stamps.KEY] = stamps.of_run(run.path)  # which weights the graphs hold (vaekit info: still current?)
     runs.write_json(out / "manifest.json", manifest)
     return manifest
 

@@ -13,8 +13,10 @@ from .runs import atomic_write
 
 def output_path(path: str | None, default: Path, overwrite: bool, companions=lambda out: []) -> Path:
     """Where to write a result: never over an existing file the user named, unless told to; nor over
-    the files written beside it (`companions(out)`: e.g. embed's OUT_latent.png, sample's OUT.npy)."""
-    out = Path(path) if path else default
+    the files written beside it (`companions(out)`: e.g. embed's OUT_latent.png, sample's OUT.npy).
+    Without a name, `default` or the first of default-2, default-3, ... that is free with its companions:
+    an earlier result (or the training's own plots/samples.png) is never replaced."""
+    out = Path(path) if path else _free(default, companions)
     if path and out.is_dir():
         raise VaekitError(f"{out} is a folder; --out takes a file name here")
     if path and not overwrite:
@@ -24,6 +26,14 @@ def output_path(path: str | None, default: Path, overwrite: bool, companions=lam
                                   + (f" (it would be written beside {out})" if target != out else ""))
     if not out.parent.is_dir():
         raise VaekitError(f"folder {out.parent} does not exist")
+    return out
+
+
+def _free(default: Path, companions) -> Path:
+    out, i = default, 1
+    while any(p.exists() for p in [out, *companions(out)]):
+        i += 1
+        out = default.with_name(f"{default.stem}-{i}{default.suffix}")
     return out
 
 

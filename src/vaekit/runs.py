@@ -47,15 +47,16 @@ CONFIG_KEYS = {"format": str, "format_version": int, "vaekit_version": str, "kin
                "data": dict, "train": dict, "refined_from": str, "estimator": dict}
 # What vaekit writes into a run directory once the run is used (reports and files derived from the
 # model), by name: file names at the top, and for each folder the names of the files it writes there.
-OUTPUTS = re.compile(r"reference\.safetensors|calibration\.json|samples\.csv|reconstruct\.csv"
+OUTPUTS = re.compile(r"reference\.safetensors|calibration\.json|heldout_scores\.json"
+                     r"|samples(-\d+)?\.csv|reconstruct(-\d+)?\.csv"
                      r"|evaluation(-\d+)?\.(json|md)"
-                     r"|embedding(_(labels|latent|pca|umap|parametric))?\.npy"
-                     r"|embedding_(latent|pca|umap|parametric)\.png")
+                     r"|embedding(-\d+)?(_(labels|latent|pca|umap|parametric))?\.npy"
+                     r"|embedding(-\d+)?_(latent|pca|umap|parametric)\.png")
 OUTPUT_FOLDERS = {
     re.compile(r"anomalies(-\d+)?"):
         re.compile(r"scores\.csv|histogram\.png|summary\.json|most_anomalous\.(png|txt)"),
     re.compile(r"onnx"): re.compile(r"\w+\.onnx|manifest\.json|tokenizer\.json|standardize\.json"),
-    re.compile(r"embedding_map"): re.compile(r"config\.json|model\.safetensors"),
+    re.compile(r"embedding_map"): re.compile(r"config\.json|model\.safetensors|weights\.json"),
 }
 
 

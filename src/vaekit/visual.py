@@ -61,6 +61,50 @@ def save_image(array: np.ndarray, path: str | Path, scale: int = 1) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+CELL_INCHES = 0.9  # each image of a labelled table: about 100 pixels at _save's 110 dpi, however small
+MAX_COLUMNS = 16  # images per line of a labelled table; more wrap onto further lines
+
+
+def image_table(rows: dict[str, torch.Tensor], path: str | Path, captions: list[str] | None = None,
+                title: str | None = None) -> None:
+    """Images (N, C, H, W) in [0, 1] of several rows that belong together (inputs, their reconstructions),
+    each row named on the left, column j captioned (its index, file or score) and drawn large enough to see:
+    an 8x8 digit becomes about 100 pixels, not 8. Lines of MAX_COLUMNS wrap. One image on one axes, the
+    labels placed over it (a subplot per image takes seconds to draw)."""
+    plt = _pyplot()
+    names, images = list(rows), [t.detach().float().clamp(0, 1).cpu() for t in rows.values()]
+    n, c, h, w = images[0].shape
+    ncol = min(n, MAX_COLUMNS)
+    blocks = math.ceil(n / ncol)
+    pad, gap = max(1, w // 8), (h if captions else max(1, h // 8))  # gap: room above each block for captions
+    cell_w, block_h = w + pad, gap + len(names) * (h + pad)
+    canvas = np.ones((blocks * block_h + pad, ncol * cell_w + pad, c), np.float32)
+    for b in range(blocks):
+        for r, batch in enumerate(images):
+            for col in range(min(ncol, n - b * ncol)):
+                top, left = b * block_h + gap + r * (h + pad), pad + col * cell_w
+                canvas[top:top + h, left:left + w] = batch[b * ncol + col].permute(1, 2, 0).numpy()
+    width_in = CELL_INCHES * ncol * (cell_w / w) + 1.2
+    fig, ax = plt.subplots(figsize=(width_in, width_in * canvas.shape[0] / canvas.shape[1]))
+    ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    for b in range(blocks):
+        for r, name in enumerate(names):
+            if name:
+                ax.text(-pad, b * block_h + gap + r * (h + pad) + h / 2, name, ha="right", va="center", fontsize=8)
+        for col in range(min(ncol, n - b * ncol)) if captions else ():
+            ax.text(pad + col * cell_w + w / 2, b * block_h + gap - pad / 2, captions[b * ncol + col],
+                    ha="center", va="bottom", fontsize=7)
+    if title:  # just above the captions, not above the axes' box (which is taller than the image)
+        ax.text(canvas.shape[1] / 2, -pad, title, ha="center", va="bottom", fontsize=9)
+    _save(fig, path)
+
+
+def image_strip(images: torch.Tensor, path: str | Path, captions: list[str], title: str | None = None) -> None:
+    """One row of images (N, C, H, W) in [0, 1], each captioned (interpolation steps)."""
+    image_table({"": images}, path, captions, title)
+
+
 def training_curve(history: list[dict], path: str | Path) -> None:
     """Loss, reconstruction and KL per epoch, train and validation (the document's loss plot)."""
     plt = _pyplot()
@@ -86,12 +130,17 @@ def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,
     fig, ax = plt.subplots(figsize=(7, 6))
     if labels is None:
         ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.5)
+    elif len(np.unique(labels)) <= 10:  # a few classes: a legend with one colour each, not a 10-band colour bar
+        size = 2 if len(z) > 2000 else 8
+        for k, label in enumerate(np.unique(labels)):
+            name = classes[label] if classes and 0 <= label < len(classes) else str(label)
+            mine = labels == label
+            ax.scatter(z[mine, 0], z[mine, 1], s=size, alpha=0.7, color=f"C{k}", label=name)
+        ax.legend(title="label", markerscale=8 / size * 1.5, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
-        points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7)
+        points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="viridis", s=2, alpha=0.7)
         bar = fig.colorbar(points, ax=ax)
-        if classes:
-            bar.set_ticks(range(len(classes)))
-            bar.set_ticklabels(classes)
+        bar.set_label("label")
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.set_title(title)
@@ -105,7 +154,17 @@ def manifold(model, path: str | Path, n: int = 20, span: float = 2.0) -> np.ndar
     axis = torch.linspace(-span, span, n)
     z = torch.stack([torch.stack([x, y]) for y in axis.flip(0) for x in axis]).to(model.device)
     grid = image_grid(model.decode_mean(z), nrow=n, pad=1)
-    save_image(grid, path, scale=max(1, 560 // grid.shape[0]))
+    # Drawn on axes in latent coordinates: which code each image decodes is read off the ticks.
+    plt = _pyplot()
+    side = max(4.0, min(9.0, grid.shape[0] / 40))
+    fig, ax = plt.subplots(figsize=(side + 0.8, side + 0.6))
+    half = span / max(n - 1, 1)  # half a cell: each image is centred on its code
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
+              extent=(-span - half, span + half, -span - half, span + half), interpolation="nearest")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(f"decoded means over [-{span:g}, {span:g}]^2")
+    _save(fig, path)
     return grid
 
 

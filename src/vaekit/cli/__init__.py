@@ -17,6 +17,7 @@ from . import (
     evaluate,
     explore,
     export,
+    info,
     interpolate,
     manifold,
     raters,
@@ -31,8 +32,8 @@ from . import (
 from .common import run_is_main
 
 # In the order `vaekit --help` lists them.
-VERBS = (train, resume, refine, summary, sample, reconstruct, vary, embed, anomalies, interpolate, export, compress,
-         decompress, manifold, evaluate, compare, explore, raters)
+VERBS = (train, resume, refine, info, summary, sample, reconstruct, vary, embed, anomalies, interpolate, export,
+         compress, decompress, manifold, evaluate, compare, explore, raters)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "scikit-learn's bundled digits with no download.",
         description="Variational autoencoders for images, text and tables: train one into a run directory, "
                     "then sample, reconstruct, vary sentences, embed, score anomalies, evaluate and export it.")
+    from ..version import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for verb in VERBS:
         verb.register(subparsers).set_defaults(func=verb.run)
@@ -61,8 +65,11 @@ def _report_through_vaekit() -> None:
     import logging
     import warnings
 
+    from ..messages import to_stdout
+
     logging.basicConfig(level=logging.WARNING, format="vaekit: %(message)s")
     logging.getLogger("vaekit").setLevel(logging.INFO)
+    to_stdout()  # the epoch lines: the run's log, on stdout as they are
     warnings.formatwarning = lambda message, *args, **kwargs: f"vaekit: warning: {message}\n"
 
 

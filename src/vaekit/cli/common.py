@@ -40,12 +40,23 @@ def unused(stem: Path) -> Path:
 
 # ---- runs and their data --------------------------------------------------------------------------
 def load_run(args, **options):
-    """The run at args.run. --data-dir (the commands that read data) replaces where it looks up named data
+    """The run at args.run, on --device under --precision, with --threads and --batch-size (options.
+    add_compute_options). --data-dir (the commands that read data) replaces where it looks up named data
     sets: by default the folder it was trained from, saved in its config.json, else $VAEKIT_DATA;
     --column, the CSV column of a text run's sentences (by default the one it was trained from)."""
+    import torch
+
     from .. import api
 
-    return api.load(args.run, **options).read_from(getattr(args, "data_dir", None), getattr(args, "column", None))
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    for name in ("device", "precision"):
+        if getattr(args, name, None) and name not in options:
+            options[name] = getattr(args, name)
+    run = api.load(args.run, **options).read_from(getattr(args, "data_dir", None), getattr(args, "column", None))
+    if getattr(args, "batch_size", None):
+        run.batch_size = args.batch_size
+    return run
 
 
 def kept_epoch(run) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .common import load_run, output
-from .options import add_run_verb, whole
+from .options import add_compute_options, add_run_verb, whole
 
 
 def register(subparsers):
@@ -13,6 +13,7 @@ def register(subparsers):
                              "parametric fits a map once (saved in RUN/embedding_map) and reuses it for new data")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                         help="bf16: about 4x faster encoding on CPUs with native bf16, means within about 1%%")
+    add_compute_options(parser)
     return parser
 
 

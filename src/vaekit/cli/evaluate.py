@@ -1,7 +1,7 @@
 """`vaekit evaluate RUN --data DATA`: likelihood bounds, latent health and probes -> evaluation.json + .md."""
 from __future__ import annotations
 
-from .options import COLUMN_HELP, DATA_DIR_HELP, RUN_HELP, add_config_options, config_from_args
+from .options import COLUMN_HELP, DATA_DIR_HELP, RUN_HELP, add_compute_options, add_config_options, config_from_args
 
 
 def register(subparsers):
@@ -19,12 +19,17 @@ def register(subparsers):
                         help="replace evaluation.json (default: a new evaluation-N.json beside earlier ones)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     add_config_options(parser, EvalConfig, group_title="evaluation (k default: 1000 images and tables, 500 text)")
+    add_compute_options(parser, precision=False)
     return parser
 
 
 def run(args) -> None:
     from ..evaluation import EvalConfig, evaluate
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = config_from_args(EvalConfig, args)
     result = evaluate(args.run, args.data, out=args.out, overwrite=args.overwrite, data_dir=args.data_dir,
                       column=args.column, device=args.device, **vars(settings))

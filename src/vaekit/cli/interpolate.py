@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import MAX_OUTPUTS, VaekitError
 from .common import destination, load_run, output_options
-from .options import DATA_DIR_HELP, add_decode_options, add_run_verb, whole
+from .options import DATA_DIR_HELP, add_compute_options, add_decode_options, add_run_verb, whole
 
 
 def register(subparsers):
@@ -15,6 +15,7 @@ def register(subparsers):
     parser.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
     parser.add_argument("--steps", type=whole(2, MAX_OUTPUTS), default=10)
     add_decode_options(parser)
+    add_compute_options(parser)
     return parser
 
 

@@ -199,6 +199,34 @@ def decode_config(args):
                         no_repeat_ngram=args.no_repeat_ngram, repetition_penalty=args.repetition_penalty)
 
 
+def add_compute_options(parser, precision: bool = True, batch_size: bool = True, seed: bool = False) -> None:
+    """Where and how a verb computes with a run, alike for every verb: --device, --threads, and where they
+    apply --precision, --batch-size and --seed. An option the verb defines itself stays its own."""
+    have = parser._option_string_actions
+    group = parser.add_argument_group("computing")
+    if "--device" not in have:
+        group.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
+    if "--threads" not in have:
+        group.add_argument("--threads", type=whole(0, 1024), default=0,
+                           help="CPU threads for torch; 0 = torch's default")
+    if precision and "--precision" not in have:
+        group.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                           help="autocast for encoding and decoding (scores stay fp32)")
+    if batch_size and "--batch-size" not in have:
+        group.add_argument("--batch-size", type=whole(1), help="examples per forward pass (default 1000)")
+    if seed and "--seed" not in have:
+        group.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
+
+
+def add_resume_options(parser) -> None:
+    """What a resumed run may change (api.RESUME_SETTINGS): where it runs, not what it learns."""
+    group = parser.add_argument_group("where it runs (the run's own settings by default)")
+    group.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    group.add_argument("--threads", type=whole(0, 1024), help="CPU threads for torch; 0 = torch's default")
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="the per-batch progress bar")
+
+
 def add_nproc_option(parser) -> None:
     parser.add_argument("--nproc", type=whole(1, 1024), default=1,
                         help="data-parallel processes on this machine (DDP; gloo on CPU, nccl with one GPU "

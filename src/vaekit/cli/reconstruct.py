@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .common import destination, load_run, output_options
-from .options import add_decode_options, add_run_verb, whole
+from .options import add_compute_options, add_decode_options, add_run_verb, whole
 
 
 def register(subparsers):
@@ -10,6 +10,7 @@ def register(subparsers):
                           "lines)")
     parser.add_argument("-n", type=whole(1), default=16, help="how many inputs (the first N)")
     add_decode_options(parser)
+    add_compute_options(parser)
     return parser
 
 

@@ -2,24 +2,25 @@
 from __future__ import annotations
 
 from ..errors import MAX_OUTPUTS
-from .common import destination, output_options
-from .options import add_decode_options, add_run_verb, finite, whole
+from .common import destination, load_run, output_options
+from .options import add_compute_options, add_decode_options, add_run_verb, finite, whole
 
 
 def register(subparsers):
     parser = add_run_verb(subparsers, "sample", "decode draws from the prior (images: PNG grid + .npy; text: "
-                          "sentences)", data=False)
+                          "sentences)", data=False,
+                          out_help="output file (default: images and tables inside the run directory, under the first "
+                                   "free name; text runs print, and write the sentences here when given)")
     parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=finite(0), default=1.0, help="scale of the prior draws")
     add_decode_options(parser)
+    add_compute_options(parser)
     return parser
 
 
 def run(args) -> None:
-    from .. import api
-
-    loaded = api.load(args.run)
+    loaded = load_run(args)
     dest = destination(args)  # --out checked before any work
     samples = loaded.sample(args.n, seed=args.seed, temperature=args.temperature, **output_options(loaded, args))
     loaded.modality.write_samples(loaded, samples, dest)

@@ -77,9 +77,18 @@ def _resume(args) -> int | None:
     # run's own model): the kind, --model when given, the model options given.
     model = args.model if args.model != modalities.get(args.kind).default_model or any(
         a == "--model" or a.startswith("--model=") for a in args.argv) else None
-    # Whether --epochs was typed, so `train --resume` only changes it when asked.
-    epochs = args.epochs if any(a.startswith("--epochs") for a in args.argv) else None
-    api.resume(args.out, epochs=epochs, kind=args.kind, model=model, model_options=model_options(args, args.kind))
+    # Whether --epochs was typed, so `train --resume` only changes it when asked; likewise where the data
+    # are now (--data, --data-dir: the run moved) and where it runs (--device, --threads, --progress).
+    def typed(name: str):
+        flag = "--" + name.replace("_", "-")
+        given = any(a == flag or a.startswith(flag + "=") or (name == "progress" and a == "--no-progress")
+                    for a in args.argv)
+        return getattr(args, name, None) if given else None
+
+    data = {name: typed(name) for name in ("data", "val_data", "data_dir") if hasattr(args, name)}
+    settings = {name: typed(name) for name in api.RESUME_SETTINGS}
+    api.resume(args.out, epochs=typed("epochs"), kind=args.kind, model=model,
+               model_options=model_options(args, args.kind), data=data, **settings)
     print(f"done: {args.out}{kept_epoch(args.out)}")
     return None
 

@@ -6,12 +6,13 @@ import sys
 from ..errors import MAX_OUTPUTS, VaekitError
 from ..variations import DEFAULT_SPREAD as VARY_SPREAD
 from ..variations import VARY_DECODING
-from .common import print_sentences
-from .options import add_decode_options, add_run_verb, decode_config, finite, whole
+from .common import load_run, print_sentences
+from .options import add_compute_options, add_decode_options, add_run_verb, decode_config, finite, whole
 
 
 def register(subparsers):
-    parser = add_run_verb(subparsers, "vary", "variations of a given sentence", data=False)
+    parser = add_run_verb(subparsers, "vary", "variations of a given sentence", data=False,
+                          out_help="also write the variations to this file, one per line (default: print only)")
     parser.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
     parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=5)
     parser.add_argument("--spread", type=finite(0), default=VARY_SPREAD,
@@ -20,13 +21,12 @@ def register(subparsers):
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser)
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
+    add_compute_options(parser)
     return parser
 
 
 def run(args) -> None:
-    from .. import api
-
-    loaded = api.load(args.run)
+    loaded = load_run(args)
     if not loaded.modality.makes_text:  # the Python API's Run.vary takes any kind's inputs
         raise VaekitError(f"vary works on text runs; for {loaded.modality.noun} use sample, reconstruct or "
                           "interpolate")

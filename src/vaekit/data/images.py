@@ -48,6 +48,7 @@ class ImageSet:
     y: np.ndarray | None
     classes: list[str] | None
     source: str
+    names: list[str] | None = None  # each image's file, relative to the folder read (folders only)
 
 
 # --- IDX (MNIST format) ------------------------------------------------------------------------------
@@ -239,10 +240,11 @@ def read_folder(path: str | os.PathLike, image_size: tuple[int, int] | int | Non
     pictures = _decode_all(files, root, size)
     target = channels or (1 if all(p.shape[0] == 1 for p in pictures) else 3)
     x = np.stack([_set_channels(p[None], target)[0] for p in pictures])  # (N, C, H, W)
+    names = [f.relative_to(root).as_posix() for f in files]  # what scores and codes are traced back to
     if groups[0][0] is None:
-        return ImageSet(x=x, y=None, classes=None, source=str(root))
+        return ImageSet(x=x, y=None, classes=None, source=str(root), names=names)
     y = np.concatenate([np.full(len(group), k, dtype=np.int64) for k, (_, group) in enumerate(groups)])
-    return ImageSet(x=x, y=y, classes=[name for name, _ in groups], source=str(root))
+    return ImageSet(x=x, y=y, classes=[name for name, _ in groups], source=str(root), names=names)
 
 
 def _scan_folder(root: Path) -> tuple[list[tuple[str | None, list[Path]]], list[str]]:

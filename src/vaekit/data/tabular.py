@@ -144,6 +144,21 @@ def _shorten(names: list[str], n: int = 12) -> str:
     return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
 
 
+def id_like_columns(x: np.ndarray, names: list[str], min_rows: int = 10) -> list[str]:
+    """Names of the columns of x (N, F) that look like row IDs: whole numbers, all different, in increasing
+    or decreasing order (a row number, a database key). Learnt as a feature, such a column tells rows
+    apart by position, and in a file sorted by class it gives the label away."""
+    if len(x) < min_rows:  # a few rows in order prove nothing
+        return []
+    found = []
+    for j, name in enumerate(names):
+        column = x[:, j]
+        step = np.diff(column)
+        if np.array_equal(column, np.round(column)) and ((step > 0).all() or (step < 0).all()):
+            found.append(name)
+    return found
+
+
 def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str | None = None
                    ) -> tuple[np.ndarray, list[str]]:
     """(N, F) float64 features and their names: `columns` (names or indices), else every column

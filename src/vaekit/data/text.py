@@ -280,7 +280,8 @@ def load_texts(source: str, *, split: str = "train", data_dir: str | os.PathLike
         raise VaekitError(f"no such file: {source} (named corpora: {', '.join(CORPUS_NAMES)})")
     if is_csv:
         if column is None:
-            raise VaekitError(f"{source}: say which CSV column holds the sentences (a header name or 0-based index)")
+            raise VaekitError(f"{source}: say which CSV column holds the sentences with --column (a header name or "
+                              "0-based index)")
         return read_csv_column(source, column)
     return read_lines(source)
 

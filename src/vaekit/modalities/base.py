@@ -17,7 +17,10 @@ one subclass of `Modality` (or `ArrayModality` for continuous arrays) and `modal
 """
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,16 +33,21 @@ from ..errors import VaekitError
 from ..outputs import Destination
 from ..runs import atomic_write
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Inputs:
-    """New data for a run: x as the run's `prepare` takes it, optional labels, their class names, and the
-    sentences (text runs) shown beside scores."""
+    """New data for a run: x as the run's `prepare` takes it, optional labels, their class names, the
+    sentences (text runs) shown beside scores, and what names each example in its source (`ids`: an image's
+    file, a table's ID column), written beside scores and codes under the column `id_name`."""
 
     x: object
     y: np.ndarray | None
     classes: list[str] | None
     texts: list[str] | None = None
+    ids: list[str] | None = None
+    id_name: str = "id"
 
 
 class Modality:
@@ -60,6 +68,9 @@ class Modality:
     makes_text: bool = False  # outputs are sentences (variations, rating sheets)
     plots_latent_means: bool = False  # evaluate draws a 2-D latent's means
     probe_inputs: bool = True  # evaluate's probes compare codes with a classifier on the raw inputs
+    data_names: tuple[str, ...] = ()  # named data sets ("mnist", "ptb:valid"): names, never paths
+    # Data config fields that may name a file or folder; a run records them absolute (`absolute_paths`).
+    path_fields: tuple[str, ...] = ("data", "val_data", "data_dir")
 
     def __repr__(self) -> str:
         return f"<modality {self.name!r}>"
@@ -95,6 +106,48 @@ class Modality:
             raise VaekitError(f"--column names the CSV column of a text run's sentences; this {self.name} run "
                               "has none")
         raise VaekitError(f"{self.article} {self.name} run has no data setting {name!r}")
+
+    # ---- where a run's data are ----------------------------------------------------------------------
+    def is_named(self, value: str) -> bool:
+        """True when a data setting names a data set ("mnist:test") rather than a path (names win)."""
+        return value.partition(":")[0] in self.data_names
+
+    def _paths(self, config):
+        """(field, value) of the data config's settings that are paths (not names, not empty)."""
+        for name in self.path_fields:
+            value = getattr(config, name, None)
+            if isinstance(value, str) and value and (name == "data_dir" or not self.is_named(value)):
+                yield name, value
+
+    def absolute_paths(self, config):
+        """The data config with every path that exists made absolute, so that a run records where its
+        data are and can be resumed and used from any folder (a relative path means another file there)."""
+        changes = {name: str(Path(value).expanduser().resolve()) for name, value in self._paths(config)
+                   if Path(value).expanduser().exists()}
+        return dataclasses.replace(config, **changes) if changes else config
+
+    def resolve_paths(self, config, run: Path):
+        """The data config of a run read from `run`, its relative paths (runs written before paths were
+        recorded absolute) resolved: against the current folder as before, else against the run directory
+        and the folders above it (where `vaekit train` was most likely typed), the first that exists. A
+        data folder that is nowhere (the run moved to another machine) is dropped, so that $VAEKIT_DATA and
+        the download cache are searched instead."""
+        changes = {}
+        for name, value in self._paths(config):
+            path = Path(value).expanduser()
+            if path.is_absolute():
+                found = path if path.exists() else None
+            else:
+                where = [Path.cwd(), *[run.resolve(), *run.resolve().parents][:5]]
+                found = next((folder / path for folder in where if (folder / path).exists()), None)
+            if found is not None:
+                changes[name] = str(found.resolve()) if found != path else value
+            elif name == "data_dir":
+                changes[name] = None
+                log.info("%s: the data folder %s it was trained from is not there; looking in %s", run, value,
+                         "$VAEKIT_DATA and the download cache" if os.environ.get("VAEKIT_DATA") else
+                         "the download cache ($VAEKIT_DATA is not set)")
+        return dataclasses.replace(config, **changes) if changes else config
 
     # ---- a trained run ---------------------------------------------------------------------------
     def attach(self, run) -> None:
@@ -146,8 +199,10 @@ class Modality:
         return 64.0 * batch[0].numel()
 
     # ---- anomalies, export -------------------------------------------------------------------------
-    def show_examples(self, run, data: Inputs, order: np.ndarray, scores: np.ndarray, out: Path) -> list[str] | None:
-        """Write what the most anomalous examples (indices `order`) look like into `out`; lines to print."""
+    def show_examples(self, run, data: Inputs, order: np.ndarray, scores: np.ndarray, out: Path,
+                      title: str | None = None) -> list[str] | None:
+        """Write what the most anomalous examples (indices `order`, most anomalous first) look like into
+        `out`, with their scores (`title`: what they are); lines to print."""
         return None
 
     anomaly_files: tuple[str, ...] = ()  # what show_examples writes, named in `vaekit anomalies`' last line

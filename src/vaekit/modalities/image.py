@@ -16,6 +16,7 @@ from ..outputs import Destination
 from .base import ArrayModality, Inputs, as_data
 
 NAMED_SPLITS = ("mnist", "fashion-mnist", "digits")
+NAMED_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (C, H, W)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class ImageDataConfig:
     val_fraction: float = 0.2  # the document's split: 20%, seed 42
     split_seed: int = 42
     binarize: bool = False  # dynamic binarisation: fresh Bernoulli pixels every batch
-    image_size: tuple[int, int] | None = None  # resize to (H, W)
+    image_size: tuple[int, int] | None = None  # resize to H W (one number: a square)
     image_channels: int | None = None  # 1 (grey) or 3 (RGB); default: as the data is
     data_dir: str | None = None  # where named data sets are looked up (else $VAEKIT_DATA)
     limit: int | None = None  # use only the first N training examples (quick runs)
@@ -34,6 +35,7 @@ class ImageDataConfig:
         if self.image_size is not None:
             size = self.image_size
             size = (size, size) if isinstance(size, int) else tuple(size)
+            size = size * 2 if len(size) == 1 else size  # --image-size 16: 16 x 16
             if len(size) != 2 or min(size) < 1 or max(size) > 4096:
                 raise VaekitError(f"image size must be H W between 1 and 4096, got {self.image_size}")
             object.__setattr__(self, "image_size", size)
@@ -54,6 +56,24 @@ def read_images(source: str, config: ImageDataConfig, default_split: str = "trai
         default_split = "train"  # the bundled digits have one split only
     return load_images(source, split=default_split, data_dir=config.data_dir,
                        image_size=config.image_size, channels=config.image_channels)
+
+
+def _name(data: Inputs, i: int) -> str:
+    """What names example i in a figure: its file (image folders), else its index."""
+    return data.ids[i] if data.ids else f"#{i}"
+
+
+def _check_named_shape(run, source: str) -> None:
+    """Refuse a named data set whose images (as the run resizes them) do not fit the run, before reading it."""
+    name = source.partition(":")[0]
+    config = run.data_config
+    if name not in NAMED_SHAPES or Path(source).exists() or name == config.data.partition(":")[0]:
+        return  # a path, or the set the run was trained on
+    channels, height, width = NAMED_SHAPES[name]
+    shape = (config.image_channels or channels, *(config.image_size or (height, width)))
+    expected = tuple(run.model.config.image_shape)
+    if shape != expected:
+        raise VaekitError(f"this run takes images of shape {expected} (C, H, W); {name}'s are {shape}")
 
 
 def to_tensor_data(images, binarize: bool) -> TensorData:
@@ -117,6 +137,7 @@ class ImageModality(ArrayModality):
     """Images: uint8 or [0, 1] float arrays (N, C, H, W); decoded means are images in [0, 1]."""
 
     name = "image"
+    data_names = NAMED_SPLITS
     noun = "images"
     article = "an"
     DataConfig = ImageDataConfig
@@ -148,11 +169,13 @@ class ImageModality(ArrayModality):
         return [ImageCallback(prepared.val), *super().callbacks(prepared)]
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
+        _check_named_shape(run, source)  # before a download of images the run cannot take
         images = read_images(source, run.data_config, default_split="test")
         if len(images.x) == 0:
             raise VaekitError(f"{source} holds no images")
         y = None if images.y is None else images.y[:limit]
-        return Inputs(images.x[:limit], y, images.classes)
+        names = None if images.names is None else images.names[:limit]
+        return Inputs(images.x[:limit], y, images.classes, ids=names, id_name="file")
 
     def to_model(self, run, x) -> torch.Tensor:
         """Integer images (0..255) are rescaled to [0, 1]; float images must already lie in [0, 1], as
@@ -198,12 +221,15 @@ class ImageModality(ArrayModality):
     def eval_metrics(self, run, x, bounds: dict, extra: dict) -> dict:
         return {"bits_per_dim": float(bounds["iw_nll"].mean()) / (x[0].numel() * math.log(2))}
 
-    def show_examples(self, run, data: Inputs, order, scores, out: Path):
-        """most_anomalous.png: each image beside its reconstruction."""
+    def show_examples(self, run, data: Inputs, order, scores, out: Path, title: str | None = None):
+        """most_anomalous.png: each image above its reconstruction, captioned with its score and its index
+        (or file)."""
+        if len(order) == 0:
+            return None
         x = run.prepare(data.x[order]).cpu()
-        pairs = torch.stack([x, torch.from_numpy(run.reconstruct(data.x[order]))], 1).flatten(0, 1)
-        grid = visual.image_grid(pairs, nrow=2 * min(8, len(order)))
-        visual.save_image(grid, out / "most_anomalous.png", max(1, 400 // grid.shape[1]))
+        captions = [f"{scores[i]:.3g}\n{_name(data, i)}" for i in order]
+        visual.image_table({"input": x, "reconstruction": torch.from_numpy(run.reconstruct(data.x[order]))},
+                           out / "most_anomalous.png", captions, title)
         return None
 
     anomaly_files = ("most_anomalous.png",)
@@ -242,17 +268,18 @@ class ImageModality(ArrayModality):
         dest.echo(f"wrote {out} and {out.with_suffix('.npy')} ({len(samples)} samples, shape {samples.shape[1:]})")
 
     def write_reconstructions(self, run, inputs: Inputs, outputs, dest: Destination) -> None:
-        """Each input beside its reconstruction, in a PNG grid."""
+        """Each input above its reconstruction, in a labelled PNG table."""
         out = dest.path(run.path / "plots" / "reconstruct.png")
         x = run.prepare(inputs.x).cpu()
-        grid = visual.image_grid(torch.stack([x, torch.from_numpy(outputs)], 1).flatten(0, 1), nrow=2 * min(8, len(x)))
-        visual.save_image(grid, out, max(1, 400 // grid.shape[1]))
-        dest.echo(f"wrote {out} (each input beside its reconstruction, {len(x)} images)")
+        visual.image_table({"input": x, "reconstruction": torch.from_numpy(outputs)}, out,
+                           [_name(inputs, i) for i in range(len(x))])
+        dest.echo(f"wrote {out} (each input above its reconstruction, {len(x)} images)")
 
     def write_interpolation(self, run, outputs, dest: Destination, what: str) -> None:
         out = dest.path(run.path / "plots" / "interpolate.png")
-        grid = visual.image_grid(torch.from_numpy(outputs), nrow=len(outputs))
-        visual.save_image(grid, out, max(1, 600 // grid.shape[1]))
+        steps = np.linspace(0, 1, len(outputs))
+        captions = ["start"] + [f"{t:.2f}" for t in steps[1:-1]] + ["end"]
+        visual.image_strip(torch.from_numpy(outputs), out, captions, what)
         dest.echo(f"wrote {out} ({what})")
 
     def estimator_tags(self, tags) -> None:

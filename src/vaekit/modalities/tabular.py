@@ -33,6 +33,8 @@ class TabularDataConfig:
     split_seed: int = 42
     columns: tuple[str, ...] | None = None  # feature columns (names or 0-based indices); default: all but label
     label: str | None = None  # a label column (name or index): kept for plots and scores, never a feature
+    id_column: str | None = None  # a row ID column (name or index): written beside scores and codes, never a
+    # feature (a column of whole numbers in order is refused as a feature unless --columns names it)
     delimiter: str = ","
     drop_constant: bool = False  # leave out columns constant on the training split (default: refuse them)
     limit: int | None = None  # use only the first N rows (quick runs)
@@ -112,31 +114,54 @@ class Standardizer:
 
 
 def read_features(source: str, config: TabularDataConfig, names: list[str] | None = None):
-    """(x (N, F) float64, names, y, classes) of `source`; with `names`, the run's features by name."""
-    from ..data.tabular import feature_matrix, label_column, read_table, select_for_run
+    """(x (N, F) float64, names, y, classes, ids) of `source`; with `names`, the run's features by name.
+    ids: the --id-column's values, when the table has that column."""
+    from ..data.tabular import column_index, feature_matrix, id_like_columns, label_column, read_table, select_for_run
 
     table = read_table(source, config.delimiter)
-    if names is not None:
+    new_run = names is None
+    if not new_run:
         x = select_for_run(table, names)
     else:
-        x, names = feature_matrix(table, list(config.columns) if config.columns else None, config.label)
+        columns = list(config.columns) if config.columns else None
+        if columns is None and config.id_column is not None:  # every column but the label and the ID
+            skip = {column_index(table, c) for c in (config.label, config.id_column) if c is not None}
+            columns = [c for i, c in enumerate(table.column_names) if i not in skip]
+        x, names = feature_matrix(table, columns, config.label)
+        if config.id_column is not None and column_index(table, config.id_column) in \
+                [column_index(table, c) for c in names]:
+            raise VaekitError(f"column {config.id_column!r} is the row ID (--id-column) and a feature (--columns); "
+                              "a column can be one or the other")
+        if not config.columns and (ids_found := id_like_columns(x, names)):
+            raise VaekitError(
+                f"{source}: column(s) {', '.join(map(repr, ids_found))} look like row IDs (whole numbers, all "
+                "different, in order), which a model would learn as a feature; pass --id-column "
+                f"{ids_found[0]} to write it beside the scores and codes instead, or name the features with "
+                "--columns (name it there to keep it as a feature)")
     try:
         y, classes = label_column(table, config.label)
     except VaekitError:
-        if names is None:
+        if new_run:
             raise
         y, classes = None, None  # new data need not carry the label column
-    return x, names, y, classes
+    ids = None
+    if config.id_column is not None:
+        try:
+            ids = [str(v).strip() for v in table.cells[:, column_index(table, config.id_column)]]
+        except VaekitError:
+            if new_run:
+                raise
+    return x, names, y, classes, ids
 
 
 def prepare(config: TabularDataConfig, run: Path | None = None) -> Prepared:
     """Train/validation tensors of standardised features; a resumed run reuses its standardize.json."""
-    x, names, y, classes = read_features(config.data, config)
+    x, names, y, classes, _ = read_features(config.data, config)
     data = TensorData(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
     if config.limit is not None:
         data = data.subset(torch.arange(min(config.limit, len(data))))
     if config.val_data:
-        vx, _, vy, _ = read_features(config.val_data, config, names)
+        vx, _, vy, _, _ = read_features(config.val_data, config, names)
         train, val = data, TensorData(torch.from_numpy(vx), None if vy is None else torch.from_numpy(vy))
     else:
         train, val = split(data, config.val_fraction, config.split_seed)
@@ -174,6 +199,7 @@ class TabularModality(ArrayModality):
     run); codes decode to rows in raw units, and densities are shifted to raw units (`log_density_shift`)."""
 
     name = "tabular"
+    data_names = ("wine", "breast-cancer", "iris")  # data.tabular.NAMED_TABLES
     noun = "tables"
     DataConfig = TabularDataConfig
     default_model = "mlp"
@@ -193,8 +219,9 @@ class TabularModality(ArrayModality):
         return prepare_arrays(train, val, config, names)
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
-        x, _, y, classes = read_features(source, run.data_config, run.columns)
-        return Inputs(x[:limit], None if y is None else y[:limit], classes)
+        x, _, y, classes, ids = read_features(source, run.data_config, run.columns)
+        return Inputs(x[:limit], None if y is None else y[:limit], classes,
+                      ids=None if ids is None else ids[:limit], id_name=run.data_config.id_column or "id")
 
     def attach(self, run) -> None:
         from ..runs import read_json

@@ -156,6 +156,7 @@ class TextModality(Modality):
     tensors; codes decode to sentences with a DecodeConfig (greedy, beam, top-k/top-p)."""
 
     name = "text"
+    data_names = ("ptb", "stdlib-docs")  # data.text.CORPUS_NAMES
     noun = "sentences"
     DataConfig = TextDataConfig
     default_model = "text-rnn"
@@ -244,7 +245,7 @@ class TextModality(Modality):
         """Real tokens x vocabulary: padding is never projected."""
         return max(1.0, float((batch != 0).sum()) / len(batch)) * model.config.vocab_size
 
-    def show_examples(self, run, data: Inputs, order, scores, out: Path) -> list[str]:
+    def show_examples(self, run, data: Inputs, order, scores, out: Path, title: str | None = None) -> list[str]:
         """most_anomalous.txt: score, index and sentence, most anomalous first."""
         from ..runs import atomic_write
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributed, runs
+from .. import distributed, messages, runs
 from ..data import TensorData, iterate_batches, num_batches
 from ..errors import VaekitError
 from ..objectives import training_loss
@@ -290,7 +290,7 @@ class Trainer:
         self.epoch_start_shuffle = self.shuffle.get_state()
         self.save_checkpoint()
         if self.dist.is_main:  # with or without the bar: the epoch's figures are the run's log
-            tqdm.write(epoch_line(metrics))
+            messages.epoch(epoch_line(metrics))  # through logging (vaekit.messages)
         return metrics
 
     @contextlib.contextmanager
