@@ -126,6 +126,7 @@ def test_outputs_are_stamped_and_stale_ones_are_said_or_made_again(tmp_path, cap
                    *FAST)[0] == 0
     assert run_cli(capsys, "export", run, "--onnx")[0] == 0
     assert run_cli(capsys, "evaluate", run, "--data", tmp_path / "t.csv", "--k", "2", "--no-probes")[0] == 0
+    # the tables' default score (standardised) compares with the training data: reference.safetensors
     assert run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv")[0] == 0
     assert run_cli(capsys, "embed", run, "--data", tmp_path / "t.csv", "--view", "parametric",
                    "--out", tmp_path / "z.npy")[0] == 0
@@ -135,7 +136,7 @@ def test_outputs_are_stamped_and_stale_ones_are_said_or_made_again(tmp_path, cap
                  "heldout_scores.json"):
         assert json.loads((run / name).read_text())["weights"] == first, name
     code, out, _ = run_cli(capsys, "info", run)
-    assert code == 0 and "stale" not in out and out.count("current") == 5
+    assert code == 0 and "stale" not in out and out.count("current") == 6 and "reference.safetensors" in out
     assert "kind:     tabular" in out and "1 of 1 epochs" in out
 
     with pytest.warns(UserWarning, match="no longer match") as said:
@@ -143,7 +144,7 @@ def test_outputs_are_stamped_and_stale_ones_are_said_or_made_again(tmp_path, cap
     assert all(name in str(said[0].message) for name in ("onnx/", "evaluation.json", "embedding_map/", "anomalies/"))
     code, out, _ = run_cli(capsys, "info", run)
     assert "2 of 2 epochs" in out and out.count("stale: from other weights (epoch 1)") == 5
-    assert out.count("made again when next needed") == 2  # embedding_map/, heldout_scores.json
+    assert out.count("made again when next needed") == 3  # embedding_map/, heldout_scores.json, reference.safetensors
     # compare warns that the newest evaluation is of other weights; the default ONNX folder, the map and the
     # held-out scores are made again.
     with pytest.warns(UserWarning, match=r"evaluated earlier weights \(epoch 1\)"):
@@ -304,7 +305,7 @@ def test_contamination_on_a_small_heldout_split_is_warned_about_and_scores_are_c
     run = tmp_path / "r"
     assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--out", run, *FAST)[0] == 0
     with pytest.warns(UserWarning, match="quantile of the run's 12 held-out scores"):
-        code, out, _ = run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv")
+        code, out, _ = run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv", "--score", "elbo")
     assert code == 0 and "contamination 0.01 of 12 held-out scores" in out
     cache = json.loads((run / "heldout_scores.json").read_text())
     assert list(cache["scores"]) == ["elbo k=10"] and len(cache["scores"]["elbo k=10"]) == 12
@@ -315,7 +316,8 @@ def test_contamination_on_a_small_heldout_split_is_warned_about_and_scores_are_c
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 0.5 of 12 is six examples: nothing to warn about
-        code, out, _ = run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv", "--contamination", "0.5")
+        code, out, _ = run_cli(capsys, "anomalies", run, "--data", tmp_path / "t.csv", "--contamination", "0.5",
+                               "--score", "elbo")
     assert code == 0 and out.startswith("0 of 60 flagged")
 
 
