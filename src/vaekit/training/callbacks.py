@@ -1,7 +1,7 @@
 """Features of training as callbacks, each carrying its own state (the model: Lightning's
-callbacks/weight_averaging.py): weight averaging, keep-best, TensorBoard, the training curve and
-the collapse monitor. The checkpoint stores every callback's `state_dict()`, so a resumed run
-restores every feature; the trainer loop only calls the hooks.
+callbacks/weight_averaging.py): weight averaging, keep-best, early stopping, learning-rate reduction
+on plateau, TensorBoard, the training curve and the collapse monitor. The checkpoint stores every
+callback's `state_dict()`, so a resumed run restores every feature; the trainer loop only calls the hooks.
 
 Hooks, in the order the trainer calls them (all optional: any object with some of them will do;
 `Callback` is the base with no-op hooks):
@@ -16,9 +16,11 @@ Hooks, in the order the trainer calls them (all optional: any object with some o
     on_train_end(trainer)                 every epoch is done; the model should end on the weights kept
     on_fit_end(trainer)                   fit() ends, however (also after Ctrl-C or an error)
 
-and two questions the trainer asks: `kept_weights()`, the weights the run keeps instead of the
-model's own (None: the model's), and `saves_weights(trainer)`, whether this checkpoint also
-writes model.safetensors. Within a hook the trainer calls its own features first (averaging, then
+and questions the trainer asks of its own features: `kept_weights()`, the weights the run keeps
+instead of the model's own (None: the model's), `saves_weights(trainer)`, whether this checkpoint
+also writes model.safetensors, `learning_rate(lr)`, the learning rate of the next step given the
+schedule's, and `stop_reason(trainer)`, asked before each epoch: a sentence to end the run
+(complete) before `epochs`, or "" to go on. Within a hook the trainer calls its own features first (averaging, then
 keep-best: they settle which weights the others see), then the caller's callbacks, then TensorBoard
 (it logs the metrics the others completed).
 
@@ -58,6 +60,12 @@ class Callback:
 
     def saves_weights(self, trainer) -> bool:
         return True
+
+    def learning_rate(self, lr: float) -> float:
+        return lr
+
+    def stop_reason(self, trainer) -> str:
+        return ""
 
     def on_fit_start(self, trainer) -> None:
         pass
@@ -178,6 +186,93 @@ class KeepBest(Callback):
         # After a resume past the best epoch, its weights are those model.safetensors holds.
         trainer.model.load_state_dict(self.weights if self.weights is not None
                                       else runs.load_tensors(trainer.run / runs.WEIGHTS))
+
+
+class _Patience(Callback):
+    """Counts the epochs since the validation -ELBO last improved (finite and strictly lower than
+    the best so far: Keras's min_delta 0), for EarlyStopping and ReduceLROnPlateau. A checkpoint
+    without this state (an older run, or one trained without the feature) replays the history."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_epoch: int | None = None  # None until chosen from the history or a checkpoint; 0: none finite
+        self.best_loss = math.nan
+        self.wait = 0  # epochs since best_epoch
+
+    def state_dict(self) -> dict:
+        return {"best_epoch": self.best_epoch or 0, "wait": self.wait,
+                "best_loss": self.best_loss if math.isfinite(self.best_loss) else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_epoch, self.wait = state["best_epoch"], state["wait"]
+        self.best_loss = math.nan if state["best_loss"] is None else state["best_loss"]
+
+    def on_fit_start(self, trainer) -> None:
+        if self.best_epoch is None:
+            self.best_epoch = 0
+            for metrics in trainer.state.history:
+                self._observe(metrics)
+
+    def _observe(self, metrics: dict) -> bool:
+        """Count this epoch; True if its validation -ELBO is the best so far."""
+        loss = metrics.get("val_loss", math.nan)
+        if math.isfinite(loss) and not loss >= self.best_loss:  # the first finite loss beats NaN
+            self.best_epoch, self.best_loss, self.wait = metrics["epoch"], loss, 0
+            return True
+        self.wait += 1
+        return False
+
+
+class EarlyStopping(_Patience):
+    """Ends the run (complete) once the validation -ELBO has not improved for `patience` epochs in
+    a row (Keras's EarlyStopping with min_delta 0; Prechelt 1998). The run's weights stay the last
+    epoch's (the mean, with averaging) unless keep_best keeps the best epoch's."""
+
+    state_key = "early_stop"
+
+    def on_validation_end(self, trainer, metrics: dict) -> None:
+        self._observe(metrics)
+
+    def stop_reason(self, trainer) -> str:
+        if self.wait < self.patience:
+            return ""
+        best = (f"best epoch {self.best_epoch}" if self.best_epoch
+                else "no epoch had a finite validation -ELBO")
+        return (f"stopped early at epoch {trainer.state.epoch} ({best}): the validation -ELBO did not improve "
+                f"for {self.wait} epochs (early_stop {self.patience})")
+
+
+class ReduceLROnPlateau(_Patience):
+    """Multiplies the learning rate by `factor` (not below `lr_min`) each time the validation -ELBO
+    has not improved for `patience` epochs, then counts afresh (Keras's ReduceLROnPlateau with
+    min_delta 0 and no cooldown). Its state is the number of reductions, so a resumed run (even
+    with another lr) continues from the same point of the schedule."""
+
+    state_key = "lr_plateau"
+
+    def __init__(self, factor: float, patience: int, lr_min: float = 0.0):
+        super().__init__(patience)
+        self.factor, self.lr_min = factor, lr_min
+        self.reductions = 0
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"reductions": self.reductions}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.reductions = state["reductions"]
+
+    def learning_rate(self, lr: float) -> float:
+        return max(lr * self.factor ** self.reductions, self.lr_min)
+
+    def on_validation_end(self, trainer, metrics: dict) -> None:
+        lr = self.learning_rate(trainer.config.lr)
+        metrics["train_lr"] = lr  # what this epoch trained with
+        if not self._observe(metrics) and self.wait >= self.patience:
+            self.wait = 0
+            if lr > self.lr_min:
+                self.reductions += 1
+                metrics["lr_reduced_to"] = self.learning_rate(trainer.config.lr)
 
 
 class TensorBoard(Callback):

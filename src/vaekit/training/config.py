@@ -13,9 +13,14 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # constant | cosine (from lr down to lr_min over the run's steps)
+    lr_schedule: str = "constant"  # constant | cosine (from lr down to lr_min over the run's steps) |
+    # plateau (times lr_factor whenever the validation -ELBO has not improved for lr_patience epochs).
     # Cosine as Loshchilov & Hutter 2017; a function of the step, so a resumed run continues it exactly.
-    lr_min: float = 0.0  # the cosine schedule's final learning rate
+    lr_min: float = 0.0  # the cosine schedule's final learning rate; plateau's floor
+    lr_factor: float = 0.5  # plateau: the learning rate is multiplied by this at each reduction
+    lr_patience: int = 2  # plateau: epochs without a better validation -ELBO before each reduction
+    early_stop: int = 0  # stop when the validation -ELBO has not improved for N epochs in a row;
+    # 0 = off. The run ends complete; with keep_best its weights are the best epoch's
     seed: int = 42
     beta: float = 1.0  # weight of the KL term once annealing is over (Higgins et al. 2017)
     kl_warmup_steps: int = 0  # linear KL annealing from 0 to beta (Bowman et al. 2016)
@@ -51,7 +56,10 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
-            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant or cosine"),
+            (self.lr_schedule in ("constant", "cosine", "plateau"), "lr_schedule must be constant, cosine or plateau"),
+            (0 < self.lr_factor < 1, f"lr_factor must be between 0 and 1 (exclusive), got {self.lr_factor}"),
+            (self.lr_patience >= 1, f"lr_patience must be at least 1, got {self.lr_patience}"),
+            (self.early_stop >= 0, f"early_stop must be >= 0 (0: off), got {self.early_stop}"),
             (0 <= self.lr_min <= self.lr, "lr_min must be between 0 and lr"),
             (0 <= self.beta < math.inf, "beta must be a finite number >= 0"),
             (self.kl_warmup_steps >= 0 and self.kl_cycles >= 0 and 0 <= self.kl_warmup_epochs < math.inf,
@@ -84,11 +92,11 @@ REFINE_DEFAULTS = {"epochs": 2, "lr": 3e-4, "free_bits": 0.0}
 
 def refine_config(base: TrainConfig, validated: bool, **options) -> TrainConfig:
     """Settings to fit again the encoder of a model trained with `base` (vaekit refine): the plain
-    ELBO (beta 1, no annealing; free_bits > 0 keeps a per-dimension KL floor), a constant lr, only
+    ELBO (beta 1, no annealing; free_bits > 0 keeps a per-dimension KL floor), a constant lr, no early stop, only
     the encoder trained; with validation data the best epoch is kept. `options` set other fields
     (defaults: REFINE_DEFAULTS, then base's)."""
     fixed = {"lr_schedule": "constant", "beta": 1.0, "kl_warmup_steps": 0, "kl_warmup_epochs": 0.0, "kl_cycles": 0,
-             "average_from": 0, "trainable": "encoder", "keep_best": validated}
+             "average_from": 0, "early_stop": 0, "trainable": "encoder", "keep_best": validated}
     options = {k: v for k, v in options.items() if v is not None}
     if unknown := sorted(set(options) - ({f.name for f in fields(TrainConfig)} - set(fixed))):
         raise VaekitError(f"refine cannot set {', '.join(unknown)}")
@@ -109,7 +117,9 @@ def kl_weight(step: int, total_steps: int, config: TrainConfig, steps_per_epoch:
 
 
 def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Learning rate at a step: constant, or cosine from lr to lr_min (Loshchilov & Hutter 2017)."""
+    """Learning rate at a step: constant, or cosine from lr to lr_min (Loshchilov & Hutter 2017).
+    Plateau's reductions depend on validation, not the step: this gives its starting lr, and the
+    ReduceLROnPlateau callback scales it."""
     if config.lr_schedule == "cosine":
         progress = min(1.0, step / max(1, total_steps))
         return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))

@@ -29,7 +29,7 @@ from ..data import TensorData, iterate_batches, num_batches
 from ..errors import VaekitError
 from ..objectives import training_loss
 from . import checkpoint
-from .callbacks import KeepBest, TensorBoard, WeightAveraging
+from .callbacks import EarlyStopping, KeepBest, ReduceLROnPlateau, TensorBoard, WeightAveraging
 from .config import TrainConfig, kl_weight, learning_rate
 from .device import autocast_context, check_runtime, place_data
 
@@ -43,6 +43,8 @@ def epoch_line(m: dict) -> str:
     line += f" | {m['examples_per_s']:.0f} examples/s"
     if "averaged_epochs" in m:
         line += f" | weights averaged over {m['averaged_epochs']} epochs"
+    if "lr_reduced_to" in m:
+        line += f" | no better for lr_patience epochs: lr reduced to {m['lr_reduced_to']:.3g}"
     return line + (" | best so far, kept" if m.get("best_epoch") == m["epoch"] else "")
 
 
@@ -75,6 +77,11 @@ class Trainer:
         if config.keep_best and val is None:
             raise VaekitError("keep_best chooses the epoch by its validation -ELBO, and there is no "
                               "validation data: give a validation set or a validation fraction above 0")
+        for wanted, what in ((config.early_stop, "early_stop"),
+                             (config.lr_schedule == "plateau", "lr_schedule plateau")):
+            if wanted and val is None:
+                raise VaekitError(f"{what} watches the validation -ELBO, and there is no validation data: give a "
+                                  "validation set or a validation fraction above 0")
         self.config = config
         self.dist = distributed.setup(config.device)  # several processes: see distributed.py
         self.device = check_runtime(config)
@@ -94,7 +101,10 @@ class Trainer:
         self.callbacks = (callbacks or []) if self.dist.is_main else []  # plots: rank 0 only
         # Averaging before keep-best: keep-best chooses among the weights the run keeps.
         self.features = ([WeightAveraging(config.average_from)] if config.average_from else []) + (
-            [KeepBest()] if config.keep_best else [])
+            [KeepBest()] if config.keep_best else []) + (
+            [EarlyStopping(config.early_stop)] if config.early_stop else []) + (
+            [ReduceLROnPlateau(config.lr_factor, config.lr_patience, config.lr_min)]
+            if config.lr_schedule == "plateau" else [])
         self.tensorboard = TensorBoard(config.log_every) if self.run is not None else None
         # The DDP / compiled modules share parameters with self.model; checkpoints use self.model.
         self.forward = distributed.wrap(self.model, self.dist, self.device)
@@ -128,6 +138,10 @@ class Trainer:
             if method is not None:
                 method(self, *args)
 
+    def _stop_reason(self) -> str:
+        """Why a feature ends the run before config.epochs (early stopping), or ""."""
+        return next((reason for cb in self.features if (reason := cb.stop_reason(self))), "")
+
     def _kept_weights(self) -> dict | None:
         """The weights the run keeps instead of the model's own (the average), or None."""
         for cb in self.features:
@@ -145,9 +159,11 @@ class Trainer:
                 self._write_derived()
         self._stop_requested = False
         self._each("on_fit_start")
+        stopped = ""
         try:
             with self._deferred_sigint():
-                while self.state.epoch < self.config.epochs:
+                # Asked before each epoch: a run killed after the checkpoint of its stopping epoch ends at once.
+                while self.state.epoch < self.config.epochs and not (stopped := self._stop_reason()):
                     self._train_epoch()
                     if self._stop_requested:
                         self._interrupted()
@@ -157,7 +173,9 @@ class Trainer:
                     metrics = self._end_epoch()
                     self._each("on_epoch_end", metrics)
             self._each("on_train_end")  # the features load the weights kept, then plots see them
-            self._set_status("complete")
+            if stopped and self.dist.is_main:
+                messages.epoch(stopped)
+            self._set_status("complete", stopped)
         finally:
             self._each("on_fit_end")
         self.dist.barrier()  # rank 0's last files are written before any rank returns
@@ -190,6 +208,8 @@ class Trainer:
         cfg, st = self.config, self.state
         weight = kl_weight(st.step, total_steps, cfg, n_batches)
         lr = learning_rate(st.step, total_steps, cfg)
+        for cb in self.features:  # plateau's reductions
+            lr = cb.learning_rate(lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         n_real, self._loss_share = self._share(st.batch_in_epoch)
