@@ -79,7 +79,7 @@ def load_mnist(args):
     """(train TensorData of uint8 images with binarising preparation, test images binarised once)."""
     import torch
 
-    from vaekit.data import PREPARE
+    from vaekit.data import TRANSFORMS
     from vaekit.modalities.image import ImageDataConfig, load_image_data
 
     config = ImageDataConfig("mnist", val_data="mnist:test", binarize=True, data_dir=str(args.root),
@@ -89,7 +89,7 @@ def load_mnist(args):
         test = test.subset(torch.arange(min(args.test_limit, len(test))))
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        test_x = PREPARE[test.prepare](test.x)  # (N, 1, 28, 28) in {0, 1}, one fixed binarisation
+        test_x = TRANSFORMS[test.transform](test.x)  # (N, 1, 28, 28) in {0, 1}, one fixed binarisation
     return train, test_x, shape
 
 

@@ -59,7 +59,7 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     # peer's; the default model trims padding, so it takes length-bucketed batches.
     config = text.TextDataConfig("ptb", val_data="ptb:valid", data_dir=str(args.ptb_root), max_len=max_len,
                                  limit=args.limit, bucket=model != "text-seed")
-    prepared = text.prepare(config, tokenizer=TokenizerConfig(max_vocab=None))
+    prepared = text.training_data(config, tokenizer=TokenizerConfig(max_vocab=None))
     tokenizer = Tokenizer.from_json(json.loads(prepared.files[text.TOKENIZER]))
     test_sentences = text.read_texts("ptb:test", config)
     test = TensorData(text.encode_sentences(tokenizer, test_sentences, max_len))

@@ -27,7 +27,7 @@ def test_a_checkpoint_from_before_the_callbacks_resumes_as_its_run_went_on(digit
     # Written by the trainer of commit 1404a03 (tests/data/make_legacy_checkpoint.py): killed at
     # step 32 of 69, its checkpoint of step 30 holds the mean of epoch 1 as average.* tensors and its
     # count in the trainer's JSON; model.safetensors is epoch 1's (the best so far).
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     for name in (runs.CHECKPOINT, runs.WEIGHTS):
         shutil.copy(LEGACY / name, run / name)
     trainer = mlp_trainer(digits_split, run, average_from=1, keep_best=True, checkpoint_every=30)
@@ -66,7 +66,7 @@ class Counter(Callback):
 
 
 def test_every_callback_state_is_in_the_checkpoint_and_comes_back(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     monitor = CollapseMonitor(digits_split[1], kl_threshold=1e9)  # every epoch "collapses": a streak
     with pytest.warns(UserWarning, match="collapsed"):
         mlp_trainer(digits_split, run, [monitor, counter := Counter()], epochs=3, average_from=2, keep_best=True).fit()
@@ -97,7 +97,7 @@ def tensors_of_model(tensors: dict) -> set:
 
 
 def test_keep_best_resumed_from_a_checkpoint_without_its_state_chooses_from_the_history(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     mlp_trainer(digits_split, run, epochs=2).fit()
     resumed = mlp_trainer(digits_split, run, epochs=3, keep_best=True)
     resumed.load_checkpoint()

@@ -77,9 +77,9 @@ def test_resume_on_the_device_continues_exactly(digits, tmp_path):
         config = TrainConfig(epochs=epochs, batch_size=64, progress=False, seed=0, device=DEVICE)
         return Trainer(vae, config, digits, None, run)
 
-    full = trainer(runs.prepare_run_dir(tmp_path / "full"), 3)
+    full = trainer(runs.create_run_dir(tmp_path / "full"), 3)
     full.fit()
-    trainer(runs.prepare_run_dir(tmp_path / "part"), 1).fit()
+    trainer(runs.create_run_dir(tmp_path / "part"), 1).fit()
     resumed = trainer(tmp_path / "part", 3)
     resumed.load_checkpoint()  # restores the CUDA generator too: the same reparameterisation noise
     resumed.fit()

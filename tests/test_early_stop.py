@@ -3,6 +3,7 @@ that watch the validation -ELBO, keep their counts in the checkpoint, and resume
 
 The validation -ELBO is scripted per epoch (the counting is what is tested, not the model)."""
 import json
+import logging
 
 import pytest
 import torch
@@ -46,11 +47,18 @@ def lrs_by_epoch(trainer) -> list[float]:
 
 
 def test_early_stop_ends_the_run_complete_when_validation_stops_improving(digits_split, tmp_path, caplog):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     # Best at epoch 2; epochs 3 and 4 are no better (an equal loss is no improvement).
     trainer = trainer_for(digits_split, run, [5.0, 4.0, 4.5, 4.0, 3.0, 2.0], epochs=6, early_stop=2, keep_best=True)
-    with caplog.at_level("INFO", logger="vaekit.train"):
-        history = trainer.fit()
+    # The CLI, run in-process by earlier tests, stops "vaekit.train" propagating to the root logger
+    # (its lines go to stdout): listen on the logger itself.
+    logger = logging.getLogger("vaekit.train")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="vaekit.train"):
+            history = trainer.fit()
+    finally:
+        logger.removeHandler(caplog.handler)
     assert [m["epoch"] for m in history] == [1, 2, 3, 4]
     status = json.loads((run / runs.STATUS).read_text())
     assert status["state"] == "complete" and status["epoch"] == 4
@@ -94,7 +102,7 @@ def test_plateau_multiplies_the_lr_after_patience_epochs_down_to_lr_min(digits_s
 def test_a_resume_in_the_middle_restores_both_callbacks_exactly(digits_split, tmp_path):
     losses = [5.0, 4.0, 4.5, 4.6, 3.9, 4.0, 4.1, 4.2, 4.3]
     config = dict(epochs=8, early_stop=3, lr_schedule="plateau", lr_patience=1, checkpoint_every=7)
-    full = trainer_for(digits_split, runs.prepare_run_dir(tmp_path / "full"), losses, **config)
+    full = trainer_for(digits_split, runs.create_run_dir(tmp_path / "full"), losses, **config)
     full_lrs = lrs_by_epoch(full)
     # Plateau (patience 1): halved after each epoch no better than the best (3, 4, 6, 7); early stop's
     # patience of 3 runs out only after epoch 8, the last anyway.
@@ -102,7 +110,7 @@ def test_a_resume_in_the_middle_restores_both_callbacks_exactly(digits_split, tm
     assert full_lrs == pytest.approx([1e-3] * 3 + [5e-4, 2.5e-4, 2.5e-4, 1.25e-4, 6.25e-5])
 
     # Killed in epoch 5 (23 steps per epoch), after the mid-epoch checkpoint of step 98.
-    part = trainer_for(digits_split, runs.prepare_run_dir(tmp_path / "part"), losses, **config)
+    part = trainer_for(digits_split, runs.create_run_dir(tmp_path / "part"), losses, **config)
     step = part._step
 
     def crashing(batch, weight):
@@ -133,7 +141,7 @@ def test_a_resume_in_the_middle_restores_both_callbacks_exactly(digits_split, tm
 def test_a_checkpoint_without_their_state_replays_the_history(digits_split, tmp_path):
     # A run trained without the features (as an old checkpoint), resumed with them: they count from its history.
     losses = [5.0, 4.0, 4.5, 4.6, 4.7]
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     trainer_for(digits_split, run, losses, epochs=3).fit()
     resumed = trainer_for(digits_split, run, losses, epochs=5, early_stop=2, lr_schedule="plateau", lr_patience=1)
     resumed.load_checkpoint()

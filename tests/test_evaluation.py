@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vaekit.cli import main
-from vaekit.data import PREPARE
+from vaekit.data import TRANSFORMS
 from vaekit.errors import VaekitError
 from vaekit.evaluation import (
     EvalConfig,
@@ -71,7 +71,7 @@ def collapsed_model():
 
 
 def test_a_collapsed_posterior_has_no_information_and_no_active_units(digits):
-    x = PREPARE["rescale"](digits.x[:300])
+    x = TRANSFORMS["rescale"](digits.x[:300])
     torch.manual_seed(0)
     b = likelihood_bounds(collapsed_model(), x, k=3)
     assert abs(mutual_information(b["mean"], b["log_var"], torch.Generator().manual_seed(0))) < 0.02
@@ -100,7 +100,7 @@ def test_an_informative_posterior_has_positive_information(digits):
     with torch.no_grad():  # posteriors (std 0.0025) far narrower than the spread of their means
         model.to_log_var.weight.zero_()
         model.to_log_var.bias.fill_(-12.0)
-    q = model.encode(PREPARE["rescale"](digits.x[:500]))
+    q = model.encode(TRANSFORMS["rescale"](digits.x[:500]))
     assert mutual_information(q.mean, q.log_var, torch.Generator().manual_seed(0)) > 0.5
 
 

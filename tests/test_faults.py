@@ -75,9 +75,9 @@ class Killed(BaseException):
 
 
 def test_killed_between_checkpoint_files_resumes_from_the_checkpoint(digits_split, tmp_path, monkeypatch):
-    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), checkpoint_every=5)
+    full = make_trainer(digits_split, runs.create_run_dir(tmp_path / "full"), checkpoint_every=5)
     full.fit()
-    part = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), checkpoint_every=5)
+    part = make_trainer(digits_split, runs.create_run_dir(tmp_path / "part"), checkpoint_every=5)
     save = runs.save_tensors
 
     def dies_before_the_weights(path, tensors, metadata=None):
@@ -104,10 +104,10 @@ def test_killed_after_the_last_checkpoint_finishes_with_its_weights_and_metrics(
     # Issue 30: a kill after the final checkpoint but before model.safetensors / metrics.jsonl were
     # written left them one checkpoint behind; the resume had no step left to train, so it finished
     # the run with the previous checkpoint's weights and without the last epoch's metrics.
-    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), checkpoint_every=5,
+    full = make_trainer(digits_split, runs.create_run_dir(tmp_path / "full"), checkpoint_every=5,
                         keep_best=keep_best)
     full.fit()
-    part = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), checkpoint_every=5,
+    part = make_trainer(digits_split, runs.create_run_dir(tmp_path / "part"), checkpoint_every=5,
                         keep_best=keep_best)
     save, write = runs.save_tensors, runs.atomic_write
 
@@ -135,7 +135,7 @@ def test_killed_after_the_last_checkpoint_finishes_with_its_weights_and_metrics(
 
 
 def test_resume_removes_temporaries_a_kill_left_behind(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     make_trainer(digits_split, run, epochs=1).fit()
     (run / ".checkpoint.safetensors.k2j4x9.tmp").write_bytes(b"half a checkp")
     resumed = make_trainer(digits_split, run, epochs=2)
@@ -154,7 +154,7 @@ def with_bad_example(data, index=3):
 
 
 def test_nan_in_the_data_stops_naming_the_step_and_cause_and_keeps_the_checkpoint(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     trainer = make_trainer(with_bad_example(digits_split), run, epochs=2, checkpoint_every=3)
     with pytest.raises(VaekitError) as error:
         trainer.fit()
@@ -168,7 +168,7 @@ def test_nan_in_the_data_stops_naming_the_step_and_cause_and_keeps_the_checkpoin
 
 
 def test_nan_gradients_with_a_finite_loss_stop_before_the_update(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     trainer = make_trainer(digits_split, run, epochs=1, checkpoint_every=4)
     weight = next(trainer.model.parameters())
     weight.register_hook(lambda g: g * float("inf") if trainer.state.step == 9 else g)
@@ -225,13 +225,13 @@ def test_using_a_run_whose_training_failed_says_why_it_has_no_weights(tmp_path, 
 
 def test_skip_nonfinite_skips_counts_and_resumes_exactly(digits_split, tmp_path):
     data = with_bad_example(digits_split)
-    full = make_trainer(data, runs.prepare_run_dir(tmp_path / "full"), epochs=3, skip_nonfinite=5)
+    full = make_trainer(data, runs.create_run_dir(tmp_path / "full"), epochs=3, skip_nonfinite=5)
     history = full.fit()
     assert [m["skipped_batches"] for m in history] == [1, 1, 1] and full.state.skipped == 3
     assert all(math.isfinite(m["train_loss"]) for m in history)
     assert all(torch.isfinite(p).all() for p in full.model.parameters())
 
-    part = make_trainer(data, runs.prepare_run_dir(tmp_path / "part"), epochs=3, skip_nonfinite=5,
+    part = make_trainer(data, runs.create_run_dir(tmp_path / "part"), epochs=3, skip_nonfinite=5,
                         checkpoint_every=7)
     original = part._step
 
@@ -257,7 +257,7 @@ def test_skip_nonfinite_skips_counts_and_resumes_exactly(digits_split, tmp_path)
 
 # ---- disk full, read-only -------------------------------------------------------------------------
 def test_disk_full_during_a_checkpoint_keeps_the_previous_one(digits_split, tmp_path, monkeypatch):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     trainer = make_trainer(digits_split, run, epochs=2, checkpoint_every=5)
     real_fsync = os.fsync
 
@@ -311,7 +311,7 @@ def test_read_only_output_folder_is_refused_before_training(tmp_path, capsys, mo
 
 
 def test_resuming_a_run_on_a_read_only_disk_is_refused_before_training(digits_split, tmp_path, monkeypatch):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     make_trainer(digits_split, run, epochs=1).fit()
     before = (run / runs.CHECKPOINT).read_bytes()
     read_only(monkeypatch, run)

@@ -12,17 +12,17 @@ from vaekit.errors import VaekitError
 def test_refuses_a_non_empty_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(VaekitError, match="not a vaekit run"):
-        runs.prepare_run_dir(tmp_path, overwrite=True)
+        runs.create_run_dir(tmp_path, overwrite=True)
     assert (tmp_path / "thesis.tex").read_text() == "precious"
 
 
 def test_existing_run_needs_overwrite_and_overwrite_keeps_foreign_files(tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     runs.write_json(run / runs.CONFIG, {"format": runs.FORMAT, "format_version": runs.FORMAT_VERSION})
     (run / "notes.txt").write_text("mine")
     with pytest.raises(VaekitError, match="--resume"):
-        runs.prepare_run_dir(run)
-    runs.prepare_run_dir(run, overwrite=True)
+        runs.create_run_dir(run)
+    runs.create_run_dir(run, overwrite=True)
     assert not (run / runs.CONFIG).exists()
     assert (run / "notes.txt").read_text() == "mine"
 
@@ -67,7 +67,7 @@ USER_FILES = ["notes.txt", "evaluation-final.md", "my_embedding.npy", "anomalies
 
 
 def test_overwrite_removes_the_old_models_reports_and_keeps_the_users_files(tmp_path, caplog):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     runs.write_json(run / runs.CONFIG, {"format": runs.FORMAT, "format_version": runs.FORMAT_VERSION})
     for name in VAEKIT_OUTPUTS + USER_FILES:
         (run / name).parent.mkdir(exist_ok=True)
@@ -78,7 +78,7 @@ def test_overwrite_removes_the_old_models_reports_and_keeps_the_users_files(tmp_
     (run / "embedding_map").rename(tmp_path / "map")
     (run / "embedding_map").symlink_to(elsewhere)
     with caplog.at_level(logging.INFO, logger="vaekit"):
-        runs.prepare_run_dir(run, overwrite=True)
+        runs.create_run_dir(run, overwrite=True)
     left = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())  # not into the link
     assert left == sorted(USER_FILES)
     assert not (run / "anomalies-2").exists() and (run / "anomalies").is_dir()  # emptied folders go
@@ -94,7 +94,7 @@ def test_overwrite_removes_the_old_models_reports_and_keeps_the_users_files(tmp_
     (None, r"model.safetensors is missing"),
 ])
 def test_a_run_without_weights_says_why(tmp_path, status, match):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     if status is not None:
         runs.write_json(run / runs.STATUS, status)
     with pytest.raises(VaekitError, match=match):

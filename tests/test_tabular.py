@@ -7,7 +7,7 @@ import pytest
 
 import vaekit
 from vaekit.errors import VaekitError
-from vaekit.modalities.tabular import Standardizer, TabularDataConfig, prepare
+from vaekit.modalities.tabular import Standardizer, TabularDataConfig, training_data
 
 from .test_cli import run_cli
 
@@ -26,7 +26,7 @@ def _table(tmp_path, n=120, constant=False, name="data.csv"):
 
 def test_standardisation_is_fitted_on_training_rows_only(tmp_path):
     path, x = _table(tmp_path)
-    prepared = prepare(TabularDataConfig(str(path), label="kind"))
+    prepared = training_data(TabularDataConfig(str(path), label="kind"))
     scaler = Standardizer.from_json(json.loads(prepared.files["standardize.json"]), "s")
     train = prepared.train.x.numpy()
     assert np.allclose(train.mean(0), 0, atol=1e-5) and np.allclose(train.std(0), 1, atol=1e-4)

@@ -36,14 +36,14 @@ def _weights_equal(a, b):
     return all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("prepare", ["rescale", "binarize"])
-def test_resume_at_epoch_boundary_continues_exactly(digits_split, tmp_path, prepare):
+@pytest.mark.parametrize("transform", ["rescale", "binarize"])
+def test_resume_at_epoch_boundary_continues_exactly(digits_split, tmp_path, transform):
     train, val = digits_split
     data = (train.subset(torch.arange(len(train))), val)
-    data[0].prepare = prepare
-    full = make_trainer(data, runs.prepare_run_dir(tmp_path / "full"), epochs=4, model="conv")
+    data[0].transform = transform
+    full = make_trainer(data, runs.create_run_dir(tmp_path / "full"), epochs=4, model="conv")
     full.fit()
-    make_trainer(data, runs.prepare_run_dir(tmp_path / "part"), epochs=2, model="conv").fit()
+    make_trainer(data, runs.create_run_dir(tmp_path / "part"), epochs=2, model="conv").fit()
     resumed = make_trainer(data, tmp_path / "part", epochs=4, model="conv")
     resumed.load_checkpoint()
     resumed.fit()
@@ -56,12 +56,12 @@ def test_resume_at_epoch_boundary_continues_exactly(digits_split, tmp_path, prep
 def test_resume_mid_epoch_continues_exactly(digits_split, tmp_path):
     # With the cosine schedule, so the learning rate also has to pick up where it stopped.
     schedule = dict(lr_schedule="cosine", lr_min=1e-4)
-    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), epochs=2, **schedule)
+    full = make_trainer(digits_split, runs.create_run_dir(tmp_path / "full"), epochs=2, **schedule)
     full.fit()
     assert full.optimizer.param_groups[0]["lr"] < 2e-4  # the schedule really ran
 
     # Simulate a crash at step 30, after the mid-epoch checkpoint at step 28 (23 steps per epoch).
-    part = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), epochs=2, checkpoint_every=7,
+    part = make_trainer(digits_split, runs.create_run_dir(tmp_path / "part"), epochs=2, checkpoint_every=7,
                         **schedule)
     original_step = part._step
 
@@ -99,7 +99,7 @@ def _holds(state, weights):
 
 
 def test_keep_best_keeps_the_epoch_with_the_lowest_validation_loss(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     trainer = make_trainer(digits_split, run, epochs=4, keep_best=True)
     epochs = _scripted_validation(trainer, [5.0, 2.0, 3.0, float("nan")])
     history = trainer.fit()
@@ -112,7 +112,7 @@ def test_keep_best_keeps_the_epoch_with_the_lowest_validation_loss(digits_split,
 
 
 def test_keep_best_survives_a_resume(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     first = make_trainer(digits_split, run, epochs=2, keep_best=True)
     epochs = _scripted_validation(first, [2.0, 3.0])
     first.fit()
@@ -141,7 +141,7 @@ class _EpochWeights:
 
 
 def test_average_from_keeps_the_mean_of_the_epochs_weights(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     trainer = make_trainer(digits_split, run, epochs=4, model="conv", average_from=2, batch_norm=True)
     trainer.callbacks = [weights := _EpochWeights()]
     history = trainer.fit()
@@ -161,9 +161,9 @@ def test_average_from_keeps_the_mean_of_the_epochs_weights(digits_split, tmp_pat
 
 
 def test_average_from_resumes_exactly(digits_split, tmp_path):
-    full = make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "full"), epochs=4, average_from=2)
+    full = make_trainer(digits_split, runs.create_run_dir(tmp_path / "full"), epochs=4, average_from=2)
     full.fit()
-    make_trainer(digits_split, runs.prepare_run_dir(tmp_path / "part"), epochs=3, average_from=2).fit()
+    make_trainer(digits_split, runs.create_run_dir(tmp_path / "part"), epochs=3, average_from=2).fit()
     resumed = make_trainer(digits_split, tmp_path / "part", epochs=4, average_from=2)
     resumed.load_checkpoint()
     resumed.fit()
@@ -174,7 +174,7 @@ def test_average_from_resumes_exactly(digits_split, tmp_path):
 def test_average_from_set_to_a_past_epoch_on_resume_counts_only_what_it_averaged(digits_split, tmp_path):
     # A run trained without averaging, resumed with average_from=1 (already past): the mean can only
     # hold the epochs trained from then on, and the metrics must say so.
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     make_trainer(digits_split, run, epochs=2).fit()
     resumed = make_trainer(digits_split, run, epochs=4, average_from=1)
     resumed.load_checkpoint()
@@ -232,9 +232,9 @@ def test_encoder_refinement_resumes_exactly(digits_split, tmp_path):
     base = make_trainer(digits_split, epochs=1)
     base.fit()
     state = base.model.state_dict()
-    full = _refiner(digits_split, state, runs.prepare_run_dir(tmp_path / "full"), epochs=3)
+    full = _refiner(digits_split, state, runs.create_run_dir(tmp_path / "full"), epochs=3)
     full.fit()
-    _refiner(digits_split, state, runs.prepare_run_dir(tmp_path / "part"), epochs=1).fit()
+    _refiner(digits_split, state, runs.create_run_dir(tmp_path / "part"), epochs=1).fit()
     resumed = _refiner(digits_split, state, tmp_path / "part", epochs=3)
     resumed.load_checkpoint()
     resumed.fit()
@@ -242,7 +242,7 @@ def test_encoder_refinement_resumes_exactly(digits_split, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(digits_split, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = runs.create_run_dir(tmp_path / "run")
     trainer = make_trainer(digits_split, run, epochs=3)
     trainer.fit()  # a good checkpoint at epoch 3
     good = (run / runs.CHECKPOINT).read_bytes()

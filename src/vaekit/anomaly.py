@@ -317,7 +317,7 @@ def run_reference(run) -> Reference:
             run.reference.spread["standardised"] = tuple(float(v) for v in t["standardised_spread"])
         return run.reference
     try:
-        train = run.modality.prepare(run.data_config, run.path).train
+        train = run.modality.training_data(run.data_config, run.path).train
     except VaekitError as e:
         raise VaekitError(f"the knn scores compare with the run's training data, which cannot be read ({e}); "
                           "the elbo and iw scores need no training data") from None
@@ -396,7 +396,7 @@ def heldout_scores(run, method: str, k: int, seed: int = 0) -> np.ndarray:
     if isinstance(cached.get("scores"), dict) and isinstance(cached["scores"].get(key), list):
         return np.asarray(cached["scores"][key], np.float64)
     try:
-        prepared = run.modality.prepare(run.data_config, run.path)
+        prepared = run.modality.training_data(run.data_config, run.path)
     except VaekitError as e:
         raise VaekitError(f"cannot calibrate a threshold: the run's validation data cannot be read ({e}); "
                           "pass --threshold T instead") from None

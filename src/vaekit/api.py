@@ -238,7 +238,7 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     check_runtime(train)
     # Options that shape the data rather than the model (text: `tokenizer=TokenizerConfig(...)`).
     data_options = {k: model_options.pop(k) for k in modality.data_options if k in model_options}
-    prepared = modality.prepare(data, **data_options)
+    prepared = modality.training_data(data, **data_options)
     torch.manual_seed(train.seed)  # the initial weights are part of what the seed reproduces
     vae = build_model(model, **{**prepared.model_options, **model_options})
     if vae.kind != modality.name:
@@ -254,7 +254,7 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
 
 
 def _new_run_dir(out, overwrite: bool, prepared, vae, kind: str, data, train: TrainConfig, **extra) -> Path:
-    run = runs.prepare_run_dir(out, overwrite)
+    run = runs.create_run_dir(out, overwrite)
     for name, content in prepared.files.items():
         runs.atomic_write(run / name, content)
     runs.atomic_write(run / "summary.txt", (model_summary(vae) + "\n").encode())
@@ -296,7 +296,7 @@ def resume(path: str | Path, epochs: int | None = None, echo=print, kind: str | 
                           "would replace its weights: train a new run instead")
     ctx = distributed.setup(train.device)
     echo = echo if ctx.is_main else (lambda *a, **k: None)
-    prepared = modality.prepare(data, path)
+    prepared = modality.training_data(data, path)
     trainer = Trainer(vae, train, prepared.train, prepared.val, path, modality.callbacks(prepared))
     if (path / runs.CHECKPOINT).exists():
         trainer.load_checkpoint()
@@ -418,7 +418,7 @@ def refine(source: str | Path, out: str | Path, overwrite: bool = False, echo=pr
     ctx = distributed.setup(train.device)
     echo = echo if ctx.is_main else (lambda *a, **k: None)
     check_runtime(train)
-    prepared = modality.prepare(data, source)  # the source's tokenizer: the same ids
+    prepared = modality.training_data(data, source)  # the source's tokenizer: the same ids
     train = refine_config(base, validated=prepared.val is not None, **options)
     model = load(source).model
     run = ctx.on_main(lambda: _new_run_dir(out, overwrite, prepared, model, modality.name, data, train,

@@ -163,7 +163,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         data_config = modality.estimator_data_config(self, data=IN_MEMORY, val_fraction=self.val_fraction,
                                                      split_seed=seed)
         try:
-            prepared = modality.estimator_prepare(self, train_x, val_x, data_config)
+            prepared = modality.estimator_training_data(self, train_x, val_x, data_config)
             train_config = TrainConfig(**{**modality.train_defaults, "epochs": self.epochs, "lr": self.lr,
                                           "beta": self.beta,
                                           "seed": seed, "device": self.device, "progress": self.verbose,
@@ -256,7 +256,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     def save(self, path, overwrite: bool = False) -> Path:
         """Write the fitted model as a vaekit run directory (safetensors + JSON; no pickle)."""
         check_is_fitted(self)
-        out = runs.prepare_run_dir(path, overwrite)
+        out = runs.create_run_dir(path, overwrite)
         config = {**self.run_.config, "estimator": {"params": _jsonable(self.get_params()), "offset": self.offset_}}
         if self.offset_ is not None:
             runs.atomic_write(out / CALIBRATION, calibration_json(self.heldout_scores_, self._method(), self.k))

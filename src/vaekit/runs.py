@@ -261,7 +261,7 @@ def read_weights(run: str | Path) -> dict:
     raise VaekitError(f"{run / WEIGHTS} is missing")
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+def create_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     """Make an empty run directory, refusing to touch anything that is not ours to replace."""
     path = Path(path)
     if path.exists() and not path.is_dir():

@@ -13,7 +13,7 @@ import torch
 
 import vaekit
 from vaekit import anomaly, embedding, modalities
-from vaekit.data import Prepared, TensorData, split
+from vaekit.data import TensorData, TrainingData, split
 from vaekit.errors import VaekitError
 from vaekit.modalities import ArrayModality, Inputs
 from vaekit.models import MODELS
@@ -53,14 +53,14 @@ class SignalModality(ArrayModality):
     train_defaults = {"batch_size": 32}
     eval_k = 20
 
-    def prepare(self, config, run=None) -> Prepared:
+    def training_data(self, config, run=None) -> TrainingData:
         x, y = read_signals(config.data, config.n, config.split_seed)
         train, val = split(TensorData(torch.from_numpy(x), torch.from_numpy(y)), config.val_fraction,
                            config.split_seed)
-        return self.prepare_arrays(train, val, config)
+        return self.training_arrays(train, val, config)
 
-    def prepare_arrays(self, train, val, config) -> Prepared:
-        return Prepared(train, val, {"n_features": LENGTH}, {}, f"{len(train)} + {len(val)} signals")
+    def training_arrays(self, train, val, config) -> TrainingData:
+        return TrainingData(train, val, {"n_features": LENGTH}, {}, f"{len(train)} + {len(val)} signals")
 
     def read_inputs(self, run, source, limit=None) -> Inputs:
         x, y = read_signals(source, run.data_config.n, seed=7)  # new draws, not the training signals

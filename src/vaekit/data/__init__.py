@@ -22,7 +22,7 @@ Prepare = Callable[[Tensor], Tensor]
 class TensorData:
     x: Tensor  # (N, ...) raw examples: uint8 images, float features or token ids
     y: Tensor | None = None  # (N,) labels
-    prepare: str = "none"  # name in PREPARE: how a raw batch becomes model input
+    transform: str = "none"  # name in TRANSFORMS: how a raw batch becomes model input
     lengths: Tensor | None = None  # (N,) sizes (tokens); when set, shuffled batches are bucketed by it
 
     def __len__(self) -> int:
@@ -30,15 +30,15 @@ class TensorData:
 
     def subset(self, index: Tensor) -> TensorData:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
-        return TensorData(self.x[index], pick(self.y), self.prepare, pick(self.lengths))
+        return TensorData(self.x[index], pick(self.y), self.transform, pick(self.lengths))
 
     def to(self, device: torch.device) -> TensorData:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return TensorData(self.x.to(device), move(self.y), self.prepare, move(self.lengths))
+        return TensorData(self.x.to(device), move(self.y), self.transform, move(self.lengths))
 
 
 @dataclass
-class Prepared:
+class TrainingData:
     """What a job (image, text, ...) hands the generic training code."""
 
     train: TensorData
@@ -59,11 +59,11 @@ def binarize(batch: Tensor) -> Tensor:
     return torch.bernoulli(rescale(batch))
 
 
-PREPARE: dict[str, Prepare] = {"none": lambda b: b, "rescale": rescale, "binarize": binarize}
+TRANSFORMS: dict[str, Prepare] = {"none": lambda b: b, "rescale": rescale, "binarize": binarize}
 
 
-def prepare_batch(data: TensorData, batch: Tensor) -> Tensor:
-    return PREPARE[data.prepare](batch)
+def transform_batch(data: TensorData, batch: Tensor) -> Tensor:
+    return TRANSFORMS[data.transform](batch)
 
 
 def split(data: TensorData, val_fraction: float, seed: int) -> tuple[TensorData, TensorData]:
@@ -101,7 +101,7 @@ def batch_order(data: TensorData, global_batch: int, generator: torch.Generator 
 
 def iterate_batches(data: TensorData, batch_size: int, generator: torch.Generator | None = None,
                     start: int = 0, rank: int = 0, world: int = 1) -> Iterator[Tensor]:
-    """Prepared batches; shuffled by `generator` (its draws are one epoch's order) or in order if None.
+    """TrainingData batches; shuffled by `generator` (its draws are one epoch's order) or in order if None.
 
     `start` skips that many batches (resume mid-epoch). `batch_size` is the global batch: with
     world > 1 each rank takes its near-even contiguous share of every global batch
@@ -111,7 +111,7 @@ def iterate_batches(data: TensorData, batch_size: int, generator: torch.Generato
     for global_idx in batch_order(data, batch_size, generator)[start:]:
         global_idx = global_idx.to(data.x.device)
         idx = global_idx.tensor_split(world)[rank] if world > 1 else global_idx
-        yield prepare_batch(data, data.x[idx if len(idx) else global_idx[:1]])
+        yield transform_batch(data, data.x[idx if len(idx) else global_idx[:1]])
 
 
 def num_batches(n: int, batch_size: int) -> int:

@@ -2,7 +2,7 @@
 
 A modality answers, for its kind of data, the questions the kind-free core asks:
 
-- data: its data config (a frozen dataclass), how data are read and split (`prepare`), what to show
+- data: its data config (a frozen dataclass), how data are read and split (`training_data`), what to show
   each epoch (`callbacks`), how new inputs are read for a trained run (`read_inputs`);
 - the run: the files it keeps beside the weights (`attach`: a tokenizer, a standardisation), how inputs
   become model input (`to_model`) and decoded means become outputs (`outputs`);
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import PREPARE, Prepared, TensorData
+from ..data import TRANSFORMS, TensorData, TrainingData
 from ..errors import VaekitError
 from ..outputs import Destination
 from ..runs import atomic_write
@@ -76,11 +76,11 @@ class Modality:
         return f"<modality {self.name!r}>"
 
     # ---- data ----------------------------------------------------------------------------------
-    def prepare(self, config, run: Path | None = None, **data_options) -> Prepared:
+    def training_data(self, config, run: Path | None = None, **data_options) -> TrainingData:
         """Train/validation data for training or resuming (a resumed run reuses its run files)."""
         raise NotImplementedError
 
-    def callbacks(self, prepared: Prepared) -> list:
+    def callbacks(self, prepared: TrainingData) -> list:
         """What the trainer calls each epoch for this kind (plots, samples, metrics)."""
         from ..training.callbacks import CollapseMonitor, TrainingCurve
 
@@ -255,7 +255,7 @@ class Modality:
         """X as this kind's run takes it; raise VaekitError (the estimator rewords it) when it cannot."""
         raise NotImplementedError
 
-    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
+    def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
         """The trainer's data from the estimator's train/validation inputs."""
         raise NotImplementedError
 
@@ -287,20 +287,20 @@ class ArrayModality(Modality):
             raise VaekitError("X holds NaN or infinity")
         return x
 
-    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
-        return self.prepare_arrays(as_data(train), as_data(val), data_config)
+    def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
+        return self.training_arrays(as_data(train), as_data(val), data_config)
 
-    def prepare_arrays(self, train: TensorData, val: TensorData, config) -> Prepared:
+    def training_arrays(self, train: TensorData, val: TensorData, config) -> TrainingData:
         """The trainer's data from tensors already in memory."""
         raise NotImplementedError
 
 
-def as_data(array, prepare: str = "none") -> TensorData:
-    """A NumPy array as TensorData (prepare: how a batch becomes model input, data.PREPARE)."""
-    return TensorData(torch.from_numpy(np.ascontiguousarray(array)), None, prepare)
+def as_data(array, transform: str = "none") -> TensorData:
+    """A NumPy array as TensorData (transform: how a batch becomes model input, data.TRANSFORMS)."""
+    return TensorData(torch.from_numpy(np.ascontiguousarray(array)), None, transform)
 
 
 def model_ready(data: TensorData) -> Tensor:
     """Data as the model takes it, deterministically: a dynamically binarised set is read as its
     grey levels (the reference codes and held-out scores must not depend on a random draw)."""
-    return PREPARE["rescale" if data.prepare == "binarize" else data.prepare](data.x)
+    return TRANSFORMS["rescale" if data.transform == "binarize" else data.transform](data.x)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import visual
-from ..data import PREPARE, Prepared, TensorData, split
+from ..data import TRANSFORMS, TensorData, TrainingData, split
 from ..errors import VaekitError
 from ..outputs import Destination
 from .base import ArrayModality, Inputs, as_data
@@ -105,7 +105,7 @@ class ImageCallback:
 
     def __init__(self, val: TensorData, n_show: int = 32, seed: int = 0):
         self.val_batch = val.x[:n_show]
-        self.prepare = val.prepare
+        self.transform = val.transform
         self.seed = seed
 
     @torch.no_grad()
@@ -118,7 +118,7 @@ class ImageCallback:
         model.eval()
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)  # the same z every epoch, so the grids show progress
-            x = PREPARE[self.prepare](self.val_batch).to(trainer.device)
+            x = TRANSFORMS[self.transform](self.val_batch).to(trainer.device)
             pairs = torch.stack([x, model.reconstruct(x)], 1).flatten(0, 1)  # input, reconstruction, ...
             samples = model.sample(64)
         model.train(was_training)
@@ -154,18 +154,18 @@ class ImageModality(ArrayModality):
     eval_k = 1000
     plots_latent_means = True
 
-    def prepare(self, config: ImageDataConfig, run: Path | None = None) -> Prepared:
+    def training_data(self, config: ImageDataConfig, run: Path | None = None) -> TrainingData:
         """Images need nothing from the run directory."""
         train, val, _ = load_image_data(config)
-        return self.prepare_arrays(train, val, config)
+        return self.training_arrays(train, val, config)
 
-    def prepare_arrays(self, train: TensorData, val: TensorData, config: ImageDataConfig) -> Prepared:
+    def training_arrays(self, train: TensorData, val: TensorData, config: ImageDataConfig) -> TrainingData:
         """The trainer's data from image tensors (N, C, H, W) already in memory (the estimator's path)."""
         shape = tuple(int(s) for s in train.x.shape[1:])
-        return Prepared(train, val, {"image_shape": shape}, {},
+        return TrainingData(train, val, {"image_shape": shape}, {},
                         f"{len(train)} training and {len(val)} validation images of shape {shape}")
 
-    def callbacks(self, prepared: Prepared) -> list:
+    def callbacks(self, prepared: TrainingData) -> list:
         return [ImageCallback(prepared.val), *super().callbacks(prepared)]
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
@@ -214,7 +214,7 @@ class ImageModality(ArrayModality):
             data = data.subset(torch.arange(min(limit, len(data))))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            x = PREPARE[data.prepare](data.x)  # (N, C, H, W) float
+            x = TRANSFORMS[data.transform](data.x)  # (N, C, H, W) float
         labels = None if data.y is None else data.y.numpy()
         return x, labels, {"settings": {"binarized": run.data_config.binarize}}
 
@@ -296,8 +296,8 @@ class ImageModality(ArrayModality):
             raise VaekitError("images hold NaN or infinity")
         return _to_nchw(x, "X")
 
-    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
-        return self.prepare_arrays(as_data(train, "rescale"), as_data(val, "rescale"), data_config)
+    def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
+        return self.training_arrays(as_data(train, "rescale"), as_data(val, "rescale"), data_config)
 
 
 IMAGE = ImageModality()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Prepared, TensorData, split
+from ..data import TensorData, TrainingData, split
 from ..errors import VaekitError
 from ..outputs import Destination
 from .base import ArrayModality, Inputs, as_data
@@ -154,7 +154,7 @@ def read_features(source: str, config: TabularDataConfig, names: list[str] | Non
     return x, names, y, classes, ids
 
 
-def prepare(config: TabularDataConfig, run: Path | None = None) -> Prepared:
+def training_data(config: TabularDataConfig, run: Path | None = None) -> TrainingData:
     """Train/validation tensors of standardised features; a resumed run reuses its standardize.json."""
     x, names, y, classes, _ = read_features(config.data, config)
     data = TensorData(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
@@ -170,11 +170,11 @@ def prepare(config: TabularDataConfig, run: Path | None = None) -> Prepared:
         from ..runs import read_json
 
         scaler = Standardizer.from_json(read_json(Path(run) / SCALER), Path(run) / SCALER)
-    return prepare_arrays(train, val, config, names, scaler, classes)
+    return training_arrays(train, val, config, names, scaler, classes)
 
 
-def prepare_arrays(train: TensorData, val: TensorData, config: TabularDataConfig, names: list[str] | None = None,
-                   scaler: Standardizer | None = None, classes: list[str] | None = None) -> Prepared:
+def training_arrays(train: TensorData, val: TensorData, config: TabularDataConfig, names: list[str] | None = None,
+                   scaler: Standardizer | None = None, classes: list[str] | None = None) -> TrainingData:
     """Fit the standardisation on `train` (raw float features) unless given, apply it to both."""
     import json
 
@@ -188,7 +188,7 @@ def prepare_arrays(train: TensorData, val: TensorData, config: TabularDataConfig
         return TensorData(torch.from_numpy(scaler.apply(d.x.numpy()[:, keep])), d.y)
 
     dropped = len(names) - len(keep)
-    return Prepared(standardise(train), standardise(val), {"n_features": len(keep)},
+    return TrainingData(standardise(train), standardise(val), {"n_features": len(keep)},
                     {SCALER: (json.dumps(scaler.to_json()) + "\n").encode()},
                     f"{len(train)} training and {len(val)} validation rows of {len(keep)} standardised features"
                     + (f" ({dropped} constant column(s) left out)" if dropped else ""))
@@ -211,12 +211,12 @@ class TabularModality(ArrayModality):
     run_files = (SCALER,)
     eval_k = 1000
 
-    def prepare(self, config: TabularDataConfig, run: Path | None = None) -> Prepared:
-        return prepare(config, run)
+    def training_data(self, config: TabularDataConfig, run: Path | None = None) -> TrainingData:
+        return training_data(config, run)
 
-    def prepare_arrays(self, train: TensorData, val: TensorData, config: TabularDataConfig,
-                       names: list[str] | None = None) -> Prepared:
-        return prepare_arrays(train, val, config, names)
+    def training_arrays(self, train: TensorData, val: TensorData, config: TabularDataConfig,
+                       names: list[str] | None = None) -> TrainingData:
+        return training_arrays(train, val, config, names)
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
         x, _, y, classes, ids = read_features(source, run.data_config, run.columns)
@@ -297,9 +297,9 @@ class TabularModality(ArrayModality):
 
         return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
 
-    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
+    def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
         names = [str(c) for c in getattr(estimator, "feature_names_in_", [])] or None
-        return self.prepare_arrays(as_data(train), as_data(val), data_config, names)
+        return self.training_arrays(as_data(train), as_data(val), data_config, names)
 
     def estimator_data_config(self, estimator, **settings):
         return TabularDataConfig(**settings, drop_constant=estimator.drop_constant)

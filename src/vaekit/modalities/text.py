@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Prepared, TensorData
+from ..data import TensorData, TrainingData
 from ..errors import VaekitError
 from ..generate import DecodeConfig, decode
 from ..outputs import Destination
@@ -64,7 +64,7 @@ def encode_sentences(tokenizer, sentences: list[str], max_len: int) -> torch.Ten
                                        dtype=np.int64))
 
 
-def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> Prepared:  # noqa: D401
+def training_data(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> TrainingData:  # noqa: D401
     """Train/validation id tensors. A new run fits the tokenizer on the training split; a resumed
     run reuses its saved tokenizer.json so the ids stay exactly the same."""
     sentences = read_texts(config.data, config)
@@ -80,12 +80,12 @@ def prepare(config: TextDataConfig, run: Path | None = None, tokenizer=None) -> 
                               f"{config.val_fraction}")
         train_s = [sentences[i] for i in order[n_val:]]
         val_s = [sentences[i] for i in order[:n_val]]
-    return prepare_arrays(train_s, val_s, config, run, tokenizer)
+    return training_arrays(train_s, val_s, config, run, tokenizer)
 
 
-def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig, run: Path | None = None,
-                   tokenizer=None) -> Prepared:
-    """The trainer's data from sentences already split (the estimator's path; prepare() reads files)."""
+def training_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig, run: Path | None = None,
+                   tokenizer=None) -> TrainingData:
+    """The trainer's data from sentences already split (the estimator's path; training_data() reads files)."""
     if run is not None and (Path(run) / TOKENIZER).exists():
         tokenizer = Tokenizer.load(Path(run) / TOKENIZER)
     else:
@@ -96,7 +96,7 @@ def prepare_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig,
         train.lengths = (train.x != 0).sum(1)  # (N,) tokens incl. <eos>
     val = TensorData(encode_sentences(tokenizer, val_s, max_len))
     files = {TOKENIZER: (json.dumps(tokenizer.to_json()) + "\n").encode()}
-    return Prepared(train, val, {"vocab_size": tokenizer.vocab_size, "max_len": max_len}, files,
+    return TrainingData(train, val, {"vocab_size": tokenizer.vocab_size, "max_len": max_len}, files,
                     f"{len(train_s)} training and {len(val_s)} validation sentences, vocabulary "
                     f"{tokenizer.vocab_size}, max length {max_len} tokens", )
 
@@ -114,7 +114,7 @@ class TextCallback:
     """Per-word perplexity in the metrics (counting <eos>, as the PTB literature does), and a few
     reconstructions and prior samples printed and logged to TensorBoard each epoch."""
 
-    def __init__(self, prepared: Prepared, n_show: int = 3, seed: int = 0):
+    def __init__(self, prepared: TrainingData, n_show: int = 3, seed: int = 0):
         self.val_tokens = token_count(prepared.val)
         self.train_tokens = token_count(prepared.train)
         self.n_train, self.n_val = len(prepared.train), len(prepared.val)
@@ -174,10 +174,10 @@ class TextModality(Modality):
     makes_text = True
     probe_inputs = False
 
-    def prepare(self, config: TextDataConfig, run: Path | None = None, tokenizer=None) -> Prepared:
-        return prepare(config, run, tokenizer)
+    def training_data(self, config: TextDataConfig, run: Path | None = None, tokenizer=None) -> TrainingData:
+        return training_data(config, run, tokenizer)
 
-    def callbacks(self, prepared: Prepared) -> list:
+    def callbacks(self, prepared: TrainingData) -> list:
         return [TextCallback(prepared), *super().callbacks(prepared)]
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
@@ -289,8 +289,8 @@ class TextModality(Modality):
             raise VaekitError("kind='text' takes a non-empty list of sentences (str)")
         return sentences
 
-    def estimator_prepare(self, estimator, train, val, data_config) -> Prepared:
-        return prepare_arrays(train, val, data_config)
+    def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
+        return training_arrays(train, val, data_config)
 
 
 TEXT = TextModality()

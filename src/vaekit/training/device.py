@@ -86,4 +86,4 @@ def place_data(data: TensorData, device: torch.device, budget: float = 0.5) -> T
     free, _ = torch.cuda.mem_get_info(device)
     if nbytes <= budget * free:
         return data.to(device)
-    return TensorData(data.x.pin_memory(), data.y, data.prepare)
+    return TensorData(data.x.pin_memory(), data.y, data.transform)
