@@ -101,10 +101,12 @@ class Run:
     def encode(self, x, return_log_var: bool = False):
         """Latent means (N, D) of inputs x; with return_log_var also their log-variances."""
         x = self.prepare(x)
-        mean = self.batched(lambda b: self.model.encode(b).mean, x)
-        if return_log_var:
-            return mean, self.batched(lambda b: self.model.encode(b).log_var, x)
-        return mean
+        if not return_log_var:
+            return self.batched(lambda b: self.model.encode(b).mean, x)
+        # One encoder pass per batch for both: (N, 2D) = [mean | log_var].
+        both = self.batched(lambda b: torch.cat([(q := self.model.encode(b)).mean, q.log_var], 1), x)
+        d = self.model.latent_dim
+        return both[:, :d], both[:, d:]
 
     def codes(self, z) -> torch.Tensor:
         """Latent codes z (N, D) as a float tensor on the run's device, shape checked."""

@@ -587,11 +587,6 @@ def codec_of(run) -> Codec:
     return codec
 
 
-def _codec(run, which: int):
-    codec = codec_of(run)
-    return codec.compress if which == 0 else codec.decompress
-
-
 # --- the file --------------------------------------------------------------------------------------
 
 def compress(run, x, chains: int | None = None, meta: dict | None = None) -> bytes:
@@ -599,7 +594,7 @@ def compress(run, x, chains: int | None = None, meta: dict | None = None) -> byt
     arrays (N, C, H, W) or (N, H, W): 0/1 (or 0/255) for Bernoulli runs, 0..255 for logistic ones;
     text runs take a text (str or bytes; each line a sentence). meta: JSON-able extras kept in the
     header (the CLI keeps file names there)."""
-    header, words, canonical = _codec(run, 0)(run, x, chains)
+    header, words, canonical = codec_of(run).compress(run, x, chains)
     header.update(kind=run.kind, model=run.model.name, run=run_digest(run),
                   data_sha256=hashlib.sha256(canonical).hexdigest()[:DIGEST_CHARS], meta=meta or {},
                   chain_words=[len(w) for w in words])
@@ -645,7 +640,7 @@ def decompress(run, blob: bytes, with_header: bool = False):
         raise VaekitError(f"this file was compressed with another run ({header.get('kind')} run, model "
                           f"{header.get('model')}, weights digest {str(header.get('run'))[:12]}), not with "
                           f"{run.path}; decompress it with that run")
-    data, canonical = _codec(run, 1)(run, header, words)
+    data, canonical = codec_of(run).decompress(run, header, words)
     if hashlib.sha256(canonical).hexdigest()[:DIGEST_CHARS] != header.get("data_sha256"):
         raise _mismatch()
     return (data, header) if with_header else data

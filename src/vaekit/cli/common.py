@@ -8,13 +8,6 @@ from pathlib import Path
 
 
 # ---- where results go -----------------------------------------------------------------------------
-def output(path: str | None, default: Path, overwrite: bool, companions=lambda out: []) -> Path:
-    """Where to write a result (vaekit.outputs.output_path): never over a user's file without --overwrite."""
-    from ..outputs import output_path
-
-    return output_path(path, default, overwrite, companions)
-
-
 def destination(args):
     """The verb's --out and --overwrite as a vaekit.outputs.Destination (the modality writes through it)."""
     from ..outputs import Destination

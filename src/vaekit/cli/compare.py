@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import output
+from ..outputs import output_path
 
 
 def register(subparsers):
@@ -23,5 +23,5 @@ def run(args) -> None:
     if args.out:
         from ..runs import atomic_write
 
-        atomic_write(output(args.out, Path(args.out), args.overwrite), table.encode())
+        atomic_write(output_path(args.out, Path(args.out), args.overwrite), table.encode())
         print(f"wrote {args.out}")

@@ -1,7 +1,8 @@
 """`vaekit embed RUN --data DATA`: latent means to .npy or .csv, and a 2-D view coloured by label."""
 from __future__ import annotations
 
-from .common import load_run, output
+from ..outputs import output_path
+from .common import load_run
 from .options import add_compute_options, add_run_verb, whole
 
 
@@ -21,7 +22,7 @@ def run(args) -> None:
     from ..embedding import companion_paths, embed
 
     loaded = load_run(args, precision=args.precision)
-    out = output(args.out, loaded.path / "embedding.npy", args.overwrite,
+    out = output_path(args.out, loaded.path / "embedding.npy", args.overwrite,
                  lambda o: companion_paths(o, args.view, loaded.model.latent_dim))
     for line in embed(loaded, args.data, out, args.view, args.limit):
         print(line)

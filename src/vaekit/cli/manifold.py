@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..errors import VaekitError
-from .common import load_run, output
+from ..outputs import output_path
+from .common import load_run
 from .options import add_compute_options, add_run_verb, finite, whole
 
 
@@ -22,6 +23,6 @@ def run(args) -> None:
         raise VaekitError(f"the manifold plot draws images; for {loaded.kind} runs use sample or embed")
     if loaded.model.latent_dim != 2:
         raise VaekitError(f"the manifold plot needs a 2-D latent space; this run has {loaded.model.latent_dim}")
-    out = output(args.out, loaded.path / "plots" / "manifold.png", args.overwrite)
+    out = output_path(args.out, loaded.path / "plots" / "manifold.png", args.overwrite)
     visual.manifold(loaded.model, out, n=args.n, span=args.span)
     print(f"wrote {out} ({args.n}x{args.n} decoded grid over [-{args.span}, {args.span}]^2)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import output
+from ..outputs import output_path
 from .options import COLUMN_HELP, add_decode_options, decode_config, finite, whole
 
 
@@ -62,5 +62,5 @@ def _summarise(args) -> None:
     if args.json:
         from ..runs import write_json
 
-        write_json(output(args.json, Path(args.json), args.overwrite), summary)
+        write_json(output_path(args.json, Path(args.json), args.overwrite), summary)
         print(f"wrote {args.json}")
