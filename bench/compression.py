@@ -70,7 +70,7 @@ def parse_args(argv=None):
 
 def mnist_test(args) -> tuple[np.ndarray, np.ndarray]:
     """(8-bit test images (N, 28, 28) uint8, the same binarised once with seed 0)."""
-    from vaekit.data.images import load_images
+    from vaekit.data.sources import load_images
 
     x = load_images("mnist", split="test", data_dir=str(args.root)).x[:, 0]  # (10000, 28, 28) uint8
     if args.test_limit:

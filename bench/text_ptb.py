@@ -64,7 +64,7 @@ def train_and_test(model: str, args, max_len: int, train_overrides: dict, model_
     test_sentences = text.read_texts("ptb:test", config)
     test = TensorData(text.encode_sentences(tokenizer, test_sentences, max_len))
     torch.manual_seed(0)
-    vae = build_model(model, **prepared.model_options, **model_options)
+    vae = build_model(model, prepared.model_options, **model_options)
     train_config = TrainConfig(**{"batch_size": 32, "progress": args.progress, "threads": args.threads,
                                   **train_overrides})
     trainer = Trainer(vae, train_config, prepared.train, prepared.val, callbacks=text.TEXT.callbacks(prepared))

@@ -60,7 +60,7 @@ def parse_args(argv=None):
 # ---- corpora: (training sentences, held-out sentences) -------------------------------------------
 def corpus_splits(name: str, root: Path) -> tuple[list[str], list[str]]:
     """The training split and held-out split exactly as `vaekit train text` makes them."""
-    from vaekit.text import TextDataConfig, read_texts
+    from vaekit.modalities.text import TextDataConfig, read_texts
 
     if name == "ptb":
         config = TextDataConfig(data="ptb", data_dir=str(root))

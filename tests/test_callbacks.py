@@ -106,3 +106,20 @@ def test_keep_best_resumed_from_a_checkpoint_without_its_state_chooses_from_the_
     best = min(range(3), key=lambda i: history[i]["val_loss"]) + 1
     assert history[-1]["best_epoch"] == best and losses == [m["val_loss"] for m in history[:2]]
     assert isinstance(resumed.features[0], KeepBest)
+
+
+def test_with_free_bits_keep_best_selects_on_the_objective_training_minimises(digits_split):
+    """Free bits make the KL up to the floor free; keep-best judging by the -ELBO would keep the epoch
+    before the code was in use (issue 25). The validation objective is reconstruction + the sum of
+    max(mean KL per dimension, floor), and it is what keep-best compares."""
+    trainer = mlp_trainer(digits_split, None, epochs=1, free_bits=2.0)
+    trainer.fit()
+    val = trainer.evaluate(trainer.val_data)
+    assert val["objective"] >= val["reconstruction"] + 2.0 * trainer.model.latent_dim - 1e-6
+    assert val["objective"] >= val["loss"] - 1e-6
+    keep = KeepBest()
+    keep.best_epoch = 0
+    for epoch, (elbo, objective) in enumerate([(90.0, 120.0), (95.0, 110.0), (99.0, 115.0)], 1):
+        keep._consider({"epoch": epoch, "val_loss": elbo, "val_objective": objective})
+    assert keep.best_epoch == 2
+    assert "objective" not in mlp_trainer(digits_split, None, epochs=1).evaluate(trainer.val_data)

@@ -242,7 +242,7 @@ def train(data, out: str | Path | None = None, model: str | None = None, train: 
     data_options = {k: model_options.pop(k) for k in modality.data_options if k in model_options}
     prepared = modality.training_data(data, **data_options)
     torch.manual_seed(train.seed)  # the initial weights are part of what the seed reproduces
-    vae = build_model(model, **{**prepared.model_options, **model_options})
+    vae = build_model(model, prepared.model_options, **model_options)
     if vae.kind != modality.name:
         raise VaekitError(f"model '{model}' is {_a(vae.kind)} model, not {_a(modality.name)} model")
     echo(model_summary(vae))

@@ -67,6 +67,13 @@ class Dist:
         dist.all_reduce(values)
         return {**sums, **dict(zip(SUM_KEYS, values.tolist()))}
 
+    def all_sum_tensor(self, values: torch.Tensor) -> torch.Tensor:
+        """A CPU tensor summed over all ranks (float64)."""
+        values = values.double()
+        if self.active:
+            dist.all_reduce(values)
+        return values
+
     def any(self, flag: bool) -> bool:
         """True on every rank when any rank's flag is set (Ctrl-C seen by one process)."""
         if not self.active:

@@ -172,8 +172,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
                                           **(self.train_options or {})})
             name = self.model or modality.default_model
             torch.manual_seed(seed)
-            vae = build_model(name, **{**prepared.model_options, "latent_dim": self.latent_dim,
-                                       **(self.model_options or {})})
+            vae = build_model(name, prepared.model_options, latent_dim=self.latent_dim,
+                              **(self.model_options or {}))
         except (VaekitError, TypeError) as e:
             raise EstimatorInputError(str(e)) from None
         if vae.kind != self.kind:

@@ -43,7 +43,7 @@ class TrainingData:
 
     train: TensorData
     val: TensorData
-    model_options: dict  # settings the data decides: image_shape, or vocab_size and max_len
+    model_options: dict  # settings the data decide: image_shape, or vocab_size, max_len and the words
     files: dict  # name -> bytes, written into a new run directory (e.g. tokenizer.json)
     description: str  # one line for the user: what was loaded
 

@@ -96,7 +96,8 @@ def training_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig
         train.lengths = (train.x != 0).sum(1)  # (N,) tokens incl. <eos>
     val = TensorData(encode_sentences(tokenizer, val_s, max_len))
     files = {TOKENIZER: (json.dumps(tokenizer.to_json()) + "\n").encode()}
-    return TrainingData(train, val, {"vocab_size": tokenizer.vocab_size, "max_len": max_len}, files,
+    return TrainingData(train, val, {"vocab_size": tokenizer.vocab_size, "max_len": max_len,
+                                      "words": tuple(tokenizer.index_word)}, files,
                     f"{len(train_s)} training and {len(val_s)} validation sentences, vocabulary "
                     f"{tokenizer.vocab_size}, max length {max_len} tokens", )
 

@@ -26,12 +26,15 @@ def register(name: str, **defaults: Any):
     return wrap
 
 
-def build_model(name: str, **overrides: Any) -> VAE:
-    """A fresh model `name`; `overrides` are Config fields (e.g. latent_dim=8)."""
+def build_model(name: str, from_data: dict | None = None, **overrides: Any) -> VAE:
+    """A fresh model `name`; `overrides` are Config fields (e.g. latent_dim=8). `from_data`: settings
+    the data decide (TrainingData.model_options): those that are Config fields set them, and the model
+    sees them all through `VAE.set_data_options` (text-minilm reads the vocabulary's words there)."""
     if name not in MODELS:
         raise VaekitError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}")
     cls, defaults = MODELS[name]
     fields = {f.name for f in dataclasses.fields(cls.Config)}
+    overrides = {**{k: v for k, v in (from_data or {}).items() if k in fields}, **overrides}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise VaekitError(f"model '{name}' has no option {', '.join(unknown)}")
@@ -39,6 +42,7 @@ def build_model(name: str, **overrides: Any) -> VAE:
     check_size(cls, config, name)
     model = cls(config)
     model.name = name
+    model.set_data_options(from_data or {})
     return model
 
 
@@ -64,4 +68,4 @@ def model_names(kind: str | None = None) -> list[str]:
 
 
 # Importing the model files fills the registry (defining classes only; no work at import time).
-from . import conv, mlp, pixel, text_rnn, text_seed  # noqa: E402,F401
+from . import conv, mlp, pixel, text_minilm, text_rnn, text_seed  # noqa: E402,F401

@@ -30,6 +30,10 @@ class VAE(nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    def set_data_options(self, options: dict) -> None:
+        """Settings the data decide for a new model (TrainingData.model_options) beyond its Config: a
+        model that keeps what it takes in a persistent buffer, so a loaded run needs nothing more."""
+
     def encode(self, x: Tensor) -> DiagonalGaussian:
         raise NotImplementedError
 

@@ -328,7 +328,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: TensorData, batch_size: int = 500, shard: bool = False) -> dict:
-        """Mean negative ELBO, reconstruction and KL per example (nats), with fixed noise.
+        """Mean negative ELBO, reconstruction and KL per example (nats), with fixed noise; with free bits,
+        also `objective`: what training minimises at full KL weight, reconstruction + the sum over
+        latent dimensions of max(that dimension's mean KL, free_bits), which KeepBest selects on.
 
         shard=True (a collective: every rank must call it) splits the data over the processes.
         """
@@ -336,6 +338,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        kl_dims = torch.zeros(self.model.latent_dim, dtype=torch.float64)  # (D,) summed over examples
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(distributed.rank_seed(self.config.seed + 1, ctx.rank))
             for i, batch in enumerate(iterate_batches(data, batch_size, rank=ctx.rank, world=ctx.world)):
@@ -349,10 +352,15 @@ class Trainer:
                     terms = self.model(batch)
                 totals["reconstruction"] += terms.reconstruction.float().sum().item()
                 totals["kl"] += terms.kl.float().sum().item()
+                kl_dims += terms.kl_per_dim.double().sum(0).cpu()
         summed = ctx.all_sum({"rec": totals["reconstruction"], "kl": totals["kl"]})
         totals = {"reconstruction": summed["rec"], "kl": summed["kl"], "loss": summed["rec"] + summed["kl"]}
         self.model.train(was_training)
-        return {k: v / len(data) for k, v in totals.items()}
+        out = {k: v / len(data) for k, v in totals.items()}
+        if self.config.free_bits > 0:
+            kl_dims = ctx.all_sum_tensor(kl_dims) / len(data)
+            out["objective"] = out["reconstruction"] + float(kl_dims.clamp(min=self.config.free_bits).sum())
+        return out
 
     # ---- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
