@@ -2,13 +2,14 @@
 
 Per corpus (the embedded corpus's held-out split, Penn Treebank test), N held-out inputs of 5-30 words
 (drawn with --seed), K variations each, from:
-- `default`: vaekit's `vary` with its default settings on the given run (batched: the same maths as
-  `TextRun.vary`, codes mean + spread * std * eps decoded with the vary defaults);
+- `default`: vaekit's `vary` with its default settings on the given run (`Run.vary`: the sentence edited
+  under codes near its own, vaekit.editing, change 0.3);
 - `eda`: the rule-based baseline (bench/eda.py, Wei & Zou 2019, alpha 0.1);
-- `at_eda_bleu`: vaekit with --spread set so that its BLEU to the input equals EDA's (interpolated on
+- `at_eda_bleu`: vaekit with --change set so that its BLEU to the input equals EDA's (interpolated on
   the curve, then measured there);
-- `no_repetition_control`: the same run and spread, greedy without repetition control (vary before);
-- `curve`: vaekit over --spreads (the fidelity knob), for the fidelity-diversity plot;
+- `decode`: the same run, each code decoded from scratch (`vary --method decode`: spread 2, greedy with
+  repetition control, the default before editing);
+- `curve`: vaekit over --changes (the fidelity knob), for the fidelity-diversity plot;
 - any --extra run (e.g. one trained with the former defaults), decoded as vary did before issue 25
   (spread 1, greedy, no repetition control).
 Figures (vaekit.text_quality plus two here): semantic (MiniLM cosine to the input), bleu_in, self_bleu,
@@ -17,7 +18,7 @@ words that are <unk>), fluency_ratio = perplexity of the variations / perplexity
 sentences, both under a Kneser-Ney trigram model fitted on the corpus's training split (bench/reference_lm.py).
 
     python bench/variations.py --runs docs=runs/docs ptb=runs/ptb --extra docs:old=runs/docs-old
-    python bench/variations.py --quick --runs docs=runs/docs ptb=runs/ptb   # 40 inputs, spreads 0, 1, 2, 4
+    python bench/variations.py --quick --runs docs=runs/docs ptb=runs/ptb   # 40 inputs, changes 0.1, 0.3, 0.5
 """
 from __future__ import annotations
 
@@ -42,10 +43,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", required=True, help="CORPUS=RUN for each corpus: docs, ptb")
     p.add_argument("--extra", nargs="*", default=[], help="CORPUS:LABEL=RUN, other runs to score alike")
-    p.add_argument("--quick", action="store_true", help="40 inputs per corpus, every other spread")
+    p.add_argument("--quick", action="store_true", help="40 inputs per corpus, changes 0.1, 0.3, 0.5")
     p.add_argument("--inputs", type=int, default=200)
     p.add_argument("--variations", type=int, default=5)
-    p.add_argument("--spreads", type=float, nargs="*", default=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+    p.add_argument("--changes", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.5, 1.0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
     p.add_argument("--threads", type=int, default=1)
@@ -53,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--plot", default=str(PLOT))
     args = p.parse_args(argv)
     if args.quick:
-        args.inputs, args.spreads = min(args.inputs, 40), args.spreads[::2]
+        args.inputs, args.changes = min(args.inputs, 40), [0.1, 0.3, 0.5]
     return args
 
 
@@ -80,7 +81,7 @@ def pick_inputs(held_out: list[str], n: int, seed: int) -> list[str]:
 
 # ---- systems --------------------------------------------------------------------------------------
 def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int, config=None) -> list[list[str]]:
-    """`TextRun.vary` for every input at once; config: vary's default decoding (vaekit.variations)."""
+    """Codes mean + spread * std * eps for every input at once, decoded (`vary --method decode`)."""
     import torch
 
     from vaekit.variations import default_decode_config
@@ -92,6 +93,14 @@ def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int, config=
                                                                                            mean.shape[1])
     texts = run.decode(z, config or default_decode_config())
     return [texts[i * k:(i + 1) * k] for i in range(len(inputs))]
+
+
+def vary_edited(run, inputs: list[str], k: int, change: float | None, seed: int) -> list[list[str]]:
+    """`Run.vary` on each input (change None: vary's default EditConfig), seeded per input."""
+    from vaekit.editing import EditConfig
+
+    config = None if change is None else EditConfig(change=change)
+    return [run.vary(s, n=k, seed=seed + i, config=config) for i, s in enumerate(inputs)]
 
 
 def score(inputs, variations, lm, real_ppl) -> dict:
@@ -107,11 +116,11 @@ def score(inputs, variations, lm, real_ppl) -> dict:
             "examples": [[inputs[i], variations[i]] for i in range(min(3, len(inputs)))]}
 
 
-def spread_at_bleu(curve: list[dict], target: float) -> float:
-    """The spread where the curve's BLEU to the input crosses `target` (linear in between)."""
-    points = sorted((c["bleu_in"], c["spread"]) for c in curve)
-    bleus, spreads = [b for b, _ in points], [s for _, s in points]
-    return float(np.interp(target, bleus, spreads))
+def change_at_bleu(curve: list[dict], target: float) -> float:
+    """The change where the curve's BLEU to the input crosses `target` (linear in between)."""
+    points = sorted((c["bleu_in"], c["change"]) for c in curve)
+    bleus, changes = [b for b, _ in points], [c for _, c in points]
+    return float(np.interp(target, bleus, changes))
 
 
 def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
@@ -120,7 +129,7 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
 
     from vaekit import api
     from vaekit.generate import DecodeConfig
-    from vaekit.variations import DEFAULT_SPREAD
+    from vaekit.variations import DEFAULT_CHANGE, default_decode_config
 
     train, held_out = corpus_splits(name, args.ptb_root)
     inputs = pick_inputs(held_out, args.inputs, args.seed)
@@ -135,21 +144,28 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
            for i, s in enumerate(inputs)]
     out["eda"] = score(inputs, eda, lm, real_ppl)
     run = api.load(run_path)
-    vary = lambda r, spread, config=None: vary_batch(r, inputs, args.variations, spread, args.seed, config)
-    out["default"] = {"spread": DEFAULT_SPREAD, **score(inputs, vary(run, DEFAULT_SPREAD), lm, real_ppl)}
-    # The same run and spread decoded as vary did before issue 25: what repetition control changes.
-    out["no_repetition_control"] = {"spread": DEFAULT_SPREAD,
-                                     **score(inputs, vary(run, DEFAULT_SPREAD, DecodeConfig()), lm, real_ppl)}
-    out["curve"] = [{"spread": s, **score(inputs, vary(run, s), lm, real_ppl)}
-                    for s in sorted(set(args.spreads) | {DEFAULT_SPREAD})]
-    spread = spread_at_bleu(out["curve"], out["eda"]["bleu_in"])
+
+    def timed(make):
+        t = time.time()
+        variations = make()
+        return {**score(inputs, variations, lm, real_ppl), "seconds_per_input": (time.time() - t) / len(inputs)}
+
+    edit = lambda change: timed(lambda: vary_edited(run, inputs, args.variations, change, args.seed))
+    out["default"] = {"change": DEFAULT_CHANGE, **edit(None)}
+    print(f"[{name}] default: {out['default']['semantic']:.3f} semantic", flush=True)
+    out["decode"] = {"spread": 2.0, "decoding": "greedy, repetition control",
+                     **timed(lambda: vary_batch(run, inputs, args.variations, 2.0, args.seed, default_decode_config()))}
+    out["curve"] = [{"change": c, **(out["default"] if c == DEFAULT_CHANGE else edit(c))}
+                    for c in sorted(set(args.changes) | {DEFAULT_CHANGE})]
+    change = change_at_bleu(out["curve"], out["eda"]["bleu_in"])
     bleus = [c["bleu_in"] for c in out["curve"]]
-    out["at_eda_bleu"] = {"spread": spread, "eda_bleu_within_curve": min(bleus) <= out["eda"]["bleu_in"] <= max(bleus),
-                          **score(inputs, vary(run, spread), lm, real_ppl)}
+    out["at_eda_bleu"] = {"change": change, "eda_bleu_within_curve": min(bleus) <= out["eda"]["bleu_in"] <= max(bleus),
+                          **edit(change)}
     for label, path in extras.items():
         # Scored as vary worked before issue 25: spread 1, greedy, no repetition control.
         out[label] = {"run": path, "spread": 1.0, "decoding": "greedy, no repetition control",
-                      **score(inputs, vary(api.load(path), 1.0, DecodeConfig()), lm, real_ppl)}
+                      **score(inputs, vary_batch(api.load(path), inputs, args.variations, 1.0, args.seed,
+                                                 DecodeConfig()), lm, real_ppl)}
     return out
 
 
@@ -163,14 +179,16 @@ def plot(results: dict, path: str) -> None:
     for corpus, r in results["corpora"].items():
         xs = [c["self_bleu"] for c in r["curve"]]
         ys = [c["semantic"] for c in r["curve"]]
-        (line,) = ax.plot(xs, ys, "o-", label=f"{corpus}: vaekit over --spread")
+        (line,) = ax.plot(xs, ys, "o-", label=f"{corpus}: vaekit vary over --change")
         for c in r["curve"]:
-            ax.annotate(f"{c['spread']:g}", (c["self_bleu"], c["semantic"]), fontsize=7)
+            ax.annotate(f"{c['change']:g}", (c["self_bleu"], c["semantic"]), fontsize=7)
+        ax.plot(r["decode"]["self_bleu"], r["decode"]["semantic"], "s", color=line.get_color(), ms=6,
+                label=f"{corpus}: vary --method decode")
         ax.plot(r["eda"]["self_bleu"], r["eda"]["semantic"], "x", color=line.get_color(), ms=9,
                 label=f"{corpus}: EDA")
     ax.set_xlabel("self-BLEU among an input's variations (lower = more diverse)")
     ax.set_ylabel("semantic consistency (MiniLM cosine)")
-    ax.set_title("Fidelity against diversity (labels: --spread)")
+    ax.set_title("Fidelity against diversity (labels: --change)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -183,7 +201,7 @@ def print_table(results: dict) -> None:
             if isinstance(row, dict) and "semantic" in row:
                 print(f"{corpus:8}{system:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
         for row in r["curve"]:
-            label = f"spread {row['spread']:g}"
+            label = f"change {row['change']:g}"
             print(f"{corpus:8}{label:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
 
 
@@ -207,7 +225,7 @@ def main(argv=None) -> None:
                "corpora": {c: corpus_figures(c, path, extras.get(c, {}), args) for c, path in runs.items()}}
     results["seconds"] = round(time.time() - t0)
     for corpus, r in results["corpora"].items():  # the issue's layout: one top-level key per corpus
-        pick = lambda row: {f: row[f] for f in (*FIGURES, "spread", "eda_bleu_within_curve") if f in row}
+        pick = lambda row: {f: row[f] for f in (*FIGURES, "change", "eda_bleu_within_curve") if f in row}
         results[corpus] = {**pick(r["default"]), "eda": pick(r["eda"]), "at_eda_bleu": pick(r["at_eda_bleu"])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")

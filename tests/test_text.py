@@ -106,7 +106,9 @@ def test_python_api(text_run):
     assert z.shape == (2, 8)
     assert len(run.vary("the cat sat on the mat", n=3, spread=0.0)) == 3
     # spread 0 and greedy decoding: every variation is the reconstruction of the mean
-    assert len(set(run.vary("the cat sat on the mat", n=3, spread=0.0))) == 1
+    from vaekit.generate import DecodeConfig
+
+    assert len(set(run.vary("the cat sat on the mat", n=3, spread=0.0, config=DecodeConfig()))) == 1
     assert len(run.sample(2, seed=0)) == 2
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import vaekit
+from vaekit.editing import EditConfig, edit_sentence, rewrite_positions
 from vaekit.generate import DecodeConfig, decode, penalise_repeats
 from vaekit.models import build_model
-from vaekit.variations import DEFAULT_SPREAD, VARY_DECODING
+from vaekit.variations import DEFAULT_CHANGE, DEFAULT_SPREAD
 
 from .test_cli import run_cli as cli
 from .test_text import corpus, text_run  # noqa: F401  (module fixtures: one tiny trained run)
@@ -51,21 +52,67 @@ def test_bad_repetition_settings_are_refused(bad):
         DecodeConfig(**bad)
 
 
-def test_vary_uses_the_documented_defaults(text_run, monkeypatch):  # noqa: F811
-    from vaekit.modalities.text import TextModality
+def test_vary_edits_the_sentence_with_the_documented_defaults(text_run, monkeypatch):  # noqa: F811
+    import vaekit.editing
 
     seen = {}
-    original = TextModality.decode
+    original = vaekit.editing.edit_sentence
 
-    def spy(self, run, z, config):
-        seen["config"] = config
-        return original(self, run, z, config)
+    def spy(model, ids, z, change, *args, **kwargs):
+        seen.setdefault("change", change)
+        return original(model, ids, z, change, *args, **kwargs)
 
-    monkeypatch.setattr(TextModality, "decode", spy)
+    monkeypatch.setattr(vaekit.editing, "edit_sentence", spy)
     run = vaekit.load(text_run)
-    assert len(run.vary("the cat sat on the mat", n=3, seed=0)) == 3
-    assert seen["config"] == DecodeConfig(**VARY_DECODING)
-    assert DEFAULT_SPREAD > 0
+    out = run.vary("the cat sat on the mat", n=3, seed=0)
+    assert len(out) == 3 and seen["change"] == DEFAULT_CHANGE and DEFAULT_SPREAD > 0
+    assert all(len(v.split()) == 6 for v in out) and all(v != "the cat sat on the mat" for v in out)
+    decoded = run.vary("the cat sat on the mat", n=3, seed=0, config=DecodeConfig())
+    assert len(decoded) == 3
+
+
+def tiny_decoder():
+    torch.manual_seed(0)
+    return build_model("text-rnn", vocab_size=30, max_len=12, embed_dim=8, encoder_dim=8, decoder_dim=16,
+                       latent_dim=4).eval()
+
+
+@pytest.mark.parametrize("change, words", [(0.1, 10), (0.3, 10), (0.5, 7), (1.0, 4), (0.01, 3)])
+def test_an_edit_rewrites_that_share_of_the_words_and_no_other(change, words):
+    model = tiny_decoder()
+    ids = list(range(5, 5 + words))
+    out = edit_sentence(model, ids, torch.randn(4), change, candidates=5)
+    changed = [i for i, (a, b) in enumerate(zip(ids, out)) if a != b]
+    assert len(out) == len(ids) and len(changed) == len(rewrite_positions(words, change))
+    assert len(changed) == max(1, round(change * words))
+    assert not set(out) & {0, 1, 2, 3}  # never <pad>, <unk>, <bos> or <eos>
+
+
+def test_an_edit_prefers_what_the_decoder_finds_likely_given_the_code():
+    """With the temperature near 0 each rewrite takes the candidate sentence the decoder scores highest:
+    rewriting the one word of a sentence picks the argmax of log p(x' | z) over the candidates."""
+    model = tiny_decoder()
+    z = torch.randn(4)
+    out = edit_sentence(model, [7], z, 1.0, candidates=26, temperature=1e-4)
+    from vaekit.models.text_seed import PAD  # noqa: F401
+
+    x = torch.tensor([[w, 3] for w in range(4, 30) if w != 7])  # every one-word sentence + <eos>
+    scores = model.log_likelihood(x, z.expand(len(x), -1))
+    assert out == [int(x[scores.argmax(), 0])]
+
+
+def test_words_outside_the_vocabulary_keep_their_spelling_where_not_rewritten(text_run):  # noqa: F811
+    run = vaekit.load(text_run)
+    out = run.vary("the qqqzz sat on the mat", n=4, seed=1, config=EditConfig(change=0.2))
+    assert all(len(v.split()) == 6 for v in out)
+    assert any("qqqzz" in v.split() for v in out) and not any("<unk>" in v for v in out)
+
+
+@pytest.mark.parametrize("bad", [{"change": 0}, {"change": 1.5}, {"change": float("nan")}, {"candidates": 0},
+                                 {"temperature": 0}])
+def test_bad_edit_settings_are_refused(bad):
+    with pytest.raises(vaekit.VaekitError):
+        EditConfig(**bad)
 
 
 @pytest.mark.parametrize("sentence, note", [("", "no known words"), ("qqq zzz", "no known words"),

@@ -138,15 +138,17 @@ class Run:
 
     def vary(self, x, n: int = 5, spread: float | None = None, *args, seed: int | None = None, **options):
         """n variations of one input `x` (a sentence, an image, a row): codes drawn from its posterior
-        with the standard deviation scaled by `spread` (the fidelity knob: 0 = the posterior mean every
-        time), decoded. Unset spread and decoding take the kind's defaults (text: vaekit.variations)."""
-        defaults = self.modality.vary_defaults()  # {"spread": ..., and decoding options}
+        with the standard deviation scaled by `spread` (0 = the posterior mean every time), each made
+        into an output by the kind (text: the sentence edited under that code, vaekit.editing, or
+        decoded from it with a DecodeConfig). Unset spread and settings take the kind's defaults
+        (text: vaekit.variations)."""
+        defaults = self.modality.vary_defaults()  # {"spread": ..., and the kind's settings}
         default_spread = defaults.pop("spread")
         spread = default_spread if spread is None else spread
         args = tuple(a for a in args if a is not None)
         options = {k: v for k, v in options.items() if v is not None}
         if not args and not options:
-            options = defaults  # the kind's decoding for variations (text: repetition control)
+            options = defaults  # the kind's way of making variations (text: editing)
         n = check_count("n (the number of variations)", n, 1, MAX_OUTPUTS)
         spread = check_finite("spread", spread, 0)
         if seed is not None:
@@ -155,7 +157,7 @@ class Run:
         mean, log_var = self.encode(batch, return_log_var=True)
         mean, std = torch.from_numpy(mean), torch.from_numpy(log_var).mul(0.5).exp()
         z = mean + spread * std * torch.randn(n, self.model.latent_dim)  # (n, D)
-        return self.decode(z.numpy(), *args, **options)
+        return self.modality.vary(self, x, z.numpy(), *args, **options)
 
     def interpolate(self, a, b, steps: int = 5, *args, **options):
         """Outputs decoded along the straight line between the posterior means of a and b (two

@@ -178,8 +178,8 @@ def add_run_verb(subparsers, name: str, help_: str, data: bool = True,
     return parser
 
 
-def add_decode_options(parser) -> None:
-    group = parser.add_argument_group("decoding (text)")
+def add_decode_options(parser, title: str = "decoding (text)") -> None:
+    group = parser.add_argument_group(title)
     group.add_argument("--strategy", default="greedy", choices=("greedy", "beam", "sample"))
     group.add_argument("--beam-size", type=int, default=5)
     group.add_argument("--top-k", type=int, default=0)

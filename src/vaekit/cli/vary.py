@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 
 from ..errors import MAX_OUTPUTS, VaekitError
+from ..variations import DEFAULT_CHANGE, VARY_DECODING, VARY_METHODS
 from ..variations import DEFAULT_SPREAD as VARY_SPREAD
-from ..variations import VARY_DECODING
 from .common import load_run, print_sentences
 from .options import add_compute_options, add_decode_options, add_run_verb, decode_config, finite, whole
 
@@ -15,11 +15,19 @@ def register(subparsers):
                           out_help="also write the variations to this file, one per line (default: print only)")
     parser.add_argument("sentence", help="the sentence to vary (quote it); words outside the vocabulary are reported")
     parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=5)
+    parser.add_argument("--change", type=finite(0), default=DEFAULT_CHANGE,
+                        help="the fidelity knob: share of the sentence's words each variation rewrites (0.1: a word "
+                             "or two; 1: every word)")
     parser.add_argument("--spread", type=finite(0), default=VARY_SPREAD,
-                        help="the fidelity knob: scale of the posterior's standard deviation (0: always the mean, "
-                             "the reconstruction; larger: looser variations)")
+                        help="scale of the posterior's standard deviation for each variation's code (0: the mean)")
+    parser.add_argument("--method", choices=VARY_METHODS, default="edit",
+                        help="edit: rewrite words of the sentence under the code (default); decode: write a "
+                             "sentence from the code alone (the decoding options below)")
+    parser.add_argument("--candidates", type=whole(1, 1000), default=20, help="words proposed per rewrite (edit)")
+    parser.add_argument("--edit-temperature", type=finite(0), default=0.5,
+                        help="below 1: likelier rewrites, more fluent and less varied (edit)")
     parser.add_argument("--seed", type=int, default=0)
-    add_decode_options(parser)
+    add_decode_options(parser, "decoding (text; with --method decode)")
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
     add_compute_options(parser)
     return parser
@@ -31,7 +39,11 @@ def run(args) -> None:
         raise VaekitError(f"vary works on text runs; for {loaded.modality.noun} use sample, reconstruct or "
                           "interpolate")
     _note_what_is_read(loaded, args.sentence)
-    print_sentences(loaded.vary(args.sentence, args.n, args.spread, decode_config(args), seed=args.seed), args)
+    from ..editing import EditConfig
+
+    decoding = decode_config(args)  # checked whichever method runs: a bad value is an error either way
+    config = EditConfig(args.change, args.candidates, args.edit_temperature) if args.method == "edit" else decoding
+    print_sentences(loaded.vary(args.sentence, args.n, args.spread, config, seed=args.seed), args)
 
 
 def _note_what_is_read(run, sentence: str) -> None:
@@ -40,8 +52,8 @@ def _note_what_is_read(run, sentence: str) -> None:
     if unknown:
         print(f"vaekit: note: not in the vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
     if not run.tokenizer.encode(sentence)[:-1] or len(unknown) == len(run.tokenizer.tokenize(sentence)):
-        print("vaekit: note: the sentence has no known words; variations come from an uninformed code",
-              file=sys.stderr)
+        print("vaekit: note: the sentence has no known words; its code is uninformed, so the variations "
+              "follow the sentence's length at best", file=sys.stderr)
     if (tokens := len(run.tokenizer.encode(sentence))) > run.model.config.max_len:
         print(f"vaekit: note: the sentence has {tokens} tokens (with <eos>); the run reads only its first "
               f"{run.model.config.max_len}, the longest it was trained on", file=sys.stderr)

@@ -175,8 +175,13 @@ class Modality:
         return self.outputs(run, run.batched(run.model.reconstruct, x))
 
     def vary_defaults(self) -> dict:
-        """Run.vary's settings when not given: the spread (its fidelity knob) and decoding options."""
+        """Run.vary's settings when not given: the spread and the options `vary` takes."""
         return {"spread": 1.0}
+
+    def vary(self, run, x, z: np.ndarray, *args, **options):
+        """Variations of the input x from codes z (n, D) drawn near its own: decoded (args and options
+        are run.decode's)."""
+        return run.decode(z, *args, **options)
 
     # ---- evaluation ------------------------------------------------------------------------------
     def eval_data(self, run, source: str, limit: int | None, seed: int) -> tuple[Tensor, np.ndarray | None, dict]:

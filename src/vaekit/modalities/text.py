@@ -232,10 +232,28 @@ class TextModality(Modality):
                 "unk_share": extra["unk"] / tokens}
 
     def vary_defaults(self) -> dict:
-        """vary's fidelity knob and decoding: vaekit.variations (spread 2, greedy with repetition control)."""
-        from ..variations import DEFAULT_SPREAD, default_decode_config
+        """vary's defaults: vaekit.variations (the sentence edited, 30 % of its words rewritten)."""
+        from ..variations import DEFAULT_SPREAD, default_edit_config
 
-        return {"spread": DEFAULT_SPREAD, "config": default_decode_config()}
+        return {"spread": DEFAULT_SPREAD, "config": default_edit_config()}
+
+    def vary(self, run, sentence, z, config=None, **options) -> list[str]:
+        """With an EditConfig, the sentence edited under each code (vaekit.editing); with a DecodeConfig
+        (or a model that cannot read a sentence word by word, as text-seed), each code decoded. A sentence
+        of no words is always decoded. Words past the run's max_len are kept as typed."""
+        from ..editing import EditConfig, edit_variations
+        from ..variations import default_decode_config
+
+        z = run.codes(z)  # (n, D) on the run's device
+        words = run.tokenizer.tokenize(sentence) if isinstance(sentence, str) else []
+        if not isinstance(config, EditConfig):
+            return self.decode(run, z, config or DecodeConfig(), **options)
+        if not words or not hasattr(run.model, "step"):
+            return self.decode(run, z, default_decode_config())
+        read = run.model.config.max_len - 1  # the words the model reads (then <eos>)
+        ids = run.tokenizer.encode(sentence, add_eos=False)[:read]
+        edited = edit_variations(run.model, words[:read], ids, z, config, run.tokenizer.index_word)
+        return [" ".join([e, *words[read:]]) for e in edited]
 
     def example_lengths(self, x: torch.Tensor) -> torch.Tensor:
         """A recurrent decoder runs every sentence of a pass to the longest one's length, and k copies

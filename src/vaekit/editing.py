@@ -1,0 +1,111 @@
+"""Variations of a sentence by editing it under the VAE: rewrite a share of its words, each chosen by the
+decoder conditioned on a code drawn near the sentence's own.
+
+Decoding a code from scratch asks the decoder to write the whole sentence back from a few dozen nats;
+a decoder trained on a few thousand sentences writes one of its own instead (issue 25: meaning kept at
+best in topic). Editing starts from the sentence: a chain of word rewrites, each a step of a Gibbs-like
+sampler whose target is the VAE's p(x | z') (the word-replacement move of CGMH, Miao et al. 2019,
+"Constrained sentence generation by Metropolis-Hastings sampling", with the VAE's conditional
+likelihood as the target, as Kumar et al. 2020 use a latent code to steer such edits). One step:
+
+1. pick a word position t not yet rewritten (uniformly);
+2. the decoder, reading the sentence so far and z', proposes its `candidates` most likely words there
+   (the word already there, <unk> and the specials excluded: a step always rewrites);
+3. each candidate sentence is scored whole, log p(x' | z') (so the words after t count too: a candidate
+   that breaks the rest of the sentence loses), and one is drawn with probability proportional to
+   p(x' | z')^(1 / temperature).
+
+The fidelity knob is `change`, the share of the sentence's words rewritten: small shares reword a few
+words and keep the sentence's frame; 1.0 rewrites every word. z' = mean + spread * std * eps, eps ~ N(0, I),
+gives each variation its own code. Words the run's vocabulary lacks are kept as written where not
+rewritten (the input's own spelling, lowercased by the tokenizer), not shown as <unk>.
+
+Cost per rewrite: one decoder pass over the sentence up to t, and one over the rest for each candidate
+(the prefix's state is shared), so a variation costs about change * length * candidates / 2 sentence passes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import VaekitError, check_count, check_finite
+from .generate import BOS, EOS, PAD
+
+UNK = 1
+MAX_CANDIDATES = 1000
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    """How `vary` edits a sentence (the module docstring): `change` is the fidelity knob."""
+
+    change: float = 0.3  # share of the sentence's words rewritten (at least one word)
+    candidates: int = 20  # words the decoder proposes per rewrite
+    temperature: float = 0.5  # < 1 favours the likelier candidate sentences (more fluent, less varied)
+
+    def __post_init__(self):
+        if not 0 < check_finite("the share of words changed (--change)", self.change) <= 1:
+            raise VaekitError(f"the share of words changed (--change) must be in (0, 1], got {self.change}")
+        check_count("candidates per rewrite (--candidates)", self.candidates, 1, MAX_CANDIDATES)
+        if check_finite("the edit temperature (--edit-temperature)", self.temperature) <= 0:
+            raise VaekitError(f"the edit temperature (--edit-temperature) must be above 0, got {self.temperature}")
+
+
+def rewrite_positions(n_words: int, change: float, generator: torch.Generator | None = None) -> list[int]:
+    """Which word positions (of 0..n_words-1) a variation rewrites, in the order it rewrites them:
+    round(change * n_words) of them, at least one, drawn without replacement."""
+    count = min(n_words, max(1, round(change * n_words)))
+    return torch.randperm(n_words, generator=generator)[:count].tolist()
+
+
+@torch.no_grad()
+def edit_sentence(model, ids: list[int], z: Tensor, change: float, candidates: int = 20,
+                  temperature: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
+    """One variation of the sentence `ids` (its word ids, without <eos>): rewritten word ids.
+
+    z: (D,) the variation's code. A sentence of no words comes back unchanged (the caller decodes
+    from the code instead)."""
+    words = list(ids)
+    if not words:
+        return words
+    z = z.unsqueeze(0)  # (1, D)
+    vocab = model.config.vocab_size
+    banned = torch.zeros(vocab, dtype=torch.bool, device=z.device)
+    banned[[PAD, UNK, BOS, EOS]] = True
+    for t in rewrite_positions(len(words), change, generator):
+        # The decoder reads <bos> and the words before t (as edited so far): its state and its
+        # distribution over the word at t.
+        prefix = torch.tensor([[BOS, *words[:t]]], device=z.device)  # (1, t+1)
+        logits, state = model.step(prefix, z, model.init_state(z))  # (1, t+1, V)
+        log_p_t = logits[0, -1].float().log_softmax(-1)  # (V,)
+        proposal = log_p_t.masked_fill(banned, -math.inf)
+        proposal[words[t]] = -math.inf  # a step always rewrites
+        k = min(candidates, int(torch.isfinite(proposal).sum()))
+        if k == 0:
+            continue
+        choice = proposal.topk(k).indices  # (K,)
+        # Each candidate sentence from t on, scored from the shared state: log p(w_t) + log p(rest | w_t).
+        rest = torch.tensor([*words[t + 1:], EOS], device=z.device)  # (R,)
+        tokens = torch.cat([choice[:, None], rest.expand(k, -1)[:, :-1]], 1)  # (K, R): inputs after w_t
+        expanded = tuple(s.expand(-1, k, -1).contiguous() for s in state)
+        logits_rest, _ = model.step(tokens, z.expand(k, -1), expanded)  # (K, R, V)
+        log_rest = logits_rest.float().log_softmax(-1).gather(2, rest.expand(k, -1).unsqueeze(2)).squeeze(2).sum(1)
+        score = (log_p_t[choice] + log_rest) / temperature  # (K,)
+        pick = torch.multinomial(score.softmax(0), 1, generator=generator).item()
+        words[t] = int(choice[pick])
+    return words
+
+
+def edit_variations(model, words: list[str], ids: list[int], z: Tensor, config: EditConfig,
+                    vocabulary: list[str], generator: torch.Generator | None = None) -> list[str]:
+    """One variation per code z (n, D) of the sentence `words` (the tokenizer's words; `ids` their ids,
+    as many): the rewritten sentences, words joined by spaces. Words not rewritten keep their
+    spelling, so a word outside the vocabulary reads as typed, not as <unk>."""
+    out = []
+    for code in z:
+        new = edit_sentence(model, ids, code, config.change, config.candidates, config.temperature, generator)
+        out.append(" ".join(w if i == j else vocabulary[j] for w, i, j in zip(words, ids, new)))
+    return out
