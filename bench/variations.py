@@ -11,7 +11,10 @@ Per corpus (the embedded corpus's held-out split, Penn Treebank test), N held-ou
   repetition control, the default before editing);
 - `curve`: vaekit over --changes (the fidelity knob), for the fidelity-diversity plot;
 - any --extra run (e.g. one trained with the former defaults), decoded as vary did before issue 25
-  (spread 1, greedy, no repetition control).
+  (spread 1, greedy, no repetition control);
+- `keras_peer` (PTB, with --peer): the design document's Keras model (../shared/peers/keras_seed_text.py,
+  unchanged, through bench/keras_text_variations.py in the peers' venv), trained --peer-epochs on PTB
+  in the same run, codes mean + std * eps decoded position-wise.
 Figures (vaekit.text_quality plus two here): semantic (MiniLM cosine to the input), bleu_in, self_bleu,
 distinct_2, copy_rate (variations equal to the input after normalisation), unk_share (share of output
 words that are <unk>), fluency_ratio = perplexity of the variations / perplexity of the real held-out
@@ -50,6 +53,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--peer", action="store_true", help="also the Keras peer on PTB (bash ../shared/peers/setup.sh)")
+    p.add_argument("--peer-epochs", type=int, default=3)
+    p.add_argument("--peer-limit", type=int, help="PTB training sentences for the peer (default: all)")
+    p.add_argument("--peer-python", help="the peers' venv python (default: as bench/peers.py finds it)")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--plot", default=str(PLOT))
     args = p.parse_args(argv)
@@ -161,12 +168,30 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
     bleus = [c["bleu_in"] for c in out["curve"]]
     out["at_eda_bleu"] = {"change": change, "eda_bleu_within_curve": min(bleus) <= out["eda"]["bleu_in"] <= max(bleus),
                           **edit(change)}
+    if args.peer and name == "ptb":
+        out["keras_peer"] = keras_peer(inputs, args, lm, real_ppl)
     for label, path in extras.items():
         # Scored as vary worked before issue 25: spread 1, greedy, no repetition control.
         out[label] = {"run": path, "spread": 1.0, "decoding": "greedy, no repetition control",
                       **score(inputs, vary_batch(api.load(path), inputs, args.variations, 1.0, args.seed,
                                                  DecodeConfig()), lm, real_ppl)}
     return out
+
+
+def keras_peer(inputs: list[str], args, lm, real_ppl) -> dict:
+    """The Keras peer's variations of the same inputs (trained here), scored alike; or why not."""
+    import tempfile
+
+    from text_variations import peer_variations
+
+    settings = argparse.Namespace(ptb=args.ptb_root / "ptb", variations=args.variations, spread=1.0, seed=args.seed,
+                                  epochs=args.peer_epochs, limit=args.peer_limit, peer_python=args.peer_python)
+    with tempfile.TemporaryDirectory() as work:
+        variations, facts = peer_variations(inputs, settings, Path(work))
+    if variations is None:
+        return {"error": facts.get("error", "no variations")[-500:]}
+    return {"epochs": args.peer_epochs, "limit": args.peer_limit, "train_seconds": facts.get("train_seconds"),
+            **score(inputs, variations, lm, real_ppl)}
 
 
 def plot(results: dict, path: str) -> None:
