@@ -14,6 +14,9 @@ Writes into DIR, every graph with a dynamic batch axis ("batch"):
     text-seed:     decoder.onnx       z -> logits (B, max_len, V) for every position at once
     text-rnn:      decoder_init.onnx  z -> h, c (the LSTM decoder's initial state)
                    decoder_step.onnx  token (B, 1), z, h, c -> logits (B, V), h, c
+    text-minilm:   encoder.onnx takes all-MiniLM-L6-v2's sentence embedding (B, 384: mean-pooled and
+                   unit length, as sentence-transformers computes it) instead of tokens, since the frozen
+                   MiniLM stays in its own package; decoder_init and decoder_step as text-rnn
     manifest.json  the graphs' inputs and outputs (names, shapes, dtypes), the model and its sizes,
                    the special token ids; tokenizer.json beside it for text runs
 
@@ -63,6 +66,18 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         posterior = self.model.encode(x)
+        return posterior.mean, posterior.log_var  # (B, D) each
+
+
+class EmbeddingHead(nn.Module):
+    """text-minilm's encoder after the frozen MiniLM: sentence embedding (B, 384) -> (z_mean, z_log_var)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, embedding: Tensor) -> tuple[Tensor, Tensor]:
+        posterior = self.model.posterior_of_embedding(embedding)
         return posterior.mean, posterior.log_var  # (B, D) each
 
 
@@ -176,7 +191,12 @@ def graphs(model, batch: int = 2) -> list[Graph]:
     with torch.no_grad():
         h, c = model.init_state(z)
     token = torch.full((batch, 1), BOS, dtype=torch.long)
-    return [Graph("encoder", LengthAwareEncoder(model), {"tokens": x}, ["z_mean", "z_log_var"]),
+    if hasattr(model, "posterior_of_embedding"):  # a frozen sentence encoder in front: its embedding is the input
+        encoder = Graph("encoder", EmbeddingHead(model), {"sentence_embedding": model.sentence_embeddings(x)},
+                        ["z_mean", "z_log_var"])
+    else:
+        encoder = Graph("encoder", LengthAwareEncoder(model), {"tokens": x}, ["z_mean", "z_log_var"])
+    return [encoder,
             Graph("decoder_init", DecoderInit(model), {"z": z}, ["h", "c"], {"h": 1, "c": 1}),
             Graph("decoder_step", DecoderStep(model), {"token": token, "z": z, "h": h, "c": c},
                   ["logits", "h_next", "c_next"], {"h": 1, "c": 1, "h_next": 1, "c_next": 1})]
@@ -286,7 +306,7 @@ def max_difference(model, folder: str | Path, batch: int = 5, seed: int = 1) -> 
         session = ort.InferenceSession(str(Path(folder) / f"{graph.name}.onnx"), providers=["CPUExecutionProvider"])
         got = session.run(None, {n: t.numpy() for n, t in graph.inputs.items()})
         # The encoder is checked against the model's own encode (packed LSTM for text-rnn).
-        reference = Encoder(model) if graph.name == "encoder" else graph.module
+        reference = Encoder(model) if graph.name == "encoder" and "tokens" in graph.inputs else graph.module
         with torch.no_grad():
             want = reference(*graph.inputs.values())
         want = want if isinstance(want, tuple) else (want,)

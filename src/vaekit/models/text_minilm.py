@@ -152,5 +152,9 @@ class TextMiniLMVAE(TextRNNVAE):
         return torch.stack([self._cache[k] for k in keys]).to(x.device)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
-        h = self.to_hidden(self.sentence_embeddings(trim_padding(x)))  # (B, encoder_dim)
+        return self.posterior_of_embedding(self.sentence_embeddings(trim_padding(x)))
+
+    def posterior_of_embedding(self, embedding: Tensor) -> DiagonalGaussian:
+        """q(z | x) from MiniLM's sentence embedding of x (B, 384): the trainable part of the encoder."""
+        h = self.to_hidden(embedding)  # (B, encoder_dim)
         return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))
