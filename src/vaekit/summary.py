@@ -50,6 +50,8 @@ def model_summary(model) -> str:
     lines += [f"{n:<{width}}{s:<24}{p:>10,}" for n, s, p in rows]
     lines += ["-" * (width + 34), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
               f"Non-trainable params: {total - trainable:,}"]
+    if getattr(model, "summary_note", None):  # what the model uses beyond its own weights
+        lines.append(model.summary_note)
     return "\n".join(lines)
 
 

@@ -84,6 +84,8 @@ class TextMiniLMVAE(TextRNNVAE):
     Config = TextMiniLMConfig
     kind = "text"
     EMBED = 384  # all-MiniLM-L6-v2's sentence embedding
+    summary_note = ("Frozen, not in the run: all-MiniLM-L6-v2's 22.7 million parameters, read from the "
+                    f"package {EMBEDDING_PACKAGE}")
 
     def __init__(self, config: TextMiniLMConfig):
         super().__init__(config)
