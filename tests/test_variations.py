@@ -134,3 +134,9 @@ def test_vary_with_non_utf8_bytes_in_the_sentence_gives_no_traceback(text_run): 
                              "-n", "2"], capture_output=True)
     assert b"Traceback" not in result.stderr
     assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2
+
+
+def test_words_not_rewritten_keep_their_case(text_run):  # noqa: F811
+    run = vaekit.load(text_run)
+    out = run.vary("The Cat sat on the MAT", n=3, seed=0, config=EditConfig(change=0.2))
+    assert all(sum(a == b for a, b in zip(v.split(), "The Cat sat on the MAT".split())) == 5 for v in out)

@@ -18,7 +18,7 @@ likelihood as the target, as Kumar et al. 2020 use a latent code to steer such e
 The fidelity knob is `change`, the share of the sentence's words rewritten: small shares reword a few
 words and keep the sentence's frame; 1.0 rewrites every word. z' = mean + spread * std * eps, eps ~ N(0, I),
 gives each variation its own code. Words the run's vocabulary lacks are kept as written where not
-rewritten (the input's own spelling, lowercased by the tokenizer), not shown as <unk>.
+rewritten (as typed, case included, where the tokenizer only lower-cases), not shown as <unk>.
 
 Cost per rewrite: one decoder pass over the sentence up to t, and one over the rest for each candidate
 (the prefix's state is shared), so a variation costs about change * length * candidates / 2 sentence passes.
@@ -101,9 +101,9 @@ def edit_sentence(model, ids: list[int], z: Tensor, change: float, candidates: i
 
 def edit_variations(model, words: list[str], ids: list[int], z: Tensor, config: EditConfig,
                     vocabulary: list[str], generator: torch.Generator | None = None) -> list[str]:
-    """One variation per code z (n, D) of the sentence `words` (the tokenizer's words; `ids` their ids,
-    as many): the rewritten sentences, words joined by spaces. Words not rewritten keep their
-    spelling, so a word outside the vocabulary reads as typed, not as <unk>."""
+    """One variation per code z (n, D) of the sentence `words` (its words as typed, one per id of `ids`):
+    the rewritten sentences, words joined by spaces. Words not rewritten keep their spelling, so a word
+    outside the vocabulary reads as typed, not as <unk>."""
     out = []
     for code in z:
         new = edit_sentence(model, ids, code, config.change, config.candidates, config.temperature, generator)

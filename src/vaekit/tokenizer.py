@@ -111,6 +111,14 @@ class Tokenizer:
             words = [w if w == self.UNK else self._stem(w) for w in words]
         return words
 
+    def surface_words(self, text: str) -> list[str]:
+        """tokenize(text)'s words as typed (case kept) where the pipeline only lower-cases, one for one;
+        otherwise (punctuation, stop words, stems) tokenize(text) itself."""
+        cfg = self.config
+        if cfg.strip_punctuation or cfg.split_punctuation or cfg.remove_stopwords or cfg.stem:
+            return self.tokenize(text)
+        return text.split()
+
     def fit(self, texts: Iterable[str]) -> Tokenizer:
         """Build the vocabulary from texts (replacing any earlier one); returns self."""
         if isinstance(texts, (str, bytes)):

@@ -245,7 +245,7 @@ class TextModality(Modality):
         from ..variations import default_decode_config
 
         z = run.codes(z)  # (n, D) on the run's device
-        words = run.tokenizer.tokenize(sentence) if isinstance(sentence, str) else []
+        words = run.tokenizer.surface_words(sentence) if isinstance(sentence, str) else []
         if not isinstance(config, EditConfig):
             return self.decode(run, z, config or DecodeConfig(), **options)
         if not words or not hasattr(run.model, "step"):
