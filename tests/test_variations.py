@@ -140,3 +140,18 @@ def test_words_not_rewritten_keep_their_case(text_run):  # noqa: F811
     run = vaekit.load(text_run)
     out = run.vary("The Cat sat on the MAT", n=3, seed=0, config=EditConfig(change=0.2))
     assert all(sum(a == b for a, b in zip(v.split(), "The Cat sat on the MAT".split())) == 5 for v in out)
+
+
+@pytest.mark.parametrize("keep_penalty", [0.0, 3.0, float("inf")])
+def test_the_word_already_there_competes_at_its_penalty(keep_penalty):
+    """keep_penalty 0 is a Gibbs step (the word stays when its sentence is likeliest); inf always rewrites;
+    in between, the word stays only if its sentence beats every other by more than the penalty."""
+    model = tiny_decoder()
+    z = torch.randn(4)
+    x = torch.tensor([[w, 3] for w in range(4, 30)])  # every one-word sentence + <eos>
+    scores = model.log_likelihood(x, z.expand(len(x), -1))
+    original = int(x[scores.argmax(), 0])  # the sentence the decoder likes best
+    out = edit_sentence(model, [original], z, 1.0, candidates=30, temperature=1e-4, keep_penalty=keep_penalty)
+    runner_up = scores.topk(2).values
+    stays = keep_penalty < float(runner_up[0] - runner_up[1])
+    assert (out == [original]) == stays

@@ -45,6 +45,7 @@ class EditConfig:
     change: float = 0.3  # share of the sentence's words rewritten (at least one word)
     candidates: int = 20  # words the decoder proposes per rewrite
     temperature: float = 0.5  # < 1 favours the likelier candidate sentences (more fluent, less varied)
+    keep_penalty: float = math.inf  # nats a visited word pays to stay; inf: always rewrite; 0: a Gibbs step
 
     def __post_init__(self):
         if not 0 < check_finite("the share of words changed (--change)", self.change) <= 1:
@@ -52,6 +53,8 @@ class EditConfig:
         check_count("candidates per rewrite (--candidates)", self.candidates, 1, MAX_CANDIDATES)
         if check_finite("the edit temperature (--edit-temperature)", self.temperature) <= 0:
             raise VaekitError(f"the edit temperature (--edit-temperature) must be above 0, got {self.temperature}")
+        if math.isnan(self.keep_penalty) or self.keep_penalty < 0:
+            raise VaekitError(f"the keep penalty (--keep-penalty) must be >= 0 (or inf), got {self.keep_penalty}")
 
 
 def rewrite_positions(n_words: int, change: float, generator: torch.Generator | None = None) -> list[int]:
@@ -63,11 +66,14 @@ def rewrite_positions(n_words: int, change: float, generator: torch.Generator | 
 
 @torch.no_grad()
 def edit_sentence(model, ids: list[int], z: Tensor, change: float, candidates: int = 20,
-                  temperature: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
+                  temperature: float = 1.0, generator: torch.Generator | None = None,
+                  keep_penalty: float = math.inf) -> list[int]:
     """One variation of the sentence `ids` (its word ids, without <eos>): rewritten word ids.
 
     z: (D,) the variation's code. A sentence of no words comes back unchanged (the caller decodes
-    from the code instead)."""
+    from the code instead). keep_penalty < inf makes the word already at a visited position a candidate
+    too, its sentence's score lowered by that many nats: 0 is a Gibbs step, which keeps words the decoder
+    finds likeliest and so rewrites rare, meaning-bearing words into common ones; inf always rewrites."""
     words = list(ids)
     if not words:
         return words
@@ -82,7 +88,7 @@ def edit_sentence(model, ids: list[int], z: Tensor, change: float, candidates: i
         logits, state = model.step(prefix, z, model.init_state(z))  # (1, t+1, V)
         log_p_t = logits[0, -1].float().log_softmax(-1)  # (V,)
         proposal = log_p_t.masked_fill(banned, -math.inf)
-        proposal[words[t]] = -math.inf  # a step always rewrites
+        proposal[words[t]] = -math.inf if keep_penalty == math.inf else math.inf  # out, or always a candidate
         k = min(candidates, int(torch.isfinite(proposal).sum()))
         if k == 0:
             continue
@@ -93,7 +99,10 @@ def edit_sentence(model, ids: list[int], z: Tensor, change: float, candidates: i
         expanded = tuple(s.expand(-1, k, -1).contiguous() for s in state)
         logits_rest, _ = model.step(tokens, z.expand(k, -1), expanded)  # (K, R, V)
         log_rest = logits_rest.float().log_softmax(-1).gather(2, rest.expand(k, -1).unsqueeze(2)).squeeze(2).sum(1)
-        score = (log_p_t[choice] + log_rest) / temperature  # (K,)
+        score = log_p_t[choice] + log_rest  # (K,)
+        if keep_penalty != math.inf:
+            score = torch.where(choice == words[t], score - keep_penalty, score)
+        score = score / temperature
         pick = torch.multinomial(score.softmax(0), 1, generator=generator).item()
         words[t] = int(choice[pick])
     return words
@@ -106,6 +115,7 @@ def edit_variations(model, words: list[str], ids: list[int], z: Tensor, config: 
     outside the vocabulary reads as typed, not as <unk>."""
     out = []
     for code in z:
-        new = edit_sentence(model, ids, code, config.change, config.candidates, config.temperature, generator)
+        new = edit_sentence(model, ids, code, config.change, config.candidates, config.temperature, generator,
+                            config.keep_penalty)
         out.append(" ".join(w if i == j else vocabulary[j] for w, i, j in zip(words, ids, new)))
     return out

@@ -26,6 +26,9 @@ def register(subparsers):
     parser.add_argument("--candidates", type=whole(1, 1000), default=20, help="words proposed per rewrite (edit)")
     parser.add_argument("--edit-temperature", type=finite(0), default=0.5,
                         help="below 1: likelier rewrites, more fluent and less varied (edit)")
+    parser.add_argument("--keep-penalty", type=float, default=float("inf"),
+                        help="nats a visited word pays to stay as it is (edit): inf always rewrites it; 0: it stays "
+                             "whenever the decoder finds it likeliest")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser, "decoding (text; with --method decode)")
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
@@ -42,7 +45,8 @@ def run(args) -> None:
     from ..editing import EditConfig
 
     decoding = decode_config(args)  # checked whichever method runs: a bad value is an error either way
-    config = EditConfig(args.change, args.candidates, args.edit_temperature) if args.method == "edit" else decoding
+    config = (EditConfig(args.change, args.candidates, args.edit_temperature, args.keep_penalty)
+              if args.method == "edit" else decoding)
     print_sentences(loaded.vary(args.sentence, args.n, args.spread, config, seed=args.seed), args)
 
 
