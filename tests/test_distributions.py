@@ -60,3 +60,14 @@ def test_posterior_sampling_and_kl_stay_fp32_under_bf16_autocast():
     assert terms.z.dtype == terms.kl_per_dim.dtype == torch.float32
     q = DiagonalGaussian(torch.ones(1, 1, dtype=torch.bfloat16), torch.zeros(1, 1, dtype=torch.bfloat16))
     assert q.mean.dtype == q.log_var.dtype == torch.float32 and q.kl().dtype == torch.float32
+
+
+def test_a_posterior_of_vanishing_variance_has_a_finite_density():
+    """exp(-120) is 0 in float32: dividing the squared distance by it gave NaN log-densities, and NaN
+    importance-weighted scores (seen on ADBench's 32_shuttle)."""
+    q = DiagonalGaussian(torch.tensor([[0.5, 1.0]]), torch.tensor([[-120.0, 0.0]]))
+    assert torch.isfinite(q.log_prob(q.rsample())).all() and torch.isfinite(q.log_prob(q.mean)).all()
+    ordinary = DiagonalGaussian(torch.tensor([[0.5]]), torch.tensor([[-1.0]]))
+    z = torch.tensor([[0.9]])
+    want = torch.distributions.Normal(0.5, torch.exp(torch.tensor(-0.5))).log_prob(torch.tensor(0.9))
+    assert torch.allclose(ordinary.log_prob(z), want.view(1), atol=1e-6)

@@ -49,8 +49,13 @@ class DiagonalGaussian:
         return -0.5 * (1 + self.log_var - self.mean.pow(2) - self.log_var.exp())
 
     def log_prob(self, z: Tensor) -> Tensor:
-        """log q(z | x) summed over D. z: (..., B, D) -> (..., B)."""
-        return (-0.5 * (LOG_2PI + self.log_var + (z - self.mean).pow(2) / self.log_var.exp())).sum(-1)
+        """log q(z | x) summed over D. z: (..., B, D) -> (..., B).
+
+        The standardised distance is (z - mean) * exp(-log_var / 2), not (z - mean)^2 / exp(log_var): an
+        encoder sure enough to give log_var below about -104 has exp(log_var) = 0 in float32, and the
+        division made 0 / 0 = NaN (an importance-weighted score of NaN on ADBench's 32_shuttle, issue 26)."""
+        standardised = (z - self.mean) * torch.exp(-0.5 * self.log_var)
+        return (-0.5 * (LOG_2PI + self.log_var + standardised.pow(2))).sum(-1)
 
 
 def standard_normal_log_prob(z: Tensor) -> Tensor:
