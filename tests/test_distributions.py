@@ -64,7 +64,7 @@ def test_posterior_sampling_and_kl_stay_fp32_under_bf16_autocast():
 
 def test_a_posterior_of_vanishing_variance_has_a_finite_density():
     """exp(-120) is 0 in float32: dividing the squared distance by it gave NaN log-densities, and NaN
-    importance-weighted scores (seen on ADBench's 32_shuttle)."""
+    importance-weighted scores (a possible cause of the NaN once seen on ADBench's 32_shuttle)."""
     q = DiagonalGaussian(torch.tensor([[0.5, 1.0]]), torch.tensor([[-120.0, 0.0]]))
     assert torch.isfinite(q.log_prob(q.rsample())).all() and torch.isfinite(q.log_prob(q.mean)).all()
     ordinary = DiagonalGaussian(torch.tensor([[0.5]]), torch.tensor([[-1.0]]))

@@ -53,7 +53,8 @@ class DiagonalGaussian:
 
         The standardised distance is (z - mean) * exp(-log_var / 2), not (z - mean)^2 / exp(log_var): an
         encoder sure enough to give log_var below about -104 has exp(log_var) = 0 in float32, and the
-        division made 0 / 0 = NaN (an importance-weighted score of NaN on ADBench's 32_shuttle, issue 26)."""
+        division made 0 / 0 = NaN. Tabular encoders go that way: on ADBench's 32_shuttle log_var reaches
+        -66, and an importance-weighted score of NaN was once seen there (issue 26; not reproduced since)."""
         standardised = (z - self.mean) * torch.exp(-0.5 * self.log_var)
         return (-0.5 * (LOG_2PI + self.log_var + standardised.pow(2))).sum(-1)
 
