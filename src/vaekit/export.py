@@ -58,26 +58,15 @@ class Graph:
 
 
 class Encoder(nn.Module):
-    """x -> (z_mean, z_log_var) through the model's own encode()."""
+    """x -> (z_mean, z_log_var) through the model's own encode(), or another of its methods that
+    returns the posterior (text-minilm's posterior_of_embedding: its input is MiniLM's embedding)."""
 
-    def __init__(self, model):
+    def __init__(self, model, method: str = "encode"):
         super().__init__()
-        self.model = model
+        self.model, self.method = model, method
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        posterior = self.model.encode(x)
-        return posterior.mean, posterior.log_var  # (B, D) each
-
-
-class EmbeddingHead(nn.Module):
-    """text-minilm's encoder after the frozen MiniLM: sentence embedding (B, 384) -> (z_mean, z_log_var)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, embedding: Tensor) -> tuple[Tensor, Tensor]:
-        posterior = self.model.posterior_of_embedding(embedding)
+        posterior = getattr(self.model, self.method)(x)
         return posterior.mean, posterior.log_var  # (B, D) each
 
 
@@ -192,7 +181,8 @@ def graphs(model, batch: int = 2) -> list[Graph]:
         h, c = model.init_state(z)
     token = torch.full((batch, 1), BOS, dtype=torch.long)
     if hasattr(model, "posterior_of_embedding"):  # a frozen sentence encoder in front: its embedding is the input
-        encoder = Graph("encoder", EmbeddingHead(model), {"sentence_embedding": model.sentence_embeddings(x)},
+        embedding = model.sentence_embeddings(x)  # (B, 384)
+        encoder = Graph("encoder", Encoder(model, "posterior_of_embedding"), {"sentence_embedding": embedding},
                         ["z_mean", "z_log_var"])
     else:
         encoder = Graph("encoder", LengthAwareEncoder(model), {"tokens": x}, ["z_mean", "z_log_var"])

@@ -100,6 +100,7 @@ class TextMiniLMVAE(TextRNNVAE):
         # Plain attribute, not state: sentence bytes -> (384,) MiniLM embedding on the CPU. The frozen
         # encoder itself is load_minilm()'s, outside the state dict.
         self._cache: dict[bytes, Tensor] = {}
+        self._piece_lists: list[list[int]] | None = None  # `pieces` as lists without the padding, once per weights
 
     def set_data_options(self, options: dict) -> None:
         """Fill `pieces` from the tokenizer's words (options["words"], by id)."""
@@ -117,11 +118,27 @@ class TextMiniLMVAE(TextRNNVAE):
             ids = ids[:self.config.pieces_per_word]
             table[i, :len(ids)] = torch.tensor(ids, dtype=torch.int32)
         self.pieces.copy_(table)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was derived from `pieces`: they changed."""
         self._cache.clear()
+        self._piece_lists = None
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._cache.clear()  # the embeddings were of the old word pieces
+        self._forget()  # the embeddings were of the old word pieces
         return super()._load_from_state_dict(*args, **kwargs)
+
+    def piece_lists(self) -> list[list[int]]:
+        """Each vocabulary word's MiniLM word pieces (by vaekit id), read from `pieces` once."""
+        if self._piece_lists is None:
+            rows = [[p for p in row if p >= 0] for row in self.pieces.tolist()]
+            if not any(rows):
+                # No vocabulary given (a model built for a test): every word is MiniLM's "[unused]" id
+                # of its own, so different sentences still differ.
+                rows = [[1 + i % 990] for i in range(len(rows))]
+            self._piece_lists = rows
+        return self._piece_lists
 
     @torch.no_grad()
     def sentence_embeddings(self, x: Tensor) -> Tensor:
@@ -130,14 +147,10 @@ class TextMiniLMVAE(TextRNNVAE):
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
         if missing:
             tokenizer, minilm = load_minilm()
-            pieces = self.pieces.tolist()
-            if not any(p >= 0 for row in pieces for p in row):
-                # No vocabulary given (a model built for a test): every word is MiniLM's "[unused]" id
-                # of its own, so different sentences still differ.
-                pieces = [[1 + i % 990] for i in range(len(pieces))]
+            pieces = self.piece_lists()
             rows = []
             for i in missing:
-                ids = [p for w in x[i].tolist() if w != PAD for p in pieces[w] if p >= 0][:MAX_PIECES - 2]
+                ids = [p for w in x[i].tolist() if w != PAD for p in pieces[w]][:MAX_PIECES - 2]
                 rows.append([tokenizer.cls_token_id, *ids, tokenizer.sep_token_id])
             length = max(map(len, rows))
             ids = torch.tensor([r + [tokenizer.pad_token_id] * (length - len(r)) for r in rows])  # (M, L)
