@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .errors import VaekitError, check_count, check_finite
 from .generate import BOS, EOS, PAD
+from .variations import DEFAULT_CHANGE, EDIT_CANDIDATES, EDIT_TEMPERATURE
 
 UNK = 1
 MAX_CANDIDATES = 1000
@@ -42,9 +43,9 @@ MAX_CANDIDATES = 1000
 class EditConfig:
     """How `vary` edits a sentence (the module docstring): `change` is the fidelity knob."""
 
-    change: float = 0.3  # share of the sentence's words rewritten (at least one word)
-    candidates: int = 20  # words the decoder proposes per rewrite
-    temperature: float = 0.5  # < 1 favours the likelier candidate sentences (more fluent, less varied)
+    change: float = DEFAULT_CHANGE  # share of the sentence's words rewritten (at least one word)
+    candidates: int = EDIT_CANDIDATES  # words the decoder proposes per rewrite
+    temperature: float = EDIT_TEMPERATURE  # < 1 favours the likelier candidate sentences (more fluent, less varied)
     keep_penalty: float = math.inf  # nats a visited word pays to stay; inf: always rewrite; 0: a Gibbs step
 
     def __post_init__(self):

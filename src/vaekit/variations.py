@@ -3,19 +3,21 @@
 Each variation draws a code z' = mean + spread * std * eps (eps ~ N(0, I); mean and std: the sentence's
 posterior) and rewrites a share of the sentence's words, each chosen by the decoder given z' and the
 words around it. The fidelity knob is that share, `change` (EditConfig): 0.1 swaps a word or two, 0.3
-(the default) rewords a phrase, 1.0 rewrites every word. Measured by bench/variations.py on the embedded
-corpus with text-minilm (bench/RESULTS.md, "variations, edited"): change 0.3 kept semantic consistency
-at 0.77-0.8 with BLEU to the input about 40 and self-BLEU under 50, where decoding the code from scratch
-(the method before) kept 0.31 at BLEU 6.
+(the default) rewords a phrase, 1.0 rewrites every word. Chosen with bench/variations.py on the embedded
+corpus (bench/RESULTS.md, "variations, edited"): change 0.3 at temperature 0.5 kept semantic consistency
+at 0.78 with BLEU to the input about 40 and self-BLEU under 50 (text-rnn and text-minilm alike), where
+decoding the code from scratch (the method before) kept 0.17-0.31 at BLEU 4-6.
 
 Decoding from the code (`--method decode`, a DecodeConfig) remains, greedy with repetition control (no
 repeated trigram, a mild repetition penalty: the loops "the same as as well as the same ..."), for
-models that cannot read a sentence word by word (text-seed) and for a sentence of no known words.
+models that cannot read a sentence word by word (text-seed) and for a sentence of no words.
 """
 from __future__ import annotations
 
 DEFAULT_SPREAD = 1.0
 DEFAULT_CHANGE = 0.3
+EDIT_CANDIDATES = 20  # words the decoder proposes per rewrite
+EDIT_TEMPERATURE = 0.5  # < 1 favours the likelier candidate sentences
 VARY_METHODS = ("edit", "decode")
 VARY_DECODING = {"strategy": "greedy", "no_repeat_ngram": 3, "repetition_penalty": 1.2}
 
@@ -31,4 +33,4 @@ def default_edit_config():
     """The EditConfig `vaekit vary` and `Run.vary` use unless told otherwise."""
     from .editing import EditConfig
 
-    return EditConfig(change=DEFAULT_CHANGE)
+    return EditConfig()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import MAX_OUTPUTS, VaekitError
-from ..variations import DEFAULT_CHANGE, VARY_DECODING, VARY_METHODS
+from ..variations import DEFAULT_CHANGE, EDIT_CANDIDATES, EDIT_TEMPERATURE, VARY_DECODING, VARY_METHODS
 from ..variations import DEFAULT_SPREAD as VARY_SPREAD
 from .common import load_run, print_sentences
 from .options import add_compute_options, add_decode_options, add_run_verb, decode_config, finite, whole
@@ -23,8 +23,9 @@ def register(subparsers):
     parser.add_argument("--method", choices=VARY_METHODS, default="edit",
                         help="edit: rewrite words of the sentence under the code (default); decode: write a "
                              "sentence from the code alone (the decoding options below)")
-    parser.add_argument("--candidates", type=whole(1, 1000), default=20, help="words proposed per rewrite (edit)")
-    parser.add_argument("--edit-temperature", type=finite(0), default=0.5,
+    parser.add_argument("--candidates", type=whole(1, 1000), default=EDIT_CANDIDATES,
+                        help="words proposed per rewrite (edit)")
+    parser.add_argument("--edit-temperature", type=finite(0), default=EDIT_TEMPERATURE,
                         help="below 1: likelier rewrites, more fluent and less varied (edit)")
     parser.add_argument("--keep-penalty", type=float, default=float("inf"),
                         help="nats a visited word pays to stay as it is (edit): inf always rewrites it; 0: it stays "
