@@ -27,10 +27,3 @@ def default_decode_config():
     from .generate import DecodeConfig  # here, not at import: the CLI reads the constants without torch
 
     return DecodeConfig(**VARY_DECODING)
-
-
-def default_edit_config():
-    """The EditConfig `vaekit vary` and `Run.vary` use unless told otherwise."""
-    from .editing import EditConfig
-
-    return EditConfig()

@@ -233,9 +233,10 @@ class TextModality(Modality):
 
     def vary_defaults(self) -> dict:
         """vary's defaults: vaekit.variations (the sentence edited, 30 % of its words rewritten)."""
-        from ..variations import DEFAULT_SPREAD, default_edit_config
+        from ..editing import EditConfig  # its defaults are vaekit.variations'
+        from ..variations import DEFAULT_SPREAD
 
-        return {"spread": DEFAULT_SPREAD, "config": default_edit_config()}
+        return {"spread": DEFAULT_SPREAD, "config": EditConfig()}
 
     def vary(self, run, sentence, z, config=None, **options) -> list[str]:
         """With an EditConfig, the sentence edited under each code (vaekit.editing); with a DecodeConfig
