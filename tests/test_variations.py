@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vaekit
-from vaekit.editing import EditConfig, edit_sentence, rewrite_positions
+from vaekit.editing import EditConfig, edit_codes, rewrite_positions
 from vaekit.generate import DecodeConfig, decode, penalise_repeats
 from vaekit.models import build_model
 from vaekit.variations import DEFAULT_CHANGE, DEFAULT_SPREAD
@@ -56,13 +56,13 @@ def test_vary_edits_the_sentence_with_the_documented_defaults(text_run, monkeypa
     import vaekit.editing
 
     seen = {}
-    original = vaekit.editing.edit_sentence
+    original = vaekit.editing.edit_codes
 
-    def spy(model, ids, z, change, *args, **kwargs):
-        seen.setdefault("change", change)
-        return original(model, ids, z, change, *args, **kwargs)
+    def spy(model, ids, z, config, *args, **kwargs):
+        seen.setdefault("change", config.change)
+        return original(model, ids, z, config, *args, **kwargs)
 
-    monkeypatch.setattr(vaekit.editing, "edit_sentence", spy)
+    monkeypatch.setattr(vaekit.editing, "edit_codes", spy)
     run = vaekit.load(text_run)
     out = run.vary("the cat sat on the mat", n=3, seed=0)
     assert len(out) == 3 and seen["change"] == DEFAULT_CHANGE and DEFAULT_SPREAD > 0
@@ -77,28 +77,41 @@ def tiny_decoder():
                        latent_dim=4).eval()
 
 
+def edit_sentence(model, ids, z, change, **settings):
+    """One chain: the edit of `ids` under the one code z (D,)."""
+    return edit_codes(model, ids, z[None], EditConfig(change=change, **settings))[0]
+
+
 @pytest.mark.parametrize("change, words", [(0.1, 10), (0.3, 10), (0.5, 7), (1.0, 4), (0.01, 3)])
 def test_an_edit_rewrites_that_share_of_the_words_and_no_other(change, words):
     model = tiny_decoder()
     ids = list(range(5, 5 + words))
-    out = edit_sentence(model, ids, torch.randn(4), change, candidates=5)
-    changed = [i for i, (a, b) in enumerate(zip(ids, out)) if a != b]
-    assert len(out) == len(ids) and len(changed) == len(rewrite_positions(words, change))
-    assert len(changed) == max(1, round(change * words))
-    assert not set(out) & {0, 1, 2, 3}  # never <pad>, <unk>, <bos> or <eos>
+    outs = edit_codes(model, ids, torch.randn(6, 4), EditConfig(change=change, candidates=5, keep_penalty=float("inf")))
+    assert len(outs) == 6
+    for out in outs:
+        changed = [i for i, (a, b) in enumerate(zip(ids, out)) if a != b]
+        assert len(out) == len(ids) and len(changed) == len(rewrite_positions(words, change))
+        assert len(changed) == max(1, round(change * words))
+        assert not set(out) & {0, 1, 2, 3}  # never <pad>, <unk>, <bos> or <eos>
 
 
-def test_an_edit_prefers_what_the_decoder_finds_likely_given_the_code():
+def test_an_edit_prefers_what_the_decoder_finds_likely_given_its_own_code():
     """With the temperature near 0 each rewrite takes the candidate sentence the decoder scores highest:
-    rewriting the one word of a sentence picks the argmax of log p(x' | z) over the candidates."""
+    rewriting the one word of a sentence picks the argmax of log p(x' | z) over the candidates, each
+    chain of the batch under its own code (the chains run together and must not mix)."""
     model = tiny_decoder()
-    z = torch.randn(4)
-    out = edit_sentence(model, [7], z, 1.0, candidates=26, temperature=1e-4)
-    from vaekit.models.text_seed import PAD  # noqa: F401
-
+    with torch.no_grad():  # an untrained decoder is near uniform: sharpen it so no two candidates tie
+        model.embedding.weight.mul_(30)
+        model.to_state.weight.mul_(10)
+    z = torch.randn(8, 4)
+    outs = edit_codes(model, [7], z, EditConfig(change=1.0, candidates=26, temperature=1e-4))
     x = torch.tensor([[w, 3] for w in range(4, 30) if w != 7])  # every one-word sentence + <eos>
-    scores = model.log_likelihood(x, z.expand(len(x), -1))
-    assert out == [int(x[scores.argmax(), 0])]
+    with torch.no_grad():
+        scores = torch.stack([model.log_likelihood(x, code.expand(len(x), -1)) for code in z])  # (8, 25)
+    top2 = scores.topk(2, 1).values
+    assert (top2[:, 0] - top2[:, 1]).min() > 0.005  # margins the temperature turns into certainty
+    best = [int(x[row.argmax(), 0]) for row in scores]
+    assert outs == [[b] for b in best] and len(set(best)) > 1  # the codes disagree, so mixing would show
 
 
 def test_words_outside_the_vocabulary_keep_their_spelling_where_not_rewritten(text_run):  # noqa: F811

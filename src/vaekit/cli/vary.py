@@ -4,7 +4,14 @@ from __future__ import annotations
 import sys
 
 from ..errors import MAX_OUTPUTS, VaekitError
-from ..variations import DEFAULT_CHANGE, EDIT_CANDIDATES, EDIT_TEMPERATURE, VARY_DECODING, VARY_METHODS
+from ..variations import (
+    DEFAULT_CHANGE,
+    EDIT_CANDIDATES,
+    EDIT_KEEP_PENALTY,
+    EDIT_TEMPERATURE,
+    VARY_DECODING,
+    VARY_METHODS,
+)
 from ..variations import DEFAULT_SPREAD as VARY_SPREAD
 from .common import load_run, print_sentences
 from .options import add_compute_options, add_decode_options, add_run_verb, decode_config, finite, whole
@@ -27,9 +34,10 @@ def register(subparsers):
                         help="words proposed per rewrite (edit)")
     parser.add_argument("--edit-temperature", type=finite(0), default=EDIT_TEMPERATURE,
                         help="below 1: likelier rewrites, more fluent and less varied (edit)")
-    parser.add_argument("--keep-penalty", type=float, default=float("inf"),
-                        help="nats a visited word pays to stay as it is (edit): inf always rewrites it; 0: it stays "
-                             "whenever the decoder finds it likeliest")
+    parser.add_argument("--keep-penalty", type=float, default=EDIT_KEEP_PENALTY,
+                        help="nats a visited word pays to stay as it is (edit; default %(default)s): it stays only "
+                             "when its sentence beats every rewrite by that much; inf: always rewritten; 0: it "
+                             "stays whenever the decoder finds it likeliest")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser, "decoding (text; with --method decode)")
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
