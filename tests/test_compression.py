@@ -206,17 +206,19 @@ def test_same_probabilities_across_processes_and_thread_counts(image_runs, text_
     """Compress in a process with one thread, decompress in another with two (CPU, this machine)."""
     script = tmp_path / "cross.py"
     script.write_text(CROSS_PROCESS)
-    images, text = tmp_path / "x.npy", tmp_path / "x.txt"
+    images, binary, text = tmp_path / "x.npy", tmp_path / "b.npy", tmp_path / "x.txt"
     np.save(images, digits8[:64])
+    np.save(binary, binary_or_8bit("conv-pixel", digits8)[:8])  # the pixel decoder, walked pixel by pixel
     text.write_bytes(TEXT)
     pairs = [str(image_runs["conv-logistic-mix"].path), str(images), str(tmp_path / "x.vz"),
+             str(image_runs["conv-pixel"].path), str(binary), str(tmp_path / "b.vz"),
              str(text_run.path), str(text), str(tmp_path / "t.vz")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     for threads, action in ((1, "compress"), (2, "decompress")):
         out = subprocess.run([sys.executable, str(script), str(threads), action, *pairs], env=env,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["EXACT", "EXACT"]
+    assert out.stdout.split() == ["EXACT", "EXACT", "EXACT"]
 
 
 def test_cli_round_trip_of_a_png_folder_and_a_text_file(image_runs, text_run, digits8, tmp_path, capsys):

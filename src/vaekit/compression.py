@@ -252,22 +252,14 @@ def image_symbols(x: torch.Tensor, levels: int) -> np.ndarray:
 
 
 def pixel_walk(model, z: torch.Tensor, next_pixel) -> torch.Tensor:
-    """The pixel decoder (models/pixel.py) walked in raster order, the same way when encoding and
-    decoding: next_pixel(i, j, p) gets P(pixel = 1) (B, C) float64 and returns the pixels (B, C).
-    Returns the images (B, C, H, W) in {0, 1}."""
-    features = model.decode(z)  # (B, P, H, W)
-    b, _, height, width = features.shape
-    x = torch.zeros(b, model.config.image_shape[0], height, width)
-    reach = model.reach  # the stack sees this many rows above a pixel and columns to either side
-    for i in range(height):
-        top = max(0, i - reach)
-        for j in range(width):
-            left, right = max(0, j - reach), min(width, j + reach + 1)  # only the receptive field
-            window_x, window_f = x[:, :, top:i + 1, left:right], features[:, :, top:i + 1, left:right]
-            logits = model.pixel_logits(window_x, window_f)[:, :, -1, j - left]  # (B, C)
-            p = torch.sigmoid(rounded(logits))
-            x[:, :, i, j] = torch.as_tensor(next_pixel(i, j, p.numpy()), dtype=x.dtype)
-    return x
+    """The pixel decoder walked in raster order (PixelVAE.walk), the same way when encoding and decoding:
+    next_pixel(i, j, p) gets P(pixel = 1) (B, C) float64, made from rounded logits, and returns the
+    pixels (B, C). Returns the images (B, C, H, W) in {0, 1}."""
+    def step(i, j, logits):
+        p = torch.sigmoid(rounded(logits))
+        return torch.as_tensor(next_pixel(i, j, p.numpy()))
+
+    return model.walk(model.decode(z), step)
 
 
 def compress_images(run, levels: np.ndarray, chains: int | None) -> tuple[dict, list[np.ndarray]]:

@@ -1,5 +1,5 @@
 """conv-pixel (vaekit/models/pixel.py): the decoder is autoregressive in raster order, and drawing
-pixel by pixel on row bands gives exactly the means of one full pass over the drawn image."""
+pixel by pixel (each layer cached, PixelVAE.walk) gives the means of one full pass over the drawn image."""
 import pytest
 import torch
 
@@ -26,7 +26,7 @@ def test_each_pixel_depends_only_on_the_pixels_before_it(model):
             assert grad[0][:, ~later].abs().max() > 0  # and it does read what came before
 
 
-def test_drawing_on_bands_equals_one_full_pass(model):
+def test_drawing_pixel_by_pixel_equals_one_full_pass(model):
     torch.manual_seed(1)
     z = torch.randn(4, 3)
     x, means = model.draw(z)
