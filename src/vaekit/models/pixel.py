@@ -107,26 +107,33 @@ class PixelVAE(ConvVAE):
         c = self.config.image_shape[0]
         p = self.config.pixel_channels
         a = self.pixel_in.kernel_size[0] // 2  # 3: the 7x7 input layer reads rows i-3..i
-        # The kernels' causal rows, mask applied, flattened to match the patches: (P, C * (a+1) * (2a+1)), ...
-        first = (self.pixel_in.weight * self.pixel_in.mask)[:, :, :a + 1].reshape(p, -1)
-        hidden = [(layer.weight * layer.mask)[:, :, :2].reshape(p, -1) for layer in self.pixel_layers]
-        out_w, cond_w = self.pixel_out.weight.view(c, p), self.condition_out.weight.view(c, p)
-        # Zero-padded caches, as the convolutions pad: the centred input 2x - 1 (0 where not drawn yet:
-        # the masks never read those) and relu(h) entering each 3x3 layer.
-        x_in = features.new_zeros(b, c, height + a, width + 2 * a)
-        cache = [features.new_zeros(b, p, height + 1, width + 2) for _ in self.pixel_layers]
+
+        def causal(conv, rows):  # the kernel's rows that reach the pixel, mask applied: (rows*k*in, out)
+            kept = (conv.weight * conv.mask)[:, :, :rows].permute(0, 2, 3, 1)  # (out, rows, k, in)
+            return kept.reshape(conv.out_channels, -1).T.contiguous()
+
+        first = causal(self.pixel_in, a + 1)  # ((a+1) * (2a+1) * C, P)
+        hidden = [causal(layer, 2) for layer in self.pixel_layers]  # (2 * 3 * P, P) each
+        out_w, cond_w = self.pixel_out.weight.view(c, p).T, self.condition_out.weight.view(c, p).T  # (P, C)
+        bias = self.pixel_out.bias + self.condition_out.bias
+        # Zero-padded caches, as the convolutions pad, channels last (a patch is then a few contiguous
+        # runs: copying channel-first patches cost 4 times more): the centred input 2x - 1 (0 where not
+        # drawn yet: the masks never read those) and relu(h) entering each 3x3 layer.
+        x_in = features.new_zeros(b, height + a, width + 2 * a, c)
+        cache = [features.new_zeros(b, height + 1, width + 2, p) for _ in self.pixel_layers]
+        features = features.permute(0, 2, 3, 1).contiguous()  # (B, H, W, P)
         x = features.new_zeros(b, c, height, width)
         for i in range(height):
             for j in range(width):
-                f = features[:, :, i, j]  # (B, P)
-                h = x_in[:, :, i:i + a + 1, j:j + 2 * a + 1].reshape(b, -1) @ first.T + self.pixel_in.bias + f
+                f = features[:, i, j]  # (B, P)
+                h = torch.addmm(self.pixel_in.bias + f, x_in[:, i:i + a + 1, j:j + 2 * a + 1].reshape(b, -1), first)
                 for layer, weight, cached in zip(self.pixel_layers, hidden, cache):
-                    cached[:, :, i + 1, j + 1] = F.relu(h)
-                    h = h + cached[:, :, i:i + 2, j:j + 3].reshape(b, -1) @ weight.T + layer.bias  # (B, P)
-                logits = F.relu(h) @ out_w.T + self.pixel_out.bias + f @ cond_w.T + self.condition_out.bias
+                    cached[:, i + 1, j + 1] = F.relu(h)
+                    h = h + torch.addmm(layer.bias, cached[:, i:i + 2, j:j + 3].reshape(b, -1), weight)  # (B, P)
+                logits = torch.addmm(bias, F.relu(h), out_w) + f @ cond_w  # (B, C)
                 pixel = next_pixel(i, j, logits).to(x.dtype)  # (B, C)
                 x[:, :, i, j] = pixel
-                x_in[:, :, i + a, j + a] = 2 * pixel - 1
+                x_in[:, i + a, j + a] = 2 * pixel - 1
         return x
 
     @torch.no_grad()
