@@ -190,8 +190,16 @@ def test_cli_serves_until_stopped(runs):
         assert status == 200 and info["n"] == 150 and info["columns"]
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        guard.cancel()
+        try:
+            # Generous: it once took over 30 s to stop during a CI run beside three other jobs on 2 cores
+            # (not reproduced since, beside two CPU-bound processes); a real hang still fails, with stderr.
+            _, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"explore did not stop within 90 s of Ctrl-C; its stderr:\n{err}")
+        finally:
+            guard.cancel()
     assert proc.returncode == 0 and "Traceback" not in err
 
 
