@@ -8,14 +8,15 @@ sampler whose target is the VAE's p(x | z') (the word-replacement move of CGMH, 
 "Constrained sentence generation by Metropolis-Hastings sampling", with the VAE's conditional
 likelihood as the target, as Kumar et al. 2020 use a latent code to steer such edits). One step:
 
-1. pick a word position t not yet rewritten (uniformly);
+1. pick a word position t not yet visited (uniformly);
 2. the decoder, reading the sentence so far and z', proposes its `candidates` most likely words there
-   (the word already there, <unk> and the specials excluded: a step always rewrites);
+   (<unk> and the specials excluded), and the word already there joins them;
 3. each candidate sentence is scored whole, log p(x' | z') (so the words after t count too: a candidate
-   that breaks the rest of the sentence loses), and one is drawn with probability proportional to
-   p(x' | z')^(1 / temperature).
+   that breaks the rest of the sentence loses), the word already there `keep_penalty` nats lower (4 by
+   default: it stays only where no rewrite comes within 4 nats of it; inf: it never stays), and one is
+   drawn with probability proportional to exp(score / temperature).
 
-The fidelity knob is `change`, the share of the sentence's words rewritten: small shares reword a few
+The fidelity knob is `change`, the share of the sentence's words visited: small shares reword a few
 words and keep the sentence's frame; 1.0 rewrites every word. z' = mean + spread * std * eps, eps ~ N(0, I),
 gives each variation its own code. Words the run's vocabulary lacks are kept as written where not
 rewritten (as typed, case included, where the tokenizer only lower-cases), not shown as <unk>.
