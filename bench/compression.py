@@ -5,8 +5,9 @@ included) and checked to decompress exactly:
 
 - binarised MNIST: the 10,000 test images, binarised once with seed 0 (a pixel is 1 with
   probability its grey level / 255), coded by a `conv-pixel` run (Bernoulli likelihood);
-- 8-bit MNIST: the same test images as they are, coded by a `conv` run with the discretised
-  logistic mixture likelihood (`--likelihood logistic-mix`);
+- 8-bit MNIST: the same test images as they are, coded by a `conv-pixel` run with the discretised
+  logistic mixture likelihood (`--model conv-pixel --likelihood logistic-mix`: each pixel's mixture
+  given z and the pixels before it);
 - PTB: the test file `ptb.test.txt` byte for byte, coded by a `text-rnn` run.
 
 Baselines, run here on the same bytes: gzip -9, bz2 -9, xz -9e (lzma preset 9 | EXTREME), zstd -19,
@@ -47,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--run-mnist8", help="a trained run with --likelihood logistic(-mix) for 8-bit MNIST")
     p.add_argument("--run-ptb", help="a trained text-rnn run for PTB")
     p.add_argument("--epochs-binarized", type=int, default=30)
-    p.add_argument("--epochs-mnist8", type=int, default=30)
+    p.add_argument("--epochs-mnist8", type=int, default=25)
     p.add_argument("--epochs-ptb", type=int, default=20)
     p.add_argument("--test-limit", type=int, help="first N test images (default all; --quick 500)")
     p.add_argument("--ptb-lines", type=int, help="first N lines of ptb.test.txt (default all; --quick 300)")
@@ -109,8 +110,10 @@ def trained_run(args, which: str):
                             kl_warmup_steps=10 if quick else 2000)  # the KL is paid in bits: warm it up briefly
     elif which == "mnist8":
         data = ImageDataConfig("mnist", val_data="mnist:test", data_dir=root, limit=6000 if quick else None)
-        options = dict(model="conv", likelihood="logistic-mix", latent_dim=32, hidden_dim=512 if not quick else 128)
-        train = TrainConfig(epochs=2 if quick else args.epochs_mnist8, lr_schedule="cosine")
+        options = dict(model="conv-pixel", likelihood="logistic-mix", latent_dim=32,
+                       hidden_dim=512 if not quick else 128)
+        train = TrainConfig(epochs=2 if quick else args.epochs_mnist8, lr_schedule="cosine",
+                            kl_warmup_steps=10 if quick else 2000)
     else:
         data = TextDataConfig("ptb", val_data="ptb:valid", data_dir=root, limit=6000 if quick else None)
         options = dict(model="text-rnn") if not quick else dict(model="text-rnn", decoder_dim=256, embed_dim=128,

@@ -32,6 +32,8 @@ IMAGE_MODELS = {  # run name: (model, likelihood, model options)
     "seed-logistic": ("seed", "logistic", {}),
     "conv-logistic-mix": ("conv", "logistic-mix", {"latent_dim": 3, "hidden_dim": 16}),
     "conv-pixel": ("conv-pixel", "bernoulli", {"latent_dim": 3, "pixel_channels": 8, "pixel_layers": 1}),
+    "conv-pixel-logistic-mix": ("conv-pixel", "logistic-mix", {"latent_dim": 3, "pixel_channels": 8,
+                                                               "pixel_layers": 1}),
     "image-mlp": ("image-mlp", "bernoulli", {"hidden": (16,)}),
     "conv-rgb-logistic": ("conv", "logistic", {"image_shape": (3, 8, 8), "latent_dim": 3, "hidden_dim": 16}),
 }
@@ -88,7 +90,7 @@ def binary_or_8bit(name: str, digits8: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", list(IMAGE_MODELS))
 def test_image_round_trip_is_exact(image_runs, digits8, name):
     run = image_runs[name]
-    n = 6 if name == "conv-pixel" else 40  # the pixel decoder walks pixel by pixel
+    n = 6 if name.startswith("conv-pixel") else 40  # the pixel decoder walks pixel by pixel
     x = binary_or_8bit(name, digits8)[:n]
     if name == "conv-rgb-logistic":  # (N, 3, 8, 8): three shifted copies as the colour channels
         x = np.stack([x, np.roll(x, 1, 0), 255 - x], 1)
@@ -209,16 +211,18 @@ def test_same_probabilities_across_processes_and_thread_counts(image_runs, text_
     images, binary, text = tmp_path / "x.npy", tmp_path / "b.npy", tmp_path / "x.txt"
     np.save(images, digits8[:64])
     np.save(binary, binary_or_8bit("conv-pixel", digits8)[:8])  # the pixel decoder, walked pixel by pixel
+    np.save(tmp_path / "p8.npy", digits8[:4])  # the pixel decoder with 8-bit levels
     text.write_bytes(TEXT)
     pairs = [str(image_runs["conv-logistic-mix"].path), str(images), str(tmp_path / "x.vz"),
              str(image_runs["conv-pixel"].path), str(binary), str(tmp_path / "b.vz"),
+             str(image_runs["conv-pixel-logistic-mix"].path), str(tmp_path / "p8.npy"), str(tmp_path / "p8.vz"),
              str(text_run.path), str(text), str(tmp_path / "t.vz")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     for threads, action in ((1, "compress"), (2, "decompress")):
         out = subprocess.run([sys.executable, str(script), str(threads), action, *pairs], env=env,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["EXACT", "EXACT", "EXACT"]
+    assert out.stdout.split() == ["EXACT"] * 4
 
 
 def test_cli_round_trip_of_a_png_folder_and_a_text_file(image_runs, text_run, digits8, tmp_path, capsys):

@@ -251,13 +251,21 @@ def image_symbols(x: torch.Tensor, levels: int) -> np.ndarray:
     return torch.round(x * (levels - 1)).to(torch.int32).permute(0, 2, 3, 1).flatten(1).numpy()
 
 
-def pixel_walk(model, z: torch.Tensor, next_pixel) -> torch.Tensor:
+def pixel_walk(model, z: torch.Tensor, coder: PixelCoder, next_pixel) -> torch.Tensor:
     """The pixel decoder walked in raster order (PixelVAE.walk), the same way when encoding and decoding:
-    next_pixel(i, j, p) gets P(pixel = 1) (B, C) float64, made from rounded logits, and returns the
-    pixels (B, C). Returns the images (B, C, H, W) in {0, 1}."""
-    def step(i, j, logits):
-        p = torch.sigmoid(rounded(logits))
-        return torch.as_tensor(next_pixel(i, j, p.numpy()))
+    next_pixel(i, j, table) gets the coder's tables of pixel (i, j) made from rounded parameters (float64:
+    Bernoulli: P(pixel = 1), (B, C); logistic: the levels' probabilities, (B, C, 256)) and returns the
+    pixels' levels (B, C) as integers. Returns the images (B, C, H, W) in [0, 1]."""
+    b = len(z)
+    scale = float(coder.levels - 1)
+
+    def step(i, j, params):  # (B, C * params_per_channel)
+        params = rounded(params)
+        if coder.levels == 2:
+            table = torch.sigmoid(params).numpy()  # (B, C)
+        else:
+            table = coder.logistic_tables(params.view(b, -1, 1, 1))  # (B, C, 256): one pixel as a 1x1 image
+        return torch.as_tensor(np.asarray(next_pixel(i, j, table), dtype=np.float32) / np.float32(scale))
 
     return model.walk(model.decode(z), step)
 
@@ -276,8 +284,10 @@ def compress_images(run, levels: np.ndarray, chains: int | None) -> tuple[dict, 
         symbols = image_symbols(x, coder.levels)
         if autoregressive:
             tables = []
-            pixel_walk(model, z, lambda i, j, p: (tables.append(p), x[:, :, i, j])[1])
-            table = np.stack(tables, 1).reshape(len(idx), -1)  # (B, H*W*C), raster order, channels last
+            levels_x = torch.round(x * (coder.levels - 1)).numpy()  # (B, C, H, W)
+            pixel_walk(model, z, coder, lambda i, j, t: (tables.append(t), levels_x[:, :, i, j])[1])
+            table = np.stack(tables, 1)  # (B, H*W, C[, 256]), raster order, channels last
+            table = table.reshape(len(idx), -1, *table.shape[3:])  # (B, H*W*C[, 256])
         else:
             table = coder.tables(model.decode(z))
         for i in range(len(idx)):
@@ -300,8 +310,8 @@ def decompress_images(run, header: dict, words: list[np.ndarray]) -> np.ndarray:
 
     def pop_x(coders, idx, z):
         if autoregressive:
-            return pixel_walk(model, z, lambda i, j, p: np.stack([coder.pop(coders[b], p[b])
-                                                                  for b in range(len(idx))]))
+            return pixel_walk(model, z, coder, lambda i, j, t: np.stack([coder.pop(coders[b], t[b])
+                                                                         for b in range(len(idx))]))
         table = coder.tables(model.decode(z))
         symbols = np.stack([coder.pop(coders[i], table[i]) for i in range(len(idx))])  # (B, H*W*C)
         c, h, w = shape

@@ -77,6 +77,10 @@ class Likelihood(nn.Module):
         """E[x | z], in data space (what a reconstruction or a sample shows)."""
         raise NotImplementedError
 
+    def sample(self, params: Tensor) -> Tensor:
+        """A draw of x from p(x | z) (torch's global RNG), in data space."""
+        raise NotImplementedError
+
 
 class Bernoulli(Likelihood):
     """Pixels in [0, 1] as Bernoulli probabilities; params are logits.
@@ -94,6 +98,9 @@ class Bernoulli(Likelihood):
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params.float())
+
+    def sample(self, params: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(params.float()))
 
 
 class Gaussian(Likelihood):
@@ -165,6 +172,17 @@ class DiscretizedLogistic(Likelihood):
         """E[x | z] of the continuous mixture, clipped to [0, 1]."""
         log_weights, means, _ = self.split(params)
         return (log_weights.exp() * means).sum(2).clamp(0, 1)
+
+    def sample(self, params: Tensor) -> Tensor:
+        """A level k/255 (B, C, H, W): a component by its weight (Gumbel-max), a logistic draw from it by
+        the inverse CDF, rounded to the nearest level (which is the discretisation's bin)."""
+        log_weights, means, log_scales = self.split(params)  # (B, C, K, H, W) each
+        gumbel = -torch.log(-torch.log(torch.rand_like(log_weights).clamp(1e-10, 1 - 1e-7)))
+        pick = (log_weights + gumbel).argmax(2, keepdim=True)  # (B, C, 1, H, W)
+        mean, log_scale = means.gather(2, pick)[:, :, 0], log_scales.gather(2, pick)[:, :, 0]
+        u = torch.rand_like(mean).clamp(1e-5, 1 - 1e-5)
+        x = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
+        return torch.round(x.clamp(0, 1) * (self.LEVELS - 1)) / (self.LEVELS - 1)
 
 
 def _log_diff_sigmoid(upper: Tensor, lower: Tensor) -> Tensor:

@@ -7,8 +7,10 @@ Writes into DIR, every graph with a dynamic batch axis ("batch"):
     encoder.onnx   x -> z_mean, z_log_var (the posterior's parameters; Kingma & Welling 2014)
     image models:  decoder.onnx       z -> x_mean, the decoded mean in data space ([0, 1] pixels)
     conv-pixel:    decoder.onnx       z -> features (B, P, H, W) of the upsampling decoder
-                   pixel_logits.onnx  x, features -> Bernoulli logits of every pixel given the pixels
-                   before it (draw pixel by pixel in raster order, as PixelVAE.decode_mean does)
+                   pixel_logits.onnx  x, features -> the likelihood's parameters of every pixel given the
+                   pixels before it: Bernoulli logits (B, C, H, W), or for 8-bit runs the logistic
+                   mixture's (B, C * 3 * K, H, W) as distributions.DiscretizedLogistic.split reads them
+                   (draw pixel by pixel in raster order, as PixelVAE.draw does)
     tabular:       decoder.onnx       z -> x_mean in standardised units; standardize.json beside it
                    holds each column's mean and std (x = mean + std * x_std)
     text-seed:     decoder.onnx       z -> logits (B, max_len, V) for every position at once
@@ -71,7 +73,7 @@ class Encoder(nn.Module):
 
 
 class PixelLogits(nn.Module):
-    """x, features -> conv-pixel's per-pixel logits (B, C, H, W)."""
+    """x, features -> conv-pixel's per-pixel likelihood parameters (B, C * params_per_channel, H, W)."""
 
     def __init__(self, model):
         super().__init__()

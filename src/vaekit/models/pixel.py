@@ -8,12 +8,14 @@ then models each pixel given those features and the pixels before it in raster o
 
 A masked 7x7 convolution (type A: the pixel itself hidden) reads the image, the decoder's features
 are added, `pixel_layers` residual masked 3x3 convolutions (type B) follow, and a 1x1 convolution gives
-the logits. The channels of one pixel are conditionally independent given what came before, so any
+the likelihood's parameters: a Bernoulli logit per channel for binary images, or a discretised logistic
+mixture over the 256 levels (PixelCNN++, Salimans et al. 2017) for 8-bit images, as Bit-Swap and
+BB-ANS code them. The channels of one pixel are conditionally independent given what came before, so any
 C works. log p(x | z) is one parallel pass (teacher forcing), so training, the ELBO and the
 importance-weighted bound cost about as much as the conv model; the local detail the
 pixels share no longer has to pass through z, which is where the conv model's likelihood stalls.
-Drawing an image needs one pass per pixel; `decode_mean` returns, for every pixel, its Bernoulli
-mean given z and the pixels drawn before it.
+Drawing an image needs one pass per pixel; `decode_mean` returns, for every pixel, its mean given z
+and the pixels drawn before it.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from ..errors import VaekitError
 from . import register
 from .conv import ConvTranspose2d, ConvVAE, ConvVAEConfig
 
+PIXEL_LIKELIHOODS = ("bernoulli", "logistic", "logistic-mix")  # discrete levels: a pixel can be drawn and coded
+
 
 @dataclass(frozen=True)
 class PixelVAEConfig(ConvVAEConfig):
@@ -38,8 +42,9 @@ class PixelVAEConfig(ConvVAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.likelihood != "bernoulli":
-            raise VaekitError("the pixel decoder models binary pixels: likelihood must be 'bernoulli'")
+        if self.likelihood not in PIXEL_LIKELIHOODS:
+            raise VaekitError("the pixel decoder models discrete pixels: likelihood must be 'bernoulli' (binary "
+                              f"images) or 'logistic' / 'logistic-mix' (8-bit images), got '{self.likelihood}'")
         if not 1 <= self.pixel_channels <= 1024 or not 0 <= self.pixel_layers <= 64:
             raise VaekitError(f"pixel_channels must be in 1..1024 and pixel_layers in 0..64, got "
                               f"{self.pixel_channels} and {self.pixel_layers}")
@@ -70,17 +75,19 @@ class PixelVAE(ConvVAE):
         super().__init__(config)
         c = config.image_shape[0]
         p = config.pixel_channels
-        # The upsampling decoder ends in p feature maps instead of c logit maps.
+        out = c * self.likelihood.params_per_channel  # Bernoulli: a logit per channel; mixture: 3K per channel
+        # The upsampling decoder ends in p feature maps instead of the likelihood's parameter maps.
         self.decoder[-1] = ConvTranspose2d(config.channels[0], p, 3, 1, 1)
         self.pixel_in = MaskedConv2d(c, p, 7, include_centre=False)
         self.pixel_layers = nn.ModuleList(MaskedConv2d(p, p, 3, include_centre=True)
                                           for _ in range(config.pixel_layers))
-        self.pixel_out = nn.Conv2d(p, c, 1)
-        self.condition_out = nn.Conv2d(p, c, 1)  # the features also reach the logits directly
+        self.pixel_out = nn.Conv2d(p, out, 1)
+        self.condition_out = nn.Conv2d(p, out, 1)  # the features also reach the parameters directly
 
     def pixel_logits(self, x: Tensor, features: Tensor) -> Tensor:
-        """Bernoulli logits (B, C, H, W) of every pixel given the pixels before it in x and the
-        decoder's features (B, P, H, W)."""
+        """The likelihood's parameters (B, C * params_per_channel, H, W) of every pixel (Bernoulli logits,
+        or the mixture's logits, means and log-scales) given the pixels before it in x (in [0, 1]) and
+        the decoder's features (B, P, H, W)."""
         h = self.pixel_in(2 * x - 1) + features  # inputs centred: 0/1 -> -1/+1
         for layer in self.pixel_layers:
             h = h + layer(F.relu(h))
@@ -92,9 +99,10 @@ class PixelVAE(ConvVAE):
 
     @torch.no_grad()
     def walk(self, features: Tensor, next_pixel) -> Tensor:
-        """The decoder walked pixel by pixel in raster order: next_pixel(i, j, logits) gets the Bernoulli
-        logits (B, C) of pixel (i, j) given the decoder's features (B, P, H, W) and the pixels before it,
-        and returns that pixel's values (B, C) in {0, 1}. Returns the images (B, C, H, W).
+        """The decoder walked pixel by pixel in raster order: next_pixel(i, j, params) gets the likelihood's
+        parameters (B, C * params_per_channel) of pixel (i, j) (as pixel_logits gives them) given the
+        decoder's features (B, P, H, W) and the pixels before it, and returns that pixel's values (B, C)
+        in [0, 1]. Returns the images (B, C, H, W).
 
         Each layer's activation at (i, j) is computed once, when the walk reaches (i, j), from the
         activations already cached at the positions its masked kernel reads (the rows above and the
@@ -105,6 +113,7 @@ class PixelVAE(ConvVAE):
         the same way on both sides, so its probabilities match to the bit."""
         b, _, height, width = features.shape
         c = self.config.image_shape[0]
+        out = self.pixel_out.out_channels
         p = self.config.pixel_channels
         a = self.pixel_in.kernel_size[0] // 2  # 3: the 7x7 input layer reads rows i-3..i
 
@@ -114,7 +123,7 @@ class PixelVAE(ConvVAE):
 
         first = causal(self.pixel_in, a + 1)  # ((a+1) * (2a+1) * C, P)
         hidden = [causal(layer, 2) for layer in self.pixel_layers]  # (2 * 3 * P, P) each
-        out_w, cond_w = self.pixel_out.weight.view(c, p).T, self.condition_out.weight.view(c, p).T  # (P, C)
+        out_w, cond_w = self.pixel_out.weight.view(out, p).T, self.condition_out.weight.view(out, p).T  # (P, out)
         bias = self.pixel_out.bias + self.condition_out.bias
         # Zero-padded caches, as the convolutions pad, channels last (a patch is then a few contiguous
         # runs: copying channel-first patches cost 4 times more): the centred input 2x - 1 (0 where not
@@ -130,8 +139,8 @@ class PixelVAE(ConvVAE):
                 for layer, weight, cached in zip(self.pixel_layers, hidden, cache):
                     cached[:, i + 1, j + 1] = F.relu(h)
                     h = h + torch.addmm(layer.bias, cached[:, i:i + 2, j:j + 3].reshape(b, -1), weight)  # (B, P)
-                logits = torch.addmm(bias, F.relu(h), out_w) + f @ cond_w  # (B, C)
-                pixel = next_pixel(i, j, logits).to(x.dtype)  # (B, C)
+                params = torch.addmm(bias, F.relu(h), out_w) + f @ cond_w  # (B, C * params_per_channel)
+                pixel = next_pixel(i, j, params).to(x.dtype)  # (B, C)
                 x[:, :, i, j] = pixel
                 x_in[:, i + a, j + a] = 2 * pixel - 1
         return x
@@ -139,14 +148,16 @@ class PixelVAE(ConvVAE):
     @torch.no_grad()
     def draw(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Draw x pixel by pixel from p(x | z) (torch's global RNG); returns x and each pixel's
-        Bernoulli mean given z and the pixels drawn before it, both (B, C, H, W)."""
+        mean given z and the pixels drawn before it, both (B, C, H, W)."""
         features = self.decode(z)  # (B, P, H, W)
-        means = torch.zeros(features.shape[0], self.config.image_shape[0], *features.shape[2:],
+        b = features.shape[0]
+        means = torch.zeros(b, self.config.image_shape[0], *features.shape[2:],
                             device=features.device, dtype=features.dtype)
 
-        def next_pixel(i, j, logits):
-            means[:, :, i, j] = torch.sigmoid(logits.float()).to(means.dtype)
-            return torch.bernoulli(means[:, :, i, j])
+        def next_pixel(i, j, params):
+            params = params.float().view(b, -1, 1, 1)  # one pixel as a 1x1 image
+            means[:, :, i, j] = self.likelihood.mean(params)[:, :, 0, 0].to(means.dtype)
+            return self.likelihood.sample(params)[:, :, 0, 0]
 
         return self.walk(features, next_pixel), means
 
