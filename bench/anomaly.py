@@ -334,8 +334,9 @@ def merge(paths: list[Path], out: Path) -> None:
     for part in parts:
         for kind in raw:
             raw[kind].update(part.get("raw", {}).get(kind, {}))
+    sources = [r for q in parts for r in q.get("merged_from", [q])]  # a merged file brings its own sources
     report = {"merged_from": [{"command": q["command"], "settings": q["settings"], "seconds": q.get("seconds")}
-                              for q in parts], "machine": parts[-1]["machine"], "date": parts[-1]["date"]}
+                              for q in sources], "machine": parts[-1]["machine"], "date": parts[-1]["date"]}
     if raw["images"]:
         report["images"] = summarise_images(raw["images"])
     if raw["tables"]:

@@ -2,7 +2,8 @@
 
     vae = vaekit.VAE(latent_dim=2, epochs=50).fit(X)       # X: (N, F) numbers (kind="tabular")
     z = vae.transform(X)                 # latent means (N, latent_dim)
-    vae.score_samples(X)                 # log-likelihood estimates: ELBO, or IW bound (score_method="iw")
+    vae.score_samples(X)                 # the kind's default anomaly score (higher = more typical; images
+                                         # reconstruction+knn, tables standardised, text elbo), or score_method's
     vae.predict(X)                       # +1 typical / -1 anomalous, threshold from held-out data
     vae.save("runs/my-vae"); vaekit.VAE.load("runs/my-vae")
 
