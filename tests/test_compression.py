@@ -36,6 +36,8 @@ IMAGE_MODELS = {  # run name: (model, likelihood, model options)
                                                                "pixel_layers": 1}),
     "image-mlp": ("image-mlp", "bernoulli", {"hidden": (16,)}),
     "conv-rgb-logistic": ("conv", "logistic", {"image_shape": (3, 8, 8), "latent_dim": 3, "hidden_dim": 16}),
+    "conv-pixel-rgb-logistic": ("conv-pixel", "logistic", {"image_shape": (3, 8, 8), "latent_dim": 3,
+                                                           "pixel_channels": 8, "pixel_layers": 1}),
 }
 
 
@@ -92,7 +94,7 @@ def test_image_round_trip_is_exact(image_runs, digits8, name):
     run = image_runs[name]
     n = 6 if name.startswith("conv-pixel") else 40  # the pixel decoder walks pixel by pixel
     x = binary_or_8bit(name, digits8)[:n]
-    if name == "conv-rgb-logistic":  # (N, 3, 8, 8): three shifted copies as the colour channels
+    if name.endswith("rgb-logistic"):  # (N, 3, 8, 8): three shifted copies as the colour channels
         x = np.stack([x, np.roll(x, 1, 0), 255 - x], 1)
     blob = run.compress(x, chains=3)
     back = run.decompress(blob)
