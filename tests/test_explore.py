@@ -201,7 +201,7 @@ def test_cli_serves_until_stopped(runs):
             pytest.fail(f"explore did not stop within 30 s of Ctrl-C; its stderr:\n{err}")
         finally:
             guard.cancel()
-    assert proc.returncode == 0 and "Traceback" not in err
+    assert proc.returncode == 0 and "Traceback" not in err, f"exit status {proc.returncode}; stderr:\n{err}"
 
 
 # ---- the page in a real browser ------------------------------------------------------------------
