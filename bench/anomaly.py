@@ -30,6 +30,7 @@ test AUROC of every candidate is recorded beside it, for the record only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -43,12 +44,12 @@ RESULTS = REPO / "bench" / "results" / "anomaly.json"
 IMAGE_SETS = ("mnist", "fashion-mnist")
 TABLE_SETS = ("4_breastw", "6_cardio", "20_letter", "23_mammography", "26_optdigits", "28_pendigits",
               "30_satellite", "32_shuttle", "38_thyroid", "42_WBC")
-# Candidate scores per kind (iw costs k decoder passes per example on the conv model: tables only).
-CANDIDATES = {"image": ("elbo", "reconstruction", "knn", "mahalanobis", "standardised", "reconstruction+knn",
-                        "standardised+knn", "standardised+mahalanobis", "standardised+knn+mahalanobis"),
-              "tabular": ("elbo", "iw", "reconstruction", "knn", "mahalanobis", "standardised",
-                          "reconstruction+knn", "standardised+knn", "standardised+mahalanobis",
-                          "standardised+knn+mahalanobis")}
+# Candidate scores per kind: the likelihood scores, and every sum of the four distances (each standardised by
+# its spread over the training data, see vaekit.anomaly; named in vaekit's order, "standardised+knn").
+# iw costs k decoder passes per example on the conv model: tables only.
+PARTS = ("reconstruction", "standardised", "knn", "mahalanobis")
+SUMS = tuple("+".join(c) for r in range(1, len(PARTS) + 1) for c in itertools.combinations(PARTS, r))
+CANDIDATES = {"image": ("elbo", *SUMS), "tabular": ("elbo", "iw", *SUMS)}
 BASELINES = ("pca", "iforest", "ocsvm", "knn", "lof", "ecod", "copod", "deepsvdd", "autoencoder", "pyod_vae")
 ADBENCH_MAX_ROWS = 10_000
 
@@ -113,6 +114,32 @@ def synthetic_rows(x: np.ndarray, rng) -> np.ndarray:
     return np.concatenate([permuted, noisy])
 
 
+def adbench_rows(x: np.ndarray, rng) -> np.ndarray:
+    """ADBench's four kinds of synthetic anomaly (Han et al. 2022, section 4.3), a quarter each, made in
+    standardised units from normal rows x and returned in x's units: local (a Gaussian mixture fitted to x,
+    components chosen by BIC among 1..5, its covariances scaled by 5), global (uniform over 1.1 times each
+    feature's range), dependency (each column permuted on its own: the marginals kept, their dependence
+    broken) and clustered (the mixture's means scaled by 5)."""
+    from sklearn.mixture import GaussianMixture
+
+    mu, sd = x.mean(0), x.std(0) + 1e-12
+    s = (x - mu) / sd
+    quarters = np.array_split(rng.permutation(len(s)), 4)
+    mixture = min((GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=0).fit(s)
+                   for k in range(1, 6) if 5 * k <= len(s)), key=lambda g: g.bic(s))
+
+    def draw(n, cov_scale=1.0, mean_scale=1.0):
+        parts = rng.choice(len(mixture.weights_), size=n, p=mixture.weights_)
+        return np.array([rng.multivariate_normal(mean_scale * mixture.means_[c], cov_scale * mixture.covariances_[c])
+                         for c in parts]).reshape(n, s.shape[1])
+
+    local = draw(len(quarters[0]), cov_scale=5.0)
+    spread = rng.uniform(1.1 * s.min(0), 1.1 * s.max(0), size=(len(quarters[1]), s.shape[1]))
+    dependency = np.stack([rng.permutation(col) for col in s[quarters[2]].T], 1).reshape(-1, s.shape[1])
+    clustered = draw(len(quarters[3]), mean_scale=5.0)
+    return np.concatenate([local, spread, dependency, clustered]) * sd + mu
+
+
 # ---- baselines ---------------------------------------------------------------------------------------------------
 def baseline_scores(train: np.ndarray, test: np.ndarray, args, seed: int) -> dict[str, np.ndarray]:
     """Higher = more typical for each baseline, fitted on `train` rows (already scaled)."""
@@ -146,6 +173,38 @@ def baseline_scores(train: np.ndarray, test: np.ndarray, args, seed: int) -> dic
 
 
 # ---- images ------------------------------------------------------------------------------------------------------
+def image_distances(vae, normal: np.ndarray, test_x: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Every candidate's raw material, higher = less typical: each distance of PARTS and minus the elbo, for
+    the test images ("test_<part>"), the estimator's held-out normal images ("held_") and synthetic anomalies
+    made from them ("fake_"), with each distance's (mean, spread) over the training data ("spread_<part>")."""
+    run = vae.run_
+    _, held = vae._held_out(vae._inputs(normal, reset=False), 0)
+    fake = synthetic_images(held, np.random.default_rng(0))
+    out = {}
+    for split, x in (("test", test_x), ("held", held), ("fake", fake)):
+        out.update({f"{split}_{p}": v for p, v in run.reference.distances(run.model, run.prepare(x), PARTS).items()})
+        out[f"{split}_elbo"] = -run.score(x, "elbo", k)
+    out.update({f"spread_{p}": np.array(run.reference.spread[p]) for p in PARTS})
+    return out
+
+
+def candidate_aurocs(d, anomalous: np.ndarray, names) -> tuple[dict, dict]:
+    """Validation AUROC (held-out normal against synthetic) and test AUROC of each candidate whose parts
+    `d` (image_distances, or a file of them) holds."""
+    from sklearn.metrics import roc_auc_score
+
+    def distance(split, name):
+        parts = name.split("+")
+        if len(parts) == 1:
+            return d[f"{split}_{name}"]
+        return sum((d[f"{split}_{p}"] - d[f"spread_{p}"][0]) / d[f"spread_{p}"][1] for p in parts)
+
+    names = [n for n in names if all(f"test_{p}" in d for p in n.split("+"))]
+    truth = np.r_[np.zeros(len(d["held_knn"])), np.ones(len(d["fake_knn"]))]
+    validation = {n: 100 * roc_auc_score(truth, np.r_[distance("held", n), distance("fake", n)]) for n in names}
+    return validation, {n: 100 * roc_auc_score(anomalous, distance("test", n)) for n in names}
+
+
 def image_set(name: str, args) -> dict:
     from sklearn.metrics import roc_auc_score
 
@@ -154,20 +213,28 @@ def image_set(name: str, args) -> dict:
     root = data_dir(args.data_dir)
     train, test = (load_named(name, split, data_dir=root, download=False) for split in ("train", "test"))
     test_x, test_y = test.x[:args.test_limit], test.y[:args.test_limit]
+    earlier = {} if args.baselines_from is None else earlier_rows(args.baselines_from, name)
     per_class = []
     for c in args.classes:
         started = time.perf_counter()
         normal = train.x[train.y == c][:args.limit]
         anomalous = test_y != c
-        vae = vaekit_fit("image", normal, args, seed=0)
-        names = CANDIDATES["image"]
-        row = {"class": c, "train_images": int(len(normal)),
-               "validation": validation_auroc(vae, normal, names, synthetic_images, 0),
-               "test": {n: 100 * roc_auc_score(anomalous, -s)
-                        for n, s in candidate_scores(vae, test_x, names).items()}}
-        flat = lambda a: a.reshape(len(a), -1).astype(np.float64) / 255.0  # noqa: E731
-        row["baselines"] = {m: 100 * roc_auc_score(anomalous, -s)
-                            for m, s in baseline_scores(flat(normal), flat(test_x), args, 0).items()}
+        if args.rescore:  # the distances a run saved: no training
+            with np.load(args.rescore / f"{name}-{c}.npz") as f:
+                d = dict(f)
+        else:
+            d = image_distances(vaekit_fit("image", normal, args, seed=0), normal, test_x, args.k)
+            if args.distances:
+                args.distances.mkdir(parents=True, exist_ok=True)
+                np.savez(args.distances / f"{name}-{c}.npz", **d)
+        validation, tested = candidate_aurocs(d, anomalous, CANDIDATES["image"])
+        row = {"class": c, "train_images": int(len(normal)), "validation": validation, "test": tested}
+        if c in earlier:
+            row["baselines"] = earlier[c]["baselines"]
+        else:
+            flat = lambda a: a.reshape(len(a), -1).astype(np.float64) / 255.0  # noqa: E731
+            row["baselines"] = {m: 100 * roc_auc_score(anomalous, -s)
+                                for m, s in baseline_scores(flat(normal), flat(test_x), args, 0).items()}
         row["seconds"] = time.perf_counter() - started
         print(f"{name} class {c} ({row['seconds']:.0f} s): validation "
               + ", ".join(f"{k} {v:.1f}" for k, v in row["validation"].items()) + " | test "
@@ -175,6 +242,24 @@ def image_set(name: str, args) -> dict:
         per_class.append(row)
         partial(args, f"images/{name}", per_class)
     return {"classes": per_class}
+
+
+def earlier_seeds(path: Path, name: str) -> dict[int, dict]:
+    """The per-seed rows of table `name` in an earlier results file (its baselines are reused: the split of a
+    seed is the same in every run)."""
+    import json
+
+    rows = json.loads(Path(path).read_text()).get("raw", {}).get("tables", {}).get(name, {}).get("seeds", [])
+    return {r["seed"]: r for r in rows}
+
+
+def earlier_rows(path: Path, name: str) -> dict[int, dict]:
+    """The per-class rows of image set `name` in an earlier results file (its baselines are reused: the
+    same training images and test set, fitted with the same seeds)."""
+    import json
+
+    rows = json.loads(Path(path).read_text()).get("raw", {}).get("images", {}).get(name, {}).get("classes", [])
+    return {r["class"]: r for r in rows}
 
 
 def partial(args, key: str, rows: list) -> None:
@@ -203,6 +288,7 @@ def table_set(name: str, args) -> dict:
 
     x, y = read_table(name, args)
     names = CANDIDATES["tabular"]
+    earlier = {} if args.baselines_from is None else earlier_seeds(args.baselines_from, name)
     seeds = []
     for seed in range(args.seeds):
         started = time.perf_counter()
@@ -212,11 +298,13 @@ def table_set(name: str, args) -> dict:
         test = np.concatenate([normal[n_train:], np.flatnonzero(y)])
         train = x[normal[:n_train]]
         vae = vaekit_fit("tabular", train, args, seed)
-        row = {"seed": seed, "validation": validation_auroc(vae, train, names, synthetic_rows, seed)}
+        synthesise = {"simple": synthetic_rows, "adbench": adbench_rows}[args.table_synthetic]
+        row = {"seed": seed, "validation": validation_auroc(vae, train, names, synthesise, seed)}
         scores = candidate_scores(vae, x[test], names)
-        scaler = StandardScaler().fit(train)
-        scores.update({f"baseline:{m}": s for m, s in
-                       baseline_scores(scaler.transform(train), scaler.transform(x[test]), args, seed).items()})
+        if seed not in earlier:
+            scaler = StandardScaler().fit(train)
+            scores.update({f"baseline:{m}": s for m, s in
+                           baseline_scores(scaler.transform(train), scaler.transform(x[test]), args, seed).items()})
         # A score that is not finite counts as the most anomalous, and is recorded (iw gave one NaN on
         # 32_shuttle, seed 2: a bug to find, not to hide).
         row["nonfinite"] = {m: int((~np.isfinite(s)).sum()) for m, s in scores.items() if not np.isfinite(s).all()}
@@ -224,6 +312,9 @@ def table_set(name: str, args) -> dict:
         scores = {m: np.where(np.isfinite(s), s, np.finfo(np.float64).min) for m, s in scores.items()}
         row["auroc"] = {m: 100 * roc_auc_score(y[test], -s) for m, s in scores.items()}
         row["auprc"] = {m: 100 * average_precision_score(y[test], -s) for m, s in scores.items()}
+        for figure in ("auroc", "auprc"):  # an earlier run's baselines on the same split (same seed)
+            row[figure].update({m: v for m, v in earlier.get(seed, {}).get(figure, {}).items()
+                                if m.startswith("baseline:")})
         row["seconds"] = time.perf_counter() - started
         seeds.append(row)
         partial(args, f"tables/{name}", seeds)
@@ -233,9 +324,14 @@ def table_set(name: str, args) -> dict:
 
 
 # ---- summary ----------------------------------------------------------------------------------------------------
+def common(rows: list[dict]) -> list[str]:
+    """The candidates every row has a figure for (rows of an older run lack the newer candidates)."""
+    return [n for n in rows[0] if all(n in r for r in rows)]
+
+
 def select(validation_rows: list[dict]) -> tuple[str, dict]:
     """The candidate with the best mean validation AUROC (over every class / set of a kind)."""
-    means = {n: float(np.mean([r[n] for r in validation_rows])) for n in validation_rows[0]}
+    means = {n: float(np.mean([r[n] for r in validation_rows])) for n in common(validation_rows)}
     return max(means, key=means.get), means
 
 
@@ -248,7 +344,8 @@ def summarise_images(sets: dict) -> dict:
         table = {"vaekit": float(np.mean([r["test"][chosen] for r in cls]))}
         table.update({m: float(np.mean([r["baselines"][m] for r in cls])) for m in BASELINES})
         table["per_class"] = {str(r["class"]): {"vaekit": r["test"][chosen], **r["baselines"]} for r in cls}
-        table["candidates_test"] = {n: float(np.mean([r["test"][n] for r in cls])) for n in CANDIDATES["image"]}
+        table["candidates_test"] = {n: float(np.mean([r["test"][n] for r in cls]))
+                                    for n in common([r["test"] for r in rows])}
         images[name] = table
     return {"selected_score": chosen, "validation_mean_auroc": val_means, **images}
 
@@ -266,7 +363,8 @@ def summarise_tables(sets: dict) -> dict:
         out["sets"][name] = {m: float(np.mean([r["auroc"][key(m)] for r in s["seeds"]])) for m in methods}
         out["auprc"][name] = {m: float(np.mean([r["auprc"][key(m)] for r in s["seeds"]])) for m in methods}
         out["candidates_test"][name] = {n: float(np.mean([r["auroc"][n] for r in s["seeds"]]))
-                                        for n in CANDIDATES["tabular"]}
+                                        for n in common([r["auroc"] for r in s["seeds"]])
+                                        if n in val_means}
     ranks = np.array([rankdata([-out["sets"][n][m] for m in methods]) for n in out["sets"]])  # (sets, methods)
     out["mean_rank"] = {m: float(ranks[:, i].mean()) for i, m in enumerate(methods)}
     out["mean_auroc"] = {m: float(np.mean([out["sets"][n][m] for n in out["sets"]])) for m in methods}
@@ -286,6 +384,9 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--table-epochs", type=int, default=50)
     p.add_argument("--table-latent-dim", type=int, default=4)
+    p.add_argument("--table-synthetic", choices=("simple", "adbench"), default="simple",
+                   help="tables' synthetic anomalies for choosing the score: permuted columns and noise (simple), "
+                        "or ADBench's four kinds (local, global, dependency, clustered)")
     p.add_argument("--k", type=int, default=10, help="posterior samples for elbo / iw")
     p.add_argument("--limit", type=int, help="training images per class (default: all, about 6,000)")
     p.add_argument("--test-limit", type=int, help="test images (default: all 10,000)")
@@ -295,6 +396,13 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-dir", help="folder holding mnist/, fashion-mnist/, adbench/ (default ../shared/data)")
     p.add_argument("--out", type=Path, help="results file (default bench/results/anomaly[-quick].json)")
+    p.add_argument("--distances", type=Path,
+                   help="images: save each class's distances (test, held-out, synthetic) as DIR/SET-CLASS.npz")
+    p.add_argument("--rescore", type=Path,
+                   help="images: score the distances saved in this folder (--distances) instead of training")
+    p.add_argument("--baselines-from", type=Path,
+                   help="take the baselines' figures from this earlier results file (the same classes, training "
+                        "images and test set; the same table splits, by seed) instead of fitting them again")
     p.add_argument("--merge", type=Path, nargs="+",
                    help="summarise the raw figures of these results files together (parts run as separate "
                         "processes) instead of running; the score is then chosen over all of them")
