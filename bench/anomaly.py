@@ -21,11 +21,14 @@ of another image pasted elsewhere (CutPaste, Li et al. 2021); tables: each colum
 (the marginals kept, the dependence between columns broken), and Gaussian noise of one feature
 standard deviation added to every feature). The candidate with the best mean validation AUROC over
 every data set of a kind is "vaekit" in the results, the same for every data set of the kind; the
-test AUROC of every candidate is recorded beside it, for the record only.
+test AUROC of every candidate is recorded beside it, for the record only. The candidates: elbo (and iw
+for tables) and every sum of the four distances of vaekit.anomaly.
 
     python bench/anomaly.py --quick                 # 2 classes per image set, 3 tables, 1 seed, few epochs
     python bench/anomaly.py                         # everything, full size (hours on a CPU)
     python bench/anomaly.py --part images --limit 1000 --test-limit 2000 --epochs 8
+    python bench/anomaly.py --part images --distances runs/d   # keep each class's distances, then score them
+    python bench/anomaly.py --part images --rescore runs/d --baselines-from bench/results/anomaly.json   # again
 """
 from __future__ import annotations
 

@@ -80,7 +80,8 @@ def test_image_anomalies(image_run, capsys, tmp_path):
     assert 0.01 * 1797 < flagged < 0.2 * 1797  # about 5 % of typical data
     assert Image.open(out / "most_anomalous.png").size[0] > 100 and (out / "histogram.png").exists()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["method"] == "reconstruction+knn" and "score reconstruction+knn" in stdout  # images' default
+    default = "reconstruction+standardised+knn"  # images' default
+    assert summary["method"] == default and f"score {default}" in stdout
     scores = np.array([float(r["score"]) for r in rows])
     assert summary["most_anomalous"][0] == int(np.argmin(scores))
     # a fixed threshold flags exactly the scores below it

@@ -44,9 +44,18 @@ def test_reference_scores_against_brute_force():
     maha_train = np.sqrt(np.einsum("nd,de,ne->n", dt, np.linalg.inv(np.cov(z_train, rowvar=False)), dt))
     expected = -((std_new - std_train.mean()) / std_train.std() + (maha - maha_train.mean()) / maha_train.std())
     assert np.allclose(ref.score(model, new, "standardised+mahalanobis"), expected, rtol=1e-3, atol=1e-3)
+    # three parts: the same standardised sum (reconstruction's spread from the training errors, knn's from
+    # each training code's leave-one-out distance to its 5 nearest others)
+    errors_new = squared.sum(1).numpy()
+    errors_train = train_squared.sum(1).numpy()
+    knn = np.sort(np.linalg.norm(z[:, None] - z_train[None], axis=2), 1)[:, :5].mean(1)
+    knn_train = np.sort(np.linalg.norm(z_train[:, None] - z_train[None], axis=2), 1)[:, 1:6].mean(1)
+    expected = -sum((d - d_train.mean()) / d_train.std() for d, d_train in
+                    ((errors_new, errors_train), (std_new, std_train), (knn, knn_train)))
+    assert np.allclose(ref.score(model, new, "reconstruction+standardised+knn"), expected, rtol=1e-3, atol=1e-3)
     # further from the training data = lower score, for every reference score
     far = train[:30] + 6
-    for method in ("standardised", "mahalanobis", "knn", "standardised+knn"):
+    for method in ("standardised", "mahalanobis", "knn", "standardised+knn", "reconstruction+standardised+knn"):
         assert ref.score(model, far, method).mean() < ref.score(model, train[:30], method).mean(), method
 
 

@@ -34,7 +34,7 @@ training data (the log-likelihood, up to constants, of a diagonal Gaussian resid
 after training; no blur, not relative, so a bright garment is not favoured over a faint one);
 "mahalanobis" is minus the Mahalanobis distance of the posterior mean from the Gaussian fitted to
 the training codes (Lee et al. 2018 use it on a classifier's features); "a+b" adds components a
-and b, each standardised by its mean and spread over the training data.
+and b, each standardised by its mean and spread over the training data, and "a+b+c" three of them.
 """
 from __future__ import annotations
 
@@ -55,12 +55,12 @@ from .modalities import Inputs
 from .objectives import iw_log_likelihood
 
 METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn", "standardised", "mahalanobis",
-           "standardised+knn", "standardised+mahalanobis")
+           "standardised+knn", "standardised+mahalanobis", "reconstruction+standardised+knn")
 # Scores that compare with the training data (its codes, its reconstruction residuals).
 NEEDS_REFERENCE = ("knn", "reconstruction+knn", "standardised", "mahalanobis", "standardised+knn",
-                   "standardised+mahalanobis")
+                   "standardised+mahalanobis", "reconstruction+standardised+knn")
 NEEDS_RESIDUALS = ("reconstruction", "reconstruction+knn", "standardised", "standardised+knn",
-                   "standardised+mahalanobis")  # image and tabular runs only
+                   "standardised+mahalanobis", "reconstruction+standardised+knn")  # image and tabular runs only
 CALIBRATION = "calibration.json"  # held-out scores an estimator saved with its run
 HELDOUT = "heldout_scores.json"  # held-out scores `vaekit anomalies` computed, by method and k, stamped
 REFERENCE = "reference.safetensors"  # training codes and reconstruction errors (knn scores)
@@ -72,7 +72,9 @@ SCORE_UNITS = {"reconstruction": "minus squared reconstruction error (images: re
                "standardised": "minus squared reconstruction error per feature / its training mean",
                "mahalanobis": "minus Mahalanobis distance of the code from the training codes",
                "standardised+knn": "minus standardised residual + k-NN distance, each standardised",
-               "standardised+mahalanobis": "minus standardised residual + Mahalanobis distance, standardised"}
+               "standardised+mahalanobis": "minus standardised residual + Mahalanobis distance, standardised",
+               "reconstruction+standardised+knn": "minus reconstruction error + standardised residual + k-NN "
+                                                  "distance, each standardised"}
 REFERENCE_MEASURE = ("3: posterior means; squared error, images blurred (sigma side/28) and relative; "
                      "per-feature mean squared residual")
 VARIANCE_FLOOR = 0.05  # a feature's residual variance is at least this share of the mean one (why: MNIST's

@@ -3,7 +3,8 @@
     vae = vaekit.VAE(latent_dim=2, epochs=50).fit(X)       # X: (N, F) numbers (kind="tabular")
     z = vae.transform(X)                 # latent means (N, latent_dim)
     vae.score_samples(X)                 # the kind's default anomaly score (higher = more typical; images
-                                         # reconstruction+knn, tables standardised, text elbo), or score_method's
+                                         # reconstruction+standardised+knn, tables standardised, text elbo),
+                                         # or score_method's
     vae.predict(X)                       # +1 typical / -1 anomalous, threshold from held-out data
     vae.save("runs/my-vae"); vaekit.VAE.load("runs/my-vae")
 
@@ -63,9 +64,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     default, chosen in bench/anomaly.py and recorded in bench/RESULTS.md; or "elbo" | "iw" |
     "reconstruction" (image/tabular: minus the squared reconstruction error) | "knn" (minus the
     distance to the nearest training codes) | "reconstruction+knn" (image/tabular: both, standardised;
-    "standardised", "mahalanobis", "standardised+knn", "standardised+mahalanobis": see
-    vaekit.anomaly); not `score`, which scikit-learn reserves for a method), k (posterior
-    samples per score),
+    "standardised", "mahalanobis", "standardised+knn", "standardised+mahalanobis",
+    "reconstruction+standardised+knn": see vaekit.anomaly); not `score`, which scikit-learn reserves
+    for a method), k (posterior samples per score),
     val_fraction (held out for the threshold), drop_constant (tabular: leave out
     constant columns instead of refusing them), image_shape (kind "image" with flat rows), model_options
     and train_options (other model Config / TrainConfig fields), device, precision ("fp32" | "bf16":

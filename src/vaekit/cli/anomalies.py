@@ -11,9 +11,10 @@ from .options import add_compute_options, add_run_verb, finite, whole
 SCORE_HELP = ("elbo: ELBO averaged over K draws; iw: the importance-weighted bound with K samples; reconstruction "
               "(image/tabular): minus the squared reconstruction error; knn: minus the distance to the nearest "
               "training codes; mahalanobis: of the code from the training codes; standardised (image/tabular): "
-              "squared residual per feature over its training mean; a+b: the sum of both, each standardised. "
+              "squared residual per feature over its training mean; a+b (a+b+c): the sum of the parts, each "
+              "standardised. "
               "Default: the kind's, chosen without test data in bench/anomaly.py (bench/RESULTS.md): "
-              "reconstruction+knn for images, standardised for tables, elbo for text")
+              "reconstruction+standardised+knn for images, standardised for tables, elbo for text")
 
 
 def register(subparsers):
