@@ -137,7 +137,11 @@ def reconstruction_error(model, x: Tensor) -> Tensor:
     images (B, C, H, W) both are blurred first (Gaussian, BLUR_SIGMA pixels per 28) and the distance is
     divided by the blurred image's squared norm (floored, so a blank image scores as very unusual)."""
     x = x.float()
-    r = model.reconstruct(x).float()
+    return error_of(x, model.reconstruct(x).float())
+
+
+def error_of(x: Tensor, r: Tensor) -> Tensor:
+    """(B,) reconstruction_error of fp32 inputs x given their fp32 reconstructions r (the same shape)."""
     if x.dim() != 4:
         return (r - x).pow(2).flatten(1).sum(1)
     sigma = BLUR_SIGMA * min(x.shape[-2:]) / 28  # the same share of the image as 1 pixel of MNIST's 28
@@ -174,6 +178,12 @@ def codes(model, x: Tensor) -> Tensor:
 def errors(model, x: Tensor) -> Tensor:
     """(N,) reconstruction errors of model-ready x (reconstruction_error, in chunks)."""
     return _batched(reconstruction_error, model, x)
+
+
+def _error_and_residuals(model, x: Tensor) -> Tensor:
+    """(B, 1 + F): each fp32 example's reconstruction_error beside its squared residuals, one decoder pass."""
+    r = model.reconstruct(x).float()
+    return torch.cat([error_of(x, r)[:, None], (r - x).pow(2).flatten(1)], 1)
 
 
 def residuals(model, x: Tensor) -> Tensor:
@@ -225,10 +235,13 @@ class Reference:
         return (squared / self.feature_var.clamp_min(floor)).sum(1).double().numpy()
 
     def distances(self, model, x: Tensor, names) -> dict[str, np.ndarray]:
-        """The named distances (higher = less typical) of model-ready x, codes computed once."""
+        """The named distances (higher = less typical) of model-ready x, codes computed once, and
+        reconstructions once when both reconstruction distances are asked for."""
         z = codes(model, x) if {"knn", "mahalanobis"} & set(names) else None
         out = {}
-        for name in names:
+        if {"reconstruction", "standardised"} <= set(names) and self.errors is not None:
+            out["reconstruction"], out["standardised"] = self._both_errors(model, x)
+        for name in (n for n in names if n not in out):
             if name == "knn":
                 out[name] = self.distance(z)
             elif name == "mahalanobis":
@@ -240,6 +253,21 @@ class Reference:
             else:
                 out[name] = errors(model, x).double().numpy()
         return out
+
+    def _both_errors(self, model, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) reconstruction errors and (N,) standardised residuals of model-ready x, from one decoder pass."""
+        if self.feature_var is None:
+            raise VaekitError("this reference set has no reconstruction residuals (a text run)")
+        var = self.feature_var.clamp_min(VARIANCE_FLOOR * self.feature_var.mean())  # (F,), as `standardised`
+
+        def both(m, b):
+            b = b.float()
+            r = m.reconstruct(b).float()
+            squared = (r - b).pow(2).flatten(1)  # (B, F)
+            return torch.stack([error_of(b, r), (squared / var.to(b.device)).sum(1)], 1)  # (B, 2)
+
+        out = _batched(both, model, x).double().numpy()
+        return out[:, 0], out[:, 1]
 
     def combine(self, distances: dict[str, np.ndarray], method: str) -> np.ndarray:
         """The score of `method` (higher = more typical) from its components' distances: one alone
@@ -281,8 +309,9 @@ def build_reference(model, x: Tensor, seed: int = 0) -> Reference:
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:REFERENCE_MAX].to(x.device)]
     if not modalities.of_model(model).has_reconstruction:
         return Reference(codes(model, x), None)
-    squared = residuals(model, x)  # (N, F)
-    reference = Reference(codes(model, x), errors(model, x), squared.mean(0))
+    both = _batched(lambda m, b: _error_and_residuals(m, b.float()), model, x)  # (N, 1 + F), one decoder pass
+    squared = both[:, 1:]  # (N, F)
+    reference = Reference(codes(model, x), both[:, 0], squared.mean(0))
     reference.fit_standardised(squared)
     return reference
 
