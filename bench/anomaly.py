@@ -216,7 +216,7 @@ def image_set(name: str, args) -> dict:
     root = data_dir(args.data_dir)
     train, test = (load_named(name, split, data_dir=root, download=False) for split in ("train", "test"))
     test_x, test_y = test.x[:args.test_limit], test.y[:args.test_limit]
-    earlier = {} if args.baselines_from is None else earlier_rows(args.baselines_from, name)
+    earlier = {} if args.baselines_from is None else earlier_rows(args.baselines_from, "images", name)
     per_class = []
     for c in args.classes:
         started = time.perf_counter()
@@ -247,22 +247,15 @@ def image_set(name: str, args) -> dict:
     return {"classes": per_class}
 
 
-def earlier_seeds(path: Path, name: str) -> dict[int, dict]:
-    """The per-seed rows of table `name` in an earlier results file (its baselines are reused: the split of a
-    seed is the same in every run)."""
+def earlier_rows(path: Path, part: str, name: str) -> dict[int, dict]:
+    """The raw rows of set `name` in an earlier results file, by class (part "images") or by seed ("tables"),
+    whose baselines are reused: a class's training images and the test set, or a seed's split, are the
+    same in every run."""
     import json
 
-    rows = json.loads(Path(path).read_text()).get("raw", {}).get("tables", {}).get(name, {}).get("seeds", [])
-    return {r["seed"]: r for r in rows}
-
-
-def earlier_rows(path: Path, name: str) -> dict[int, dict]:
-    """The per-class rows of image set `name` in an earlier results file (its baselines are reused: the
-    same training images and test set, fitted with the same seeds)."""
-    import json
-
-    rows = json.loads(Path(path).read_text()).get("raw", {}).get("images", {}).get(name, {}).get("classes", [])
-    return {r["class"]: r for r in rows}
+    key, rows = ("class", "classes") if part == "images" else ("seed", "seeds")
+    raw = json.loads(Path(path).read_text()).get("raw", {}).get(part, {}).get(name, {})
+    return {r[key]: r for r in raw.get(rows, [])}
 
 
 def partial(args, key: str, rows: list) -> None:
@@ -291,7 +284,8 @@ def table_set(name: str, args) -> dict:
 
     x, y = read_table(name, args)
     names = CANDIDATES["tabular"]
-    earlier = {} if args.baselines_from is None else earlier_seeds(args.baselines_from, name)
+    earlier = {} if args.baselines_from is None else earlier_rows(args.baselines_from, "tables", name)
+    synthesise = {"simple": synthetic_rows, "adbench": adbench_rows}[args.table_synthetic]
     seeds = []
     for seed in range(args.seeds):
         started = time.perf_counter()
@@ -301,7 +295,6 @@ def table_set(name: str, args) -> dict:
         test = np.concatenate([normal[n_train:], np.flatnonzero(y)])
         train = x[normal[:n_train]]
         vae = vaekit_fit("tabular", train, args, seed)
-        synthesise = {"simple": synthetic_rows, "adbench": adbench_rows}[args.table_synthetic]
         row = {"seed": seed, "validation": validation_auroc(vae, train, names, synthesise, seed)}
         scores = candidate_scores(vae, x[test], names)
         if seed not in earlier:

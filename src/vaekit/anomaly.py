@@ -180,10 +180,16 @@ def errors(model, x: Tensor) -> Tensor:
     return _batched(reconstruction_error, model, x)
 
 
-def _error_and_residuals(model, x: Tensor) -> Tensor:
-    """(B, 1 + F): each fp32 example's reconstruction_error beside its squared residuals, one decoder pass."""
-    r = model.reconstruct(x).float()
-    return torch.cat([error_of(x, r)[:, None], (r - x).pow(2).flatten(1)], 1)
+def errors_and_residuals(model, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(N,) reconstruction errors and (N, F) fp32 squared residuals of model-ready x, one decoder pass."""
+
+    def both(m, b):
+        b = b.float()
+        r = m.reconstruct(b).float()
+        return torch.cat([error_of(b, r)[:, None], (r - b).pow(2).flatten(1)], 1)  # (B, 1 + F)
+
+    out = _batched(both, model, x)
+    return out[:, 0], out[:, 1:]
 
 
 def residuals(model, x: Tensor) -> Tensor:
@@ -240,7 +246,10 @@ class Reference:
         z = codes(model, x) if {"knn", "mahalanobis"} & set(names) else None
         out = {}
         if {"reconstruction", "standardised"} <= set(names) and self.errors is not None:
-            out["reconstruction"], out["standardised"] = self._both_errors(model, x)
+            if self.feature_var is None:
+                raise VaekitError("this reference set has no reconstruction residuals (a text run)")
+            errs, squared = errors_and_residuals(model, x)
+            out["reconstruction"], out["standardised"] = errs.double().numpy(), self.standardised(squared)
         for name in (n for n in names if n not in out):
             if name == "knn":
                 out[name] = self.distance(z)
@@ -253,21 +262,6 @@ class Reference:
             else:
                 out[name] = errors(model, x).double().numpy()
         return out
-
-    def _both_errors(self, model, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) reconstruction errors and (N,) standardised residuals of model-ready x, from one decoder pass."""
-        if self.feature_var is None:
-            raise VaekitError("this reference set has no reconstruction residuals (a text run)")
-        var = self.feature_var.clamp_min(VARIANCE_FLOOR * self.feature_var.mean())  # (F,), as `standardised`
-
-        def both(m, b):
-            b = b.float()
-            r = m.reconstruct(b).float()
-            squared = (r - b).pow(2).flatten(1)  # (B, F)
-            return torch.stack([error_of(b, r), (squared / var.to(b.device)).sum(1)], 1)  # (B, 2)
-
-        out = _batched(both, model, x).double().numpy()
-        return out[:, 0], out[:, 1]
 
     def combine(self, distances: dict[str, np.ndarray], method: str) -> np.ndarray:
         """The score of `method` (higher = more typical) from its components' distances: one alone
@@ -309,9 +303,8 @@ def build_reference(model, x: Tensor, seed: int = 0) -> Reference:
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:REFERENCE_MAX].to(x.device)]
     if not modalities.of_model(model).has_reconstruction:
         return Reference(codes(model, x), None)
-    both = _batched(lambda m, b: _error_and_residuals(m, b.float()), model, x)  # (N, 1 + F), one decoder pass
-    squared = both[:, 1:]  # (N, F)
-    reference = Reference(codes(model, x), both[:, 0], squared.mean(0))
+    errs, squared = errors_and_residuals(model, x)  # (N,), (N, F)
+    reference = Reference(codes(model, x), errs, squared.mean(0))
     reference.fit_standardised(squared)
     return reference
 
