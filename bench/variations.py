@@ -4,7 +4,8 @@ Per corpus (the embedded corpus's held-out split, Penn Treebank test), N held-ou
 (drawn with --seed), K variations each, from:
 - `default`: vaekit's `vary` with its default settings on the given run (`Run.vary`: the sentence edited
   under codes near its own, vaekit.editing, change 0.3);
-- `eda`: the rule-based baseline (bench/eda.py, Wei & Zou 2019, alpha 0.1);
+- `eda`: the rule-based baseline (bench/eda.py, Wei & Zou 2019, alpha 0.1; WordNet synonyms as in the
+  paper, and the MiniLM-neighbour stand-in scored beside it as `eda_minilm`);
 - `at_eda_bleu`: vaekit with --change set so that its BLEU to the input equals EDA's (interpolated on
   the curve, then measured there);
 - `decode`: the same run, each code decoded from scratch (`vary --method decode`: spread 2, greedy with
@@ -44,15 +45,26 @@ FIGURES = ("semantic", "bleu_in", "self_bleu", "distinct_2", "copy_rate", "unk_s
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--runs", nargs="+", required=True, help="CORPUS=RUN for each corpus: docs, ptb")
+    p.add_argument("--runs", nargs="+", default=[], help="CORPUS=RUN for each corpus: docs, ptb")
+    p.add_argument("--merge", nargs="+", metavar="FILE",
+                   help="instead of measuring: the corpora of earlier results files (one corpus per run of "
+                        "this bench, e.g. side by side) into --out, the plot redrawn")
     p.add_argument("--extra", nargs="*", default=[], help="CORPUS:LABEL=RUN, other runs to score alike")
     p.add_argument("--quick", action="store_true", help="40 inputs per corpus, changes 0.1, 0.3, 0.5")
-    p.add_argument("--inputs", type=int, default=200)
+    p.add_argument("--inputs", type=int, default=200, help="held-out inputs per corpus (0: all of 5-30 words)")
     p.add_argument("--variations", type=int, default=5)
     p.add_argument("--changes", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.5, 1.0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes editing inputs side by side (each with --threads; the same variations)")
+    p.add_argument("--curve-from", nargs="+", default=[], metavar="FILE",
+                   help="take each corpus's curve from an earlier results file instead of measuring "
+                        "--changes here (the full held-out sets: only the default and EDA's BLEU are edited)")
+    p.add_argument("--eda-synonyms", choices=("wordnet", "minilm"), default="wordnet",
+                   help="EDA's synonym source for the `eda` row (the other is scored as eda_<name>); "
+                        "wordnet is the paper's (bench/eda.py)")
     p.add_argument("--peer", action="store_true", help="also the Keras peer on PTB (bash ../shared/peers/setup.sh)")
     p.add_argument("--peer-epochs", type=int, default=3)
     p.add_argument("--peer-limit", type=int, help="PTB training sentences for the peer (default: all)")
@@ -60,6 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--plot", default=str(PLOT))
     args = p.parse_args(argv)
+    if not args.runs and not args.merge:
+        p.error("--runs (or --merge) is required")
     if args.quick:
         args.inputs, args.changes = min(args.inputs, 40), [0.1, 0.3, 0.5]
     return args
@@ -81,7 +95,10 @@ def corpus_splits(name: str, root: Path) -> tuple[list[str], list[str]]:
 
 
 def pick_inputs(held_out: list[str], n: int, seed: int) -> list[str]:
+    """n held-out sentences of 5-30 words, drawn with `seed`, in held-out order (n 0: all of them)."""
     candidates = [s for s in held_out if 5 <= len(s.split()) <= 30]
+    if n == 0:
+        return candidates
     rng = np.random.default_rng(seed)
     return [candidates[i] for i in sorted(rng.choice(len(candidates), min(n, len(candidates)), replace=False))]
 
@@ -102,12 +119,44 @@ def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int, config=
     return [texts[i * k:(i + 1) * k] for i in range(len(inputs))]
 
 
-def vary_edited(run, inputs: list[str], k: int, change: float | None, seed: int) -> list[list[str]]:
-    """`Run.vary` on each input (change None: vary's default EditConfig), seeded per input."""
+def vary_edited(run, inputs: list[str], k: int, change: float | None, seed: int,
+                workers: int = 1, threads: int = 1) -> list[list[str]]:
+    """`Run.vary` on each input (change None: vary's default EditConfig), seeded per input, so that
+    `workers` processes (each loading the run, `threads` torch threads) give the same variations."""
+    if workers > 1 and len(inputs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [(i, inputs[i:i + 25]) for i in range(0, len(inputs), 25)]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(str(run.path), threads)) as pool:
+            parts = pool.map(_worker_vary, *zip(*[(start, chunk, k, change, seed) for start, chunk in chunks]))
+            return [v for part in parts for v in part]
+    return _vary_chunk(run, 0, inputs, k, change, seed)
+
+
+def _vary_chunk(run, start: int, inputs: list[str], k: int, change: float | None, seed: int) -> list[list[str]]:
     from vaekit.editing import EditConfig
 
     config = None if change is None else EditConfig(change=change)
-    return [run.vary(s, n=k, seed=seed + i, config=config) for i, s in enumerate(inputs)]
+    return [run.vary(s, n=k, seed=seed + start + i, config=config) for i, s in enumerate(inputs)]
+
+
+_WORKER_RUN = None
+
+
+def _worker_init(path: str, threads: int) -> None:
+    import torch
+
+    from vaekit import api
+
+    global _WORKER_RUN
+    torch.set_num_threads(threads)
+    _WORKER_RUN = api.load(path)
+
+
+def _worker_vary(start, inputs, k, change, seed):
+    return _vary_chunk(_WORKER_RUN, start, inputs, k, change, seed)
 
 
 def score(inputs, variations, lm, real_ppl) -> dict:
@@ -147,9 +196,11 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
            "reference_lm": {"model": "interpolated Kneser-Ney trigram, D 0.75, words seen once -> <unk>",
                             "held_out_perplexity": real_ppl, "fit_seconds": round(time.time() - t0, 1)}}
     print(f"[{name}] reference LM: held-out perplexity {real_ppl:.1f}", flush=True)
-    eda = [eda_variations(s, args.variations, args.synonyms, random.Random(args.seed + i))
-           for i, s in enumerate(inputs)]
-    out["eda"] = score(inputs, eda, lm, real_ppl)
+    for source, synonyms in args.synonyms.items():  # the chosen source first: the `eda` row
+        eda = [eda_variations(s, args.variations, synonyms, random.Random(args.seed + i))
+               for i, s in enumerate(inputs)]
+        out["eda" if source == args.eda_synonyms else f"eda_{source}"] = {"synonyms": source,
+                                                                          **score(inputs, eda, lm, real_ppl)}
     run = api.load(run_path)
 
     def timed(make):
@@ -157,13 +208,19 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
         variations = make()
         return {**score(inputs, variations, lm, real_ppl), "seconds_per_input": (time.time() - t) / len(inputs)}
 
-    edit = lambda change: timed(lambda: vary_edited(run, inputs, args.variations, change, args.seed))
+    edit = lambda change: timed(lambda: vary_edited(run, inputs, args.variations, change, args.seed,
+                                                    args.workers, args.threads))
     out["default"] = {"change": DEFAULT_CHANGE, **edit(None)}
     print(f"[{name}] default: {out['default']['semantic']:.3f} semantic", flush=True)
     out["decode"] = {"spread": 2.0, "decoding": "greedy, repetition control",
                      **timed(lambda: vary_batch(run, inputs, args.variations, 2.0, args.seed, default_decode_config()))}
-    out["curve"] = [{"change": c, **(out["default"] if c == DEFAULT_CHANGE else edit(c))}
-                    for c in sorted(set(args.changes) | {DEFAULT_CHANGE})]
+    if args.curve_from:
+        # The curve measured earlier (on fewer inputs) places EDA's BLEU; both points this file reports
+        # for vaekit (the default and at EDA's BLEU) are measured here, on these inputs.
+        out["curve"], out["curve_from"] = earlier_curve(name, args.curve_from)
+    else:
+        out["curve"] = [{"change": c, **(out["default"] if c == DEFAULT_CHANGE else edit(c))}
+                        for c in sorted(set(args.changes) | {DEFAULT_CHANGE})]
     change = change_at_bleu(out["curve"], out["eda"]["bleu_in"])
     bleus = [c["bleu_in"] for c in out["curve"]]
     out["at_eda_bleu"] = {"change": change, "eda_bleu_within_curve": min(bleus) <= out["eda"]["bleu_in"] <= max(bleus),
@@ -176,6 +233,16 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
                       **score(inputs, vary_batch(api.load(path), inputs, args.variations, 1.0, args.seed,
                                                  DecodeConfig()), lm, real_ppl)}
     return out
+
+
+def earlier_curve(corpus: str, files: list[str]) -> tuple[list[dict], dict]:
+    """`corpus`'s curve from the first of `files` (earlier results of this bench) that has one, and
+    where it came from."""
+    for f in files:
+        earlier = json.loads(Path(f).read_text())["corpora"].get(corpus)
+        if earlier and earlier.get("curve"):
+            return earlier["curve"], {"file": f, "n_inputs": earlier["n_inputs"], "run": earlier.get("run")}
+    raise SystemExit(f"none of {', '.join(files)} has a curve for {corpus}")
 
 
 def keras_peer(inputs: list[str], args, lm, real_ppl) -> dict:
@@ -230,14 +297,31 @@ def print_table(results: dict) -> None:
             print(f"{corpus:8}{label:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
 
 
+def merge(files: list[str], out: str, plot_path: str) -> None:
+    """One results file holding the corpora of several (a later file's corpus replaces an earlier's)."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    results = {"merged_from": {f: {"date": r["date"], "command": r["command"], "seconds": r.get("seconds")}
+                               for f, r in zip(files, parts)},
+               "machine": parts[-1]["machine"], "corpora": {}}
+    for r in parts:
+        results["corpora"].update(r["corpora"])
+        results.update({c: r[c] for c in r["corpora"]})
+    Path(out).write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, plot_path)
+    print_table(results)
+    print(f"wrote {out} and {plot_path}")
+
+
 def main(argv=None) -> None:
     import torch
-    from eda import Synonyms
+    from eda import SOURCES, synonym_source
 
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out, args.plot)
     torch.set_num_threads(args.threads)
     args.ptb_root = data_dir(args.data_dir)
-    args.synonyms = Synonyms()
+    args.synonyms = {s: synonym_source(s) for s in sorted(SOURCES, key=lambda s: s != args.eda_synonyms)}
     runs = dict(r.split("=", 1) for r in args.runs)
     extras: dict[str, dict] = {}
     for e in args.extra:
