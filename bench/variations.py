@@ -271,13 +271,21 @@ def plot(results: dict, path: str) -> None:
     for corpus, r in results["corpora"].items():
         xs = [c["self_bleu"] for c in r["curve"]]
         ys = [c["semantic"] for c in r["curve"]]
-        (line,) = ax.plot(xs, ys, "o-", label=f"{corpus}: vaekit vary over --change")
+        borrowed = f" ({r['curve_from']['n_inputs']} inputs)" if "curve_from" in r else ""
+        (line,) = ax.plot(xs, ys, "o-", label=f"{corpus}: vaekit vary over --change{borrowed}")
+        if borrowed:  # the points measured on this file's inputs
+            for key, mark in (("default", "D"), ("at_eda_bleu", "v")):
+                ax.plot(r[key]["self_bleu"], r[key]["semantic"], mark, color=line.get_color(), ms=6,
+                        label=f"{corpus}: vary, {key.replace('_', ' ')} ({r['n_inputs']} inputs)")
         for c in r["curve"]:
             ax.annotate(f"{c['change']:g}", (c["self_bleu"], c["semantic"]), fontsize=7)
         ax.plot(r["decode"]["self_bleu"], r["decode"]["semantic"], "s", color=line.get_color(), ms=6,
                 label=f"{corpus}: vary --method decode")
-        ax.plot(r["eda"]["self_bleu"], r["eda"]["semantic"], "x", color=line.get_color(), ms=9,
-                label=f"{corpus}: EDA")
+        for key, mark in (("eda", "x"), ("eda_minilm", "+"), ("eda_wordnet", "+")):
+            if key in r:
+                source = r[key].get("synonyms", "minilm")  # files before WordNet had only MiniLM's
+                ax.plot(r[key]["self_bleu"], r[key]["semantic"], mark, color=line.get_color(), ms=9,
+                        label=f"{corpus}: EDA, {source} synonyms")
     ax.set_xlabel("self-BLEU among an input's variations (lower = more diverse)")
     ax.set_ylabel("semantic consistency (MiniLM cosine)")
     ax.set_title("Fidelity against diversity (labels: --change)")
