@@ -66,6 +66,8 @@ def parse_args(argv=None):
                    help="EDA's synonym source for the `eda` row (the other is scored as eda_<name>); "
                         "wordnet is the paper's (bench/eda.py)")
     p.add_argument("--peer", action="store_true", help="also the Keras peer on PTB (bash ../shared/peers/setup.sh)")
+    p.add_argument("--peer-only", action="store_true",
+                   help="only the Keras peer (PTB), for --merge into a file measured without it")
     p.add_argument("--peer-epochs", type=int, default=3)
     p.add_argument("--peer-limit", type=int, help="PTB training sentences for the peer (default: all)")
     p.add_argument("--peer-python", help="the peers' venv python (default: as bench/peers.py finds it)")
@@ -196,6 +198,8 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
            "reference_lm": {"model": "interpolated Kneser-Ney trigram, D 0.75, words seen once -> <unk>",
                             "held_out_perplexity": real_ppl, "fit_seconds": round(time.time() - t0, 1)}}
     print(f"[{name}] reference LM: held-out perplexity {real_ppl:.1f}", flush=True)
+    if args.peer_only:
+        return {**out, "keras_peer": keras_peer(inputs, args, lm, real_ppl)}
     for source, synonyms in args.synonyms.items():  # the chosen source first: the `eda` row
         eda = [eda_variations(s, args.variations, synonyms, random.Random(args.seed + i))
                for i, s in enumerate(inputs)]
@@ -269,6 +273,8 @@ def plot(results: dict, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for corpus, r in results["corpora"].items():
+        if "curve" not in r:  # --peer-only
+            continue
         xs = [c["self_bleu"] for c in r["curve"]]
         ys = [c["semantic"] for c in r["curve"]]
         borrowed = f" ({r['curve_from']['n_inputs']} inputs)" if "curve_from" in r else ""
@@ -300,7 +306,7 @@ def print_table(results: dict) -> None:
         for system, row in r.items():
             if isinstance(row, dict) and "semantic" in row:
                 print(f"{corpus:8}{system:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
-        for row in r["curve"]:
+        for row in r.get("curve", []):
             label = f"change {row['change']:g}"
             print(f"{corpus:8}{label:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
 
@@ -311,9 +317,10 @@ def merge(files: list[str], out: str, plot_path: str) -> None:
     results = {"merged_from": {f: {"date": r["date"], "command": r["command"], "seconds": r.get("seconds")}
                                for f, r in zip(files, parts)},
                "machine": parts[-1]["machine"], "corpora": {}}
-    for r in parts:
-        results["corpora"].update(r["corpora"])
-        results.update({c: r[c] for c in r["corpora"]})
+    for r in parts:  # a later file's rows replace an earlier one's of the same name, the rest stay
+        for corpus, rows in r["corpora"].items():
+            results["corpora"].setdefault(corpus, {}).update(rows)
+        results.update({c: r[c] for c in r["corpora"] if c in r})
     Path(out).write_text(json.dumps(results, indent=1) + "\n")
     plot(results, plot_path)
     print_table(results)
@@ -342,6 +349,8 @@ def main(argv=None) -> None:
                "corpora": {c: corpus_figures(c, path, extras.get(c, {}), args) for c, path in runs.items()}}
     results["seconds"] = round(time.time() - t0)
     for corpus, r in results["corpora"].items():  # the issue's layout: one top-level key per corpus
+        if "default" not in r:  # --peer-only
+            continue
         pick = lambda row: {f: row[f] for f in (*FIGURES, "change", "eda_bleu_within_curve") if f in row}
         results[corpus] = {**pick(r["default"]), "eda": pick(r["eda"]), "at_eda_bleu": pick(r["at_eda_bleu"])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
