@@ -44,6 +44,8 @@ FIGURES = ("semantic", "bleu_in", "self_bleu", "distinct_2", "copy_rate", "unk_s
 
 
 def parse_args(argv=None):
+    from eda import SOURCES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", default=[], help="CORPUS=RUN for each corpus: docs, ptb")
     p.add_argument("--merge", nargs="+", metavar="FILE",
@@ -62,7 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--curve-from", nargs="+", default=[], metavar="FILE",
                    help="take each corpus's curve from an earlier results file instead of measuring "
                         "--changes here (the full held-out sets: only the default and EDA's BLEU are edited)")
-    p.add_argument("--eda-synonyms", choices=("wordnet", "minilm"), default="wordnet",
+    p.add_argument("--eda-synonyms", choices=SOURCES, default="wordnet",
                    help="EDA's synonym source for the `eda` row (the other is scored as eda_<name>); "
                         "wordnet is the paper's (bench/eda.py)")
     p.add_argument("--peer", action="store_true", help="also the Keras peer on PTB (bash ../shared/peers/setup.sh)")
