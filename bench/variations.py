@@ -57,6 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--variations", type=int, default=5)
     p.add_argument("--changes", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.5, 1.0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--delete", action="store_true", help="every vaekit edit of this run with `vary --delete`")
+    p.add_argument("--only-changes", action="store_true",
+                   help="only EDA and vaekit at --changes on these inputs (no default, decode or peer rows)")
     p.add_argument("--data-dir", help="folder holding ptb/ (default: $VAEKIT_DATA or ../shared/data)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--workers", type=int, default=1,
@@ -124,9 +127,10 @@ def vary_batch(run, inputs: list[str], k: int, spread: float, seed: int, config=
 
 
 def vary_edited(run, inputs: list[str], k: int, change: float | None, seed: int,
-                workers: int = 1, threads: int = 1) -> list[list[str]]:
-    """`Run.vary` on each input (change None: vary's default EditConfig), seeded per input, so that
-    `workers` processes (each loading the run, `threads` torch threads) give the same variations."""
+                workers: int = 1, threads: int = 1, delete: bool = False) -> list[list[str]]:
+    """`Run.vary` on each input (change None: vary's default EditConfig; delete: `vary --delete`), seeded
+    per input, so that `workers` processes (each loading the run, `threads` torch threads) give the same
+    variations."""
     if workers > 1 and len(inputs) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -134,15 +138,18 @@ def vary_edited(run, inputs: list[str], k: int, change: float | None, seed: int,
         chunks = [(i, inputs[i:i + 25]) for i in range(0, len(inputs), 25)]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init, initargs=(str(run.path), threads)) as pool:
-            parts = pool.map(_worker_vary, *zip(*[(start, chunk, k, change, seed) for start, chunk in chunks]))
+            parts = pool.map(_worker_vary, *zip(*[(start, chunk, k, change, seed, delete) for start, chunk in chunks]))
             return [v for part in parts for v in part]
-    return _vary_chunk(run, 0, inputs, k, change, seed)
+    return _vary_chunk(run, 0, inputs, k, change, seed, delete)
 
 
-def _vary_chunk(run, start: int, inputs: list[str], k: int, change: float | None, seed: int) -> list[list[str]]:
+def _vary_chunk(run, start: int, inputs: list[str], k: int, change: float | None, seed: int,
+                delete: bool = False) -> list[list[str]]:
     from vaekit.editing import EditConfig
 
-    config = None if change is None else EditConfig(change=change)
+    if delete:
+        change = EditConfig().change if change is None else change
+    config = None if change is None else EditConfig(change=change, delete=delete)
     return [run.vary(s, n=k, seed=seed + start + i, config=config) for i, s in enumerate(inputs)]
 
 
@@ -159,8 +166,8 @@ def _worker_init(path: str, threads: int) -> None:
     _WORKER_RUN = api.load(path)
 
 
-def _worker_vary(start, inputs, k, change, seed):
-    return _vary_chunk(_WORKER_RUN, start, inputs, k, change, seed)
+def _worker_vary(start, inputs, k, change, seed, delete):
+    return _vary_chunk(_WORKER_RUN, start, inputs, k, change, seed, delete)
 
 
 def score(inputs, variations, lm, real_ppl) -> dict:
@@ -215,7 +222,11 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
         return {**score(inputs, variations, lm, real_ppl), "seconds_per_input": (time.time() - t) / len(inputs)}
 
     edit = lambda change: timed(lambda: vary_edited(run, inputs, args.variations, change, args.seed,
-                                                    args.workers, args.threads))
+                                                    args.workers, args.threads, args.delete))
+    out["delete"] = args.delete
+    if args.only_changes:  # points on the curve alone, e.g. to place EDA's BLEU on every input
+        out["curve"] = [{"change": c, **edit(c)} for c in sorted(set(args.changes))]
+        return out
     out["default"] = {"change": DEFAULT_CHANGE, **edit(None)}
     print(f"[{name}] default: {out['default']['semantic']:.3f} semantic", flush=True)
     out["decode"] = {"spread": 2.0, "decoding": "greedy, repetition control",
@@ -287,8 +298,9 @@ def plot(results: dict, path: str) -> None:
                         label=f"{corpus}: vary, {key.replace('_', ' ')} ({r['n_inputs']} inputs)")
         for c in r["curve"]:
             ax.annotate(f"{c['change']:g}", (c["self_bleu"], c["semantic"]), fontsize=7)
-        ax.plot(r["decode"]["self_bleu"], r["decode"]["semantic"], "s", color=line.get_color(), ms=6,
-                label=f"{corpus}: vary --method decode")
+        if "decode" in r:  # not with --only-changes
+            ax.plot(r["decode"]["self_bleu"], r["decode"]["semantic"], "s", color=line.get_color(), ms=6,
+                    label=f"{corpus}: vary --method decode")
         for key, mark in (("eda", "x"), ("eda_minilm", "+"), ("eda_wordnet", "+")):
             if key in r:
                 source = r[key].get("synonyms", "minilm")  # files before WordNet had only MiniLM's

@@ -66,7 +66,7 @@ def test_vary_edits_the_sentence_with_the_documented_defaults(text_run, monkeypa
     run = vaekit.load(text_run)
     out = run.vary("the cat sat on the mat", n=3, seed=0)
     assert len(out) == 3 and seen["change"] == DEFAULT_CHANGE and DEFAULT_SPREAD > 0
-    assert all(len(v.split()) == 6 for v in out) and all(v != "the cat sat on the mat" for v in out)
+    assert all(len(v.split()) == 6 for v in out) and all(v != "the cat sat on the mat" for v in out)  # no deletions
     decoded = run.vary("the cat sat on the mat", n=3, seed=0, config=DecodeConfig())
     assert len(decoded) == 3
 
@@ -86,7 +86,8 @@ def edit_sentence(model, ids, z, change, **settings):
 def test_an_edit_rewrites_that_share_of_the_words_and_no_other(change, words):
     model = tiny_decoder()
     ids = list(range(5, 5 + words))
-    outs = edit_codes(model, ids, torch.randn(6, 4), EditConfig(change=change, candidates=5, keep_penalty=float("inf")))
+    outs = edit_codes(model, ids, torch.randn(6, 4), EditConfig(change=change, candidates=5, keep_penalty=float("inf"),
+                                                                delete=False))
     assert len(outs) == 6
     for out in outs:
         changed = [i for i, (a, b) in enumerate(zip(ids, out)) if a != b]
@@ -104,7 +105,7 @@ def test_an_edit_prefers_what_the_decoder_finds_likely_given_its_own_code():
         model.embedding.weight.mul_(30)
         model.to_state.weight.mul_(10)
     z = torch.randn(8, 4)
-    outs = edit_codes(model, [7], z, EditConfig(change=1.0, candidates=26, temperature=1e-4))
+    outs = edit_codes(model, [7], z, EditConfig(change=1.0, candidates=26, temperature=1e-4, delete=False))
     x = torch.tensor([[w, 3] for w in range(4, 30) if w != 7])  # every one-word sentence + <eos>
     with torch.no_grad():
         scores = torch.stack([model.log_likelihood(x, code.expand(len(x), -1)) for code in z])  # (8, 25)
@@ -116,7 +117,7 @@ def test_an_edit_prefers_what_the_decoder_finds_likely_given_its_own_code():
 
 def test_words_outside_the_vocabulary_keep_their_spelling_where_not_rewritten(text_run):  # noqa: F811
     run = vaekit.load(text_run)
-    out = run.vary("the qqqzz sat on the mat", n=4, seed=1, config=EditConfig(change=0.2))
+    out = run.vary("the qqqzz sat on the mat", n=4, seed=1, config=EditConfig(change=0.2, delete=False))
     assert all(len(v.split()) == 6 for v in out)
     assert any("qqqzz" in v.split() for v in out) and not any("<unk>" in v for v in out)
 
@@ -151,7 +152,7 @@ def test_vary_with_non_utf8_bytes_in_the_sentence_gives_no_traceback(text_run): 
 
 def test_words_not_rewritten_keep_their_case(text_run):  # noqa: F811
     run = vaekit.load(text_run)
-    out = run.vary("The Cat sat on the MAT", n=3, seed=0, config=EditConfig(change=0.2))
+    out = run.vary("The Cat sat on the MAT", n=3, seed=0, config=EditConfig(change=0.2, delete=False))
     assert all(sum(a == b for a, b in zip(v.split(), "The Cat sat on the MAT".split())) == 5 for v in out)
 
 
@@ -164,7 +165,63 @@ def test_the_word_already_there_competes_at_its_penalty(keep_penalty):
     x = torch.tensor([[w, 3] for w in range(4, 30)])  # every one-word sentence + <eos>
     scores = model.log_likelihood(x, z.expand(len(x), -1))
     original = int(x[scores.argmax(), 0])  # the sentence the decoder likes best
-    out = edit_sentence(model, [original], z, 1.0, candidates=30, temperature=1e-4, keep_penalty=keep_penalty)
+    out = edit_sentence(model, [original], z, 1.0, candidates=30, temperature=1e-4, keep_penalty=keep_penalty,
+                        delete=False)
     runner_up = scores.topk(2).values
     stays = keep_penalty < float(runner_up[0] - runner_up[1])
     assert (out == [original]) == stays
+
+
+def sharp_decoder():
+    """tiny_decoder made confident, so that no two candidate sentences tie."""
+    model = tiny_decoder()
+    with torch.no_grad():
+        model.embedding.weight.mul_(30)
+        model.to_state.weight.mul_(10)
+    return model
+
+
+@pytest.mark.parametrize("change, words", [(0.3, 10), (1.0, 4), (1.0, 2)])
+def test_a_visited_word_is_rewritten_or_deleted_and_no_other_changes(change, words):
+    ids = list(range(5, 5 + words))
+    outs = edit_codes(tiny_decoder(), ids, torch.randn(8, 4),
+                      EditConfig(change=change, keep_penalty=float("inf"), delete=True))
+    for out in outs:
+        assert len(out) == len(ids)  # one entry per position of the input, None where deleted
+        assert sum(a != b for a, b in zip(ids, out)) == max(1, round(change * words))
+        assert any(w is not None for w in out)  # never the whole sentence deleted
+
+
+def test_a_deletion_competes_with_the_rewrites_at_what_reinserting_the_word_would_cost():
+    """Temperature near 0: the one visited position takes the best of every rewrite's sentence score,
+    log p(x' | z) (the word already there 4 nats lower), and the deletion's, log p(x without w_t | z)
+    + log p(w_t | the words before it, z) (vaekit.editing, step 4)."""
+    model, ids, outcomes = sharp_decoder(), [9, 17, 23], set()
+    config = EditConfig(change=0.34, candidates=26, temperature=1e-4, delete=True)  # one position of three
+    for seed in range(24):
+        z = torch.randn(4, generator=torch.Generator().manual_seed(seed))
+        t = rewrite_positions(3, config.change, torch.Generator().manual_seed(seed))[0]
+        out = edit_codes(model, ids, z[None], config, torch.Generator().manual_seed(seed))[0]
+        with torch.no_grad():
+            rewrites = torch.tensor([[*ids[:t], w, *ids[t + 1:], 3] for w in range(4, 30)])  # + <eos>
+            scores = model.log_likelihood(rewrites, z.expand(len(rewrites), -1))
+            scores[ids[t] - 4] -= config.keep_penalty
+            kept = torch.tensor([[*ids[:t], *ids[t + 1:], 3]])
+            logits, _ = model.step(torch.tensor([[2, *ids[:t]]]), z[None], model.init_state(z[None]))
+            deletion = model.log_likelihood(kept, z[None])[0] + logits[0, -1].log_softmax(-1)[ids[t]]
+        best = None if deletion > scores.max() else int(scores.argmax()) + 4
+        assert out[t] == best and out[:t] + out[t + 1:] == ids[:t] + ids[t + 1:]
+        outcomes.add(best is None)
+    assert outcomes == {True, False}  # both a deletion and a rewrite won somewhere: the comparison was tested
+
+
+def test_vary_deletes_words_only_when_told(text_run, capsys):  # noqa: F811
+    sentence = "the cat sat on the mat by the dog"
+    lengths = {}
+    for flag in ("--delete", "--no-delete"):
+        code, out, _ = cli(capsys, "vary", text_run, sentence, "-n", "6", "--change", "1", "--keep-penalty", "inf",
+                           flag)
+        lines = out.strip().splitlines()
+        assert code == 0 and len(lines) == 6
+        lengths[flag] = [len(v.split()) for v in lines]
+    assert set(lengths["--no-delete"]) == {9} and min(lengths["--delete"]) < 9

@@ -22,6 +22,7 @@ DEFAULT_CHANGE = 0.3
 EDIT_CANDIDATES = 20  # words the decoder proposes per rewrite
 EDIT_TEMPERATURE = 0.5  # < 1 favours the likelier candidate sentences
 EDIT_KEEP_PENALTY = 4.0  # nats a visited word pays to stay as it is (inf: always rewritten)
+EDIT_DELETE = False  # a visited word may also be deleted (vaekit.editing, step 4): neutral on meaning, so off
 VARY_METHODS = ("edit", "decode")
 VARY_DECODING = {"strategy": "greedy", "no_repeat_ngram": 3, "repetition_penalty": 1.2}
 

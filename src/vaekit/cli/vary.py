@@ -1,12 +1,14 @@
 """`vaekit vary RUN SENTENCE`: variations of a given sentence (text runs)."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..errors import MAX_OUTPUTS, VaekitError
 from ..variations import (
     DEFAULT_CHANGE,
     EDIT_CANDIDATES,
+    EDIT_DELETE,
     EDIT_KEEP_PENALTY,
     EDIT_TEMPERATURE,
     VARY_DECODING,
@@ -38,6 +40,9 @@ def register(subparsers):
                         help="nats a visited word pays to stay as it is (edit; default %(default)s): it stays only "
                              "when its sentence beats every rewrite by that much; inf: always rewritten; 0: it "
                              "stays whenever the decoder finds it likeliest")
+    parser.add_argument("--delete", action=argparse.BooleanOptionalAction, default=EDIT_DELETE,
+                        help="a visited word may also be deleted where the sentence reads as well without it "
+                             "(edit; default: off)")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser, "decoding (text; with --method decode)")
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
@@ -54,7 +59,7 @@ def run(args) -> None:
     from ..editing import EditConfig
 
     decoding = decode_config(args)  # checked whichever method runs: a bad value is an error either way
-    config = (EditConfig(args.change, args.candidates, args.edit_temperature, args.keep_penalty)
+    config = (EditConfig(args.change, args.candidates, args.edit_temperature, args.keep_penalty, args.delete)
               if args.method == "edit" else decoding)
     print_sentences(loaded.vary(args.sentence, args.n, args.spread, config, seed=args.seed), args)
 
