@@ -42,7 +42,7 @@ def register(subparsers):
                              "stays whenever the decoder finds it likeliest")
     parser.add_argument("--delete", action=argparse.BooleanOptionalAction, default=EDIT_DELETE,
                         help="a visited word may also be deleted where the sentence reads as well without it "
-                             "(edit; default: off)")
+                             f"(edit; default: {'on' if EDIT_DELETE else 'off'})")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser, "decoding (text; with --method decode)")
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
