@@ -77,6 +77,15 @@ def tiny_decoder():
                        latent_dim=4).eval()
 
 
+def sharp_decoder():
+    """tiny_decoder made confident, so that no two candidate sentences tie."""
+    model = tiny_decoder()
+    with torch.no_grad():
+        model.embedding.weight.mul_(30)
+        model.to_state.weight.mul_(10)
+    return model
+
+
 def edit_sentence(model, ids, z, change, **settings):
     """One chain: the edit of `ids` under the one code z (D,)."""
     return edit_codes(model, ids, z[None], EditConfig(change=change, **settings))[0]
@@ -100,10 +109,7 @@ def test_an_edit_prefers_what_the_decoder_finds_likely_given_its_own_code():
     """With the temperature near 0 each rewrite takes the candidate sentence the decoder scores highest:
     rewriting the one word of a sentence picks the argmax of log p(x' | z) over the candidates, each
     chain of the batch under its own code (the chains run together and must not mix)."""
-    model = tiny_decoder()
-    with torch.no_grad():  # an untrained decoder is near uniform: sharpen it so no two candidates tie
-        model.embedding.weight.mul_(30)
-        model.to_state.weight.mul_(10)
+    model = sharp_decoder()  # an untrained decoder is near uniform
     z = torch.randn(8, 4)
     outs = edit_codes(model, [7], z, EditConfig(change=1.0, candidates=26, temperature=1e-4, delete=False))
     x = torch.tensor([[w, 3] for w in range(4, 30) if w != 7])  # every one-word sentence + <eos>
@@ -170,15 +176,6 @@ def test_the_word_already_there_competes_at_its_penalty(keep_penalty):
     runner_up = scores.topk(2).values
     stays = keep_penalty < float(runner_up[0] - runner_up[1])
     assert (out == [original]) == stays
-
-
-def sharp_decoder():
-    """tiny_decoder made confident, so that no two candidate sentences tie."""
-    model = tiny_decoder()
-    with torch.no_grad():
-        model.embedding.weight.mul_(30)
-        model.to_state.weight.mul_(10)
-    return model
 
 
 @pytest.mark.parametrize("change, words", [(0.3, 10), (1.0, 4), (1.0, 2)])
