@@ -325,6 +325,37 @@ def print_table(results: dict) -> None:
             print(f"{corpus:8}{label:22}" + "".join(f"{row[f]:>14.3f}" for f in FIGURES))
 
 
+def at_bleu_from_curve(curve: list[dict], target: float) -> dict | None:
+    """Every figure at BLEU to the input `target`, linear between the two measured curve points that
+    bracket it (None when none do): the knob set at EDA's BLEU, read between measured points."""
+    points = sorted(curve, key=lambda c: c["bleu_in"])
+    for lo, hi in zip(points, points[1:]):
+        if lo["bleu_in"] <= target <= hi["bleu_in"]:
+            w = (target - lo["bleu_in"]) / ((hi["bleu_in"] - lo["bleu_in"]) or 1.0)
+            row = {f: lo[f] + w * (hi[f] - lo[f]) for f in (*FIGURES, "change") if f in lo and f in hi}
+            return {**row, "interpolated_between_changes": [lo["change"], hi["change"]]}
+    return None
+
+
+def add_summaries(results: dict) -> None:
+    """The issue's layout: one top-level key per corpus with the default's figures, EDA's under `eda` and
+    vaekit's at EDA's BLEU under `at_eda_bleu`. A corpus measured as curve points alone (--only-changes,
+    merged) takes its default from the curve's point at the default change, and the figures at EDA's BLEU
+    between the two points that bracket it."""
+    from vaekit.variations import DEFAULT_CHANGE
+
+    pick = lambda row: {f: row[f] for f in (*FIGURES, "change", "eda_bleu_within_curve",
+                                            "interpolated_between_changes") if f in row}
+    for corpus, r in results["corpora"].items():
+        default = r.get("default") or next((c for c in r.get("curve", []) if c["change"] == DEFAULT_CHANGE), None)
+        if default is None or "eda" not in r:  # --peer-only, or a curve without the default change
+            continue
+        at_eda = r.get("at_eda_bleu") or at_bleu_from_curve(r["curve"], r["eda"]["bleu_in"])
+        if at_eda is None:
+            continue
+        results[corpus] = {**pick(default), "eda": pick(r["eda"]), "at_eda_bleu": pick(at_eda)}
+
+
 def merge(files: list[str], out: str, plot_path: str) -> None:
     """One results file holding the corpora of several (a later file's corpus replaces an earlier's)."""
     parts = [json.loads(Path(f).read_text()) for f in files]
@@ -333,8 +364,15 @@ def merge(files: list[str], out: str, plot_path: str) -> None:
                "machine": parts[-1]["machine"], "corpora": {}}
     for r in parts:  # a later file's rows replace an earlier one's of the same name, the rest stay
         for corpus, rows in r["corpora"].items():
-            results["corpora"].setdefault(corpus, {}).update(rows)
+            merged = results["corpora"].setdefault(corpus, {})
+            curve = merged.get("curve")
+            if curve and rows.get("curve") and (merged["run"], merged["n_inputs"]) == (rows["run"], rows["n_inputs"]):
+                # Points of one run on the same inputs, measured in separate runs of this bench: one curve.
+                by_change = {c["change"]: c for c in curve} | {c["change"]: c for c in rows["curve"]}
+                rows = {**rows, "curve": [by_change[c] for c in sorted(by_change)]}
+            merged.update(rows)
         results.update({c: r[c] for c in r["corpora"] if c in r})
+    add_summaries(results)  # from the merged rows (e.g. curve points measured in separate runs)
     Path(out).write_text(json.dumps(results, indent=1) + "\n")
     plot(results, plot_path)
     print_table(results)
@@ -362,11 +400,7 @@ def main(argv=None) -> None:
                "command": "python bench/variations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "corpora": {c: corpus_figures(c, path, extras.get(c, {}), args) for c, path in runs.items()}}
     results["seconds"] = round(time.time() - t0)
-    for corpus, r in results["corpora"].items():  # the issue's layout: one top-level key per corpus
-        if "default" not in r:  # --peer-only
-            continue
-        pick = lambda row: {f: row[f] for f in (*FIGURES, "change", "eda_bleu_within_curve") if f in row}
-        results[corpus] = {**pick(r["default"]), "eda": pick(r["eda"]), "at_eda_bleu": pick(r["at_eda_bleu"])}
+    add_summaries(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.plot)

@@ -105,6 +105,22 @@ def test_an_edit_rewrites_that_share_of_the_words_and_no_other(change, words):
         assert not set(out) & {0, 1, 2, 3}  # never <pad>, <unk>, <bos> or <eos>
 
 
+@pytest.mark.parametrize("keep_unknown", [True, False])
+def test_words_outside_the_vocabulary_stay_unless_asked(keep_unknown):
+    model = tiny_decoder()
+    ids = [5, 1, 6, 7, 1, 8]  # 1: <unk>
+    outs = edit_codes(model, ids, torch.randn(6, 4), EditConfig(change=1.0, candidates=5, keep_penalty=float("inf"),
+                                                                keep_unknown=keep_unknown))
+    for out in outs:
+        assert all(w not in (1, old) for w, old in zip(out, ids) if old != 1)  # every known word rewritten
+        assert [out[1], out[4]] == [1, 1] if keep_unknown else 1 not in out
+
+
+def test_a_sentence_of_no_known_words_is_still_varied():
+    out = edit_codes(tiny_decoder(), [1, 1, 1], torch.randn(3, 4), EditConfig(change=1.0, keep_penalty=float("inf")))
+    assert all(1 not in o for o in out)
+
+
 def test_an_edit_prefers_what_the_decoder_finds_likely_given_its_own_code():
     """With the temperature near 0 each rewrite takes the candidate sentence the decoder scores highest:
     rewriting the one word of a sentence picks the argmax of log p(x' | z) over the candidates, each

@@ -8,7 +8,8 @@ sampler whose target is the VAE's p(x | z') (the word-replacement move of CGMH, 
 "Constrained sentence generation by Metropolis-Hastings sampling", with the VAE's conditional
 likelihood as the target, as Kumar et al. 2020 use a latent code to steer such edits). One step:
 
-1. pick a word position t not yet visited (uniformly);
+1. pick a word position t not yet visited (uniformly), among the words the vocabulary knows
+   (`keep_unknown`: a word outside it, which the decoder cannot rewrite with its meaning kept, stays);
 2. the decoder, reading the sentence so far and z', proposes its `candidates` most likely words there
    (<unk> and the specials excluded), and the word already there joins them;
 3. each candidate sentence is scored whole, log p(x' | z') (so the words after t count too: a candidate
@@ -44,7 +45,8 @@ from torch import Tensor
 
 from .errors import VaekitError, check_count, check_finite
 from .generate import BOS, EOS, PAD
-from .variations import DEFAULT_CHANGE, EDIT_CANDIDATES, EDIT_DELETE, EDIT_KEEP_PENALTY, EDIT_TEMPERATURE
+from .variations import (DEFAULT_CHANGE, EDIT_CANDIDATES, EDIT_DELETE, EDIT_KEEP_PENALTY, EDIT_KEEP_UNKNOWN,
+                         EDIT_TEMPERATURE)
 
 UNK = 1
 MAX_CANDIDATES = 1000
@@ -59,6 +61,7 @@ class EditConfig:
     temperature: float = EDIT_TEMPERATURE  # < 1 favours the likelier candidate sentences (more fluent, less varied)
     keep_penalty: float = EDIT_KEEP_PENALTY  # nats a visited word pays to stay; inf: always rewrite; 0: a Gibbs step
     delete: bool = EDIT_DELETE  # a visited word may also be deleted (step 4 of the module docstring)
+    keep_unknown: bool = EDIT_KEEP_UNKNOWN  # words outside the vocabulary are never visited (kept as typed)
 
     def __post_init__(self):
         if not 0 < check_finite("the share of words changed (--change)", self.change) <= 1:
@@ -70,13 +73,20 @@ class EditConfig:
             raise VaekitError(f"the keep penalty (--keep-penalty) must be >= 0 (or inf), got {self.keep_penalty}")
         if not isinstance(self.delete, bool):
             raise VaekitError(f"delete must be True or False, got {self.delete!r}")
+        if not isinstance(self.keep_unknown, bool):
+            raise VaekitError(f"keep_unknown must be True or False, got {self.keep_unknown!r}")
 
 
-def rewrite_positions(n_words: int, change: float, generator: torch.Generator | None = None) -> list[int]:
+def rewrite_positions(n_words: int, change: float, generator: torch.Generator | None = None,
+                      allowed: list[bool] | None = None) -> list[int]:
     """Which word positions (of 0..n_words-1) a variation rewrites, in the order it rewrites them:
-    round(change * n_words) of them, at least one, drawn without replacement."""
+    round(change * n_words) of them, at least one, drawn without replacement; with `allowed`, only
+    positions marked True (fewer where too few are)."""
     count = min(n_words, max(1, round(change * n_words)))
-    return torch.randperm(n_words, generator=generator)[:count].tolist()
+    order = torch.randperm(n_words, generator=generator).tolist()
+    if allowed is not None:
+        order = [p for p in order if allowed[p]]
+    return order[:count]
 
 
 @torch.no_grad()
@@ -105,7 +115,12 @@ def _edit_chain(model, ids: list[int], z: Tensor, config: EditConfig,
     z = z.unsqueeze(0)  # (1, D)
     banned = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=z.device)
     banned[[PAD, UNK, BOS, EOS]] = True
-    for position in rewrite_positions(len(slots), config.change, generator):
+    # A word the vocabulary lacks (a name, a number, a rare term: PTB's <unk>) is one the decoder cannot
+    # propose a rewrite for that keeps its meaning, so it stays as typed; a sentence of no known words is
+    # rewritten anyway (there is nothing else to vary).
+    allowed = [w != UNK for w in slots] if config.keep_unknown and UNK in slots and any(w != UNK for w in slots) \
+        else None
+    for position in rewrite_positions(len(slots), config.change, generator, allowed):
         words = [w for w in slots if w is not None]  # the sentence as edited so far
         t = sum(w is not None for w in slots[:position])  # the visited word's index in it
         # The decoder reads <bos> and the words before t: its state and its distribution over the word at t.

@@ -10,6 +10,7 @@ from ..variations import (
     EDIT_CANDIDATES,
     EDIT_DELETE,
     EDIT_KEEP_PENALTY,
+    EDIT_KEEP_UNKNOWN,
     EDIT_TEMPERATURE,
     VARY_DECODING,
     VARY_METHODS,
@@ -43,6 +44,9 @@ def register(subparsers):
     parser.add_argument("--delete", action=argparse.BooleanOptionalAction, default=EDIT_DELETE,
                         help="a visited word may also be deleted where the sentence reads as well without it "
                              f"(edit; default: {'on' if EDIT_DELETE else 'off'})")
+    parser.add_argument("--keep-unknown", action=argparse.BooleanOptionalAction, default=EDIT_KEEP_UNKNOWN,
+                        help="words outside the run's vocabulary (names, numbers, rare terms) stay as typed; "
+                             f"--no-keep-unknown rewrites them too (edit; default: {'on' if EDIT_KEEP_UNKNOWN else 'off'})")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser, "decoding (text; with --method decode)")
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
@@ -59,8 +63,8 @@ def run(args) -> None:
     from ..editing import EditConfig
 
     decoding = decode_config(args)  # checked whichever method runs: a bad value is an error either way
-    config = (EditConfig(args.change, args.candidates, args.edit_temperature, args.keep_penalty, args.delete)
-              if args.method == "edit" else decoding)
+    config = (EditConfig(args.change, args.candidates, args.edit_temperature, args.keep_penalty, args.delete,
+                         args.keep_unknown) if args.method == "edit" else decoding)
     print_sentences(loaded.vary(args.sentence, args.n, args.spread, config, seed=args.seed), args)
 
 
