@@ -238,3 +238,15 @@ def test_vary_deletes_words_only_when_told(text_run, capsys):  # noqa: F811
         assert code == 0 and len(lines) == 6
         lengths[flag] = [len(v.split()) for v in lines]
     assert set(lengths["--no-delete"]) == {9} and min(lengths["--delete"]) < 9
+
+
+def test_vary_keeps_unknown_words_as_typed_unless_told(text_run, capsys):  # noqa: F811
+    sentence = "the cat Zanzibar sat on the mat"  # "zanzibar" is not in the tiny run's vocabulary
+    kept = {}
+    for flag in ("--keep-unknown", "--no-keep-unknown"):
+        code, out, err = cli(capsys, "vary", text_run, sentence, "-n", "6", "--change", "1", "--keep-penalty", "inf",
+                             flag)
+        lines = out.strip().splitlines()
+        assert code == 0 and len(lines) == 6 and "zanzibar" in err  # reported as unknown either way
+        kept[flag] = sum(v.split()[2] == "Zanzibar" for v in lines)
+    assert kept == {"--keep-unknown": 6, "--no-keep-unknown": 0}
