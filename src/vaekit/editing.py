@@ -45,8 +45,14 @@ from torch import Tensor
 
 from .errors import VaekitError, check_count, check_finite
 from .generate import BOS, EOS, PAD
-from .variations import (DEFAULT_CHANGE, EDIT_CANDIDATES, EDIT_DELETE, EDIT_KEEP_PENALTY, EDIT_KEEP_UNKNOWN,
-                         EDIT_TEMPERATURE)
+from .variations import (
+    DEFAULT_CHANGE,
+    EDIT_CANDIDATES,
+    EDIT_DELETE,
+    EDIT_KEEP_PENALTY,
+    EDIT_KEEP_UNKNOWN,
+    EDIT_TEMPERATURE,
+)
 
 UNK = 1
 MAX_CANDIDATES = 1000

@@ -46,7 +46,8 @@ def register(subparsers):
                              f"(edit; default: {'on' if EDIT_DELETE else 'off'})")
     parser.add_argument("--keep-unknown", action=argparse.BooleanOptionalAction, default=EDIT_KEEP_UNKNOWN,
                         help="words outside the run's vocabulary (names, numbers, rare terms) stay as typed; "
-                             f"--no-keep-unknown rewrites them too (edit; default: {'on' if EDIT_KEEP_UNKNOWN else 'off'})")
+                             "--no-keep-unknown rewrites them too "
+                             f"(edit; default: {'on' if EDIT_KEEP_UNKNOWN else 'off'})")
     parser.add_argument("--seed", type=int, default=0)
     add_decode_options(parser, "decoding (text; with --method decode)")
     parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
