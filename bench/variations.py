@@ -203,7 +203,10 @@ def corpus_figures(name: str, run_path: str, extras: dict, args) -> dict:
     t0 = time.time()
     lm = KneserNeyLM().fit(train)
     real_ppl = lm.perplexity(held_out)
+    from vaekit import stamps
+
     out = {"n_inputs": len(inputs), "variations_per_input": args.variations, "run": run_path,
+           "run_stamp": stamps.of_run(run_path),  # the weights measured: curve points of separate runs join on it
            "reference_lm": {"model": "interpolated Kneser-Ney trigram, D 0.75, words seen once -> <unk>",
                             "held_out_perplexity": real_ppl, "fit_seconds": round(time.time() - t0, 1)}}
     print(f"[{name}] reference LM: held-out perplexity {real_ppl:.1f}", flush=True)
@@ -366,8 +369,9 @@ def merge(files: list[str], out: str, plot_path: str) -> None:
         for corpus, rows in r["corpora"].items():
             merged = results["corpora"].setdefault(corpus, {})
             curve = merged.get("curve")
-            if curve and rows.get("curve") and (merged["run"], merged["n_inputs"]) == (rows["run"], rows["n_inputs"]):
-                # Points of one run on the same inputs, measured in separate runs of this bench: one curve.
+            same = lambda r: (r.get("run_stamp", {}).get("weights_sha256") or r["run"], r["n_inputs"])
+            if curve and rows.get("curve") and same(merged) == same(rows):
+                # Points of the same weights on the same inputs, measured in separate runs of this bench: one curve.
                 by_change = {c["change"]: c for c in curve} | {c["change"]: c for c in rows["curve"]}
                 rows = {**rows, "curve": [by_change[c] for c in sorted(by_change)]}
             merged.update(rows)
