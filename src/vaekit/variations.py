@@ -23,8 +23,8 @@ EDIT_CANDIDATES = 20  # words the decoder proposes per rewrite
 EDIT_TEMPERATURE = 0.5  # < 1 favours the likelier candidate sentences
 EDIT_KEEP_PENALTY = 4.0  # nats a visited word pays to stay as it is (inf: always rewritten)
 # Words outside the vocabulary (names, numbers, rare terms; PTB's <unk>) are kept as typed, not rewritten:
-# on PTB's selection split +0.003 semantic at equal BLEU, as fluent (bench/RESULTS.md, "variations: unknown
-# words kept").
+# on PTB's selection split +0.003 semantic at equal BLEU, as fluent; on PTB's test set it took vaekit past
+# EDA at EDA's BLEU (bench/RESULTS.md, "variations: words outside the vocabulary kept as typed").
 EDIT_KEEP_UNKNOWN = True
 EDIT_DELETE = False  # a visited word may also be deleted (vaekit.editing, step 4): neutral on meaning, so off
 VARY_METHODS = ("edit", "decode")
