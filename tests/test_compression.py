@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,18 +89,7 @@ def binary_or_8bit(name: str, digits8: np.ndarray) -> np.ndarray:
     return (digits8 > 127).astype(np.uint8) if IMAGE_MODELS[name][1] == "bernoulli" else digits8
 
 
-# A known defect, found 2026-12-07 on a 2-core Intel Xeon with AMX (it passes on the AMD EPYC machines):
-# the three-channel conv run's file does not decode there ("the decoded data do not check out"), also at
-# commit 85a4a78. A channels-last view changes the encoder's output there by 1e-8, but decoding into a
-# contiguous batch did not mend it; the cause is open (issue note of session 24). Marked, not hidden: it
-# still runs everywhere and must pass wherever the CPU has no AMX.
-AMX = Path("/proc/cpuinfo").exists() and "amx_tile" in Path("/proc/cpuinfo").read_text()
-ROUND_TRIP_CASES = [pytest.param(name, marks=pytest.mark.xfail(AMX, reason="known defect on AMX CPUs: "
-                                                                "three-channel conv runs", strict=False))
-                    if name == "conv-rgb-logistic" else name for name in IMAGE_MODELS]
-
-
-@pytest.mark.parametrize("name", ROUND_TRIP_CASES)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_image_round_trip_is_exact(image_runs, digits8, name):
     run = image_runs[name]
     n = 6 if name.startswith("conv-pixel") else 40  # the pixel decoder walks pixel by pixel

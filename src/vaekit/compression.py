@@ -315,8 +315,11 @@ def decompress_images(run, header: dict, words: list[np.ndarray]) -> np.ndarray:
         table = coder.tables(model.decode(z))
         symbols = np.stack([coder.pop(coders[i], table[i]) for i in range(len(idx))])  # (B, H*W*C)
         c, h, w = shape
-        return torch.from_numpy(symbols.reshape(-1, h, w, c).transpose(0, 3, 1, 2).astype(np.float32)
-                                / np.float32(coder.levels - 1))
+        x = symbols.reshape(-1, h, w, c).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(coder.levels - 1)
+        # Contiguous (N, C, H, W), as the encoder saw the batch when compressing: a channels-last view
+        # (what the transpose gives for C > 1) takes another oneDNN kernel, whose sums differ in the last
+        # bit on some CPUs (Intel AMX), enough to move a posterior across a grid cell.
+        return torch.from_numpy(np.ascontiguousarray(x))
 
     def store(idx, x):
         out[idx.start:idx.stop] = torch.round(x * (coder.levels - 1)).to(torch.uint8).numpy()
