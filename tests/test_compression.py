@@ -102,6 +102,21 @@ def test_image_round_trip_is_exact(image_runs, digits8, name):
     assert blob.startswith(compression.MAGIC)
 
 
+def test_the_encoder_sees_decoded_images_as_it_saw_them(image_runs, digits8, monkeypatch):
+    """Decoding gives the encoder contiguous (N, C, H, W) batches, as encoding did: on Intel AMX a
+    channels-last view of three-channel images took another oneDNN kernel whose last-bit differences
+    moved posteriors across a grid cell, and the file did not decode. Checked on every CPU, not only
+    where the difference shows."""
+    seen = []
+    posterior = compression.Latent.posterior
+    monkeypatch.setattr(compression.Latent, "posterior",
+                        lambda self, model, x: (seen.append(x.is_contiguous()), posterior(self, model, x))[1])
+    x = digits8[:6]
+    run = image_runs["conv-rgb-logistic"]
+    run.decompress(run.compress(np.stack([x, np.roll(x, 1, 0), 255 - x], 1), chains=3))
+    assert len(seen) == 4 and all(seen)  # two rounds each way
+
+
 def test_binary_arrays_keep_their_type_and_values(image_runs, digits8):
     run = image_runs["conv-bernoulli"]
     as_bool = digits8[:5, None] > 127  # (5, 1, 8, 8) bool
