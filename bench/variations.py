@@ -359,6 +359,11 @@ def add_summaries(results: dict) -> None:
         results[corpus] = {**pick(default), "eda": pick(r["eda"]), "at_eda_bleu": pick(at_eda)}
 
 
+def measured_on(rows: dict) -> tuple:
+    """A corpus's weights (their SHA-256; the run's path for files older than the stamp) and inputs."""
+    return rows.get("run_stamp", {}).get("weights_sha256") or rows["run"], rows["n_inputs"]
+
+
 def merge(files: list[str], out: str, plot_path: str) -> None:
     """One results file holding the corpora of several (a later file's corpus replaces an earlier's)."""
     parts = [json.loads(Path(f).read_text()) for f in files]
@@ -369,8 +374,7 @@ def merge(files: list[str], out: str, plot_path: str) -> None:
         for corpus, rows in r["corpora"].items():
             merged = results["corpora"].setdefault(corpus, {})
             curve = merged.get("curve")
-            same = lambda r: (r.get("run_stamp", {}).get("weights_sha256") or r["run"], r["n_inputs"])
-            if curve and rows.get("curve") and same(merged) == same(rows):
+            if curve and rows.get("curve") and measured_on(merged) == measured_on(rows):
                 # Points of the same weights on the same inputs, measured in separate runs of this bench: one curve.
                 by_change = {c["change"]: c for c in curve} | {c["change"]: c for c in rows["curve"]}
                 rows = {**rows, "curve": [by_change[c] for c in sorted(by_change)]}

@@ -108,11 +108,10 @@ def test_the_encoder_sees_decoded_images_as_it_saw_them(image_runs, digits8, mon
     moved posteriors across a grid cell, and the file did not decode. Checked on every CPU, not only
     where the difference shows."""
     seen = []
-    posterior = compression.Latent.posterior
-    monkeypatch.setattr(compression.Latent, "posterior",
-                        lambda self, model, x: (seen.append(x.is_contiguous()), posterior(self, model, x))[1])
-    x = digits8[:6]
     run = image_runs["conv-rgb-logistic"]
+    encode = run.model.encode
+    monkeypatch.setattr(run.model, "encode", lambda x: (seen.append(x.is_contiguous()), encode(x))[1])
+    x = digits8[:6]
     run.decompress(run.compress(np.stack([x, np.roll(x, 1, 0), 255 - x], 1), chains=3))
     assert len(seen) == 4 and all(seen)  # two rounds each way
 

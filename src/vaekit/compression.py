@@ -121,7 +121,10 @@ class Latent:
 
     def posterior(self, model, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Means and standard deviations of q(z | x) in grid units, (B, D) float64 each."""
-        q = model.encode(x)
+        # x contiguous whatever view the caller holds (decoding's images are a channels-last view of the
+        # popped pixels): another memory layout takes another oneDNN kernel, whose sums differ in the
+        # last bit on some CPUs (Intel AMX), enough to move a posterior across a grid cell.
+        q = model.encode(x.contiguous())
         mean = (rounded(q.mean) / LATENT_BIN).clamp(-LATENT_LIMIT, LATENT_LIMIT)
         std = (rounded(0.5 * q.log_var).exp() / LATENT_BIN).clamp(1e-2, 16.0 / LATENT_BIN)
         return mean.numpy(), std.numpy()
@@ -315,11 +318,8 @@ def decompress_images(run, header: dict, words: list[np.ndarray]) -> np.ndarray:
         table = coder.tables(model.decode(z))
         symbols = np.stack([coder.pop(coders[i], table[i]) for i in range(len(idx))])  # (B, H*W*C)
         c, h, w = shape
-        x = symbols.reshape(-1, h, w, c).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(coder.levels - 1)
-        # Contiguous (N, C, H, W), as the encoder saw the batch when compressing: a channels-last view
-        # (what the transpose gives for C > 1) takes another oneDNN kernel, whose sums differ in the last
-        # bit on some CPUs (Intel AMX), enough to move a posterior across a grid cell.
-        return torch.from_numpy(np.ascontiguousarray(x))
+        return torch.from_numpy(symbols.reshape(-1, h, w, c).transpose(0, 3, 1, 2).astype(np.float32)
+                                / np.float32(coder.levels - 1))
 
     def store(idx, x):
         out[idx.start:idx.stop] = torch.round(x * (coder.levels - 1)).to(torch.uint8).numpy()
