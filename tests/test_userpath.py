@@ -410,6 +410,30 @@ def test_figures_are_large_enough_and_labelled(digits_run, tmp_path, capsys, fig
     assert {"a", "b", "c"} <= set(figures["s.png"]["texts"]) and figures["s.png"]["axes"] == 1  # a legend, no bar
 
 
+def test_captions_of_long_file_names_do_not_run_into_each_other(tmp_path, monkeypatch):
+    """Found by reading most_anomalous.png of an image folder: names like other3_00739.png overlapped
+    their neighbours. Each caption must stay inside its own column, keeping the name's start and end."""
+    import torch
+
+    from vaekit import visual
+
+    drawn = {}
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        drawn["boxes"] = [t.get_window_extent() for t in fig.axes[0].texts if "\n" in t.get_text()]
+        drawn["texts"] = [t.get_text() for t in fig.axes[0].texts if "\n" in t.get_text()]
+
+    monkeypatch.setattr(visual, "_save", keep)
+    names = [f"-{i}.5\nsandal_or_sneaker_{i:05d}.png" for i in range(12)]
+    visual.image_table({"input": torch.rand(12, 1, 28, 28)}, tmp_path / "t.png", names)
+    boxes = drawn["boxes"]
+    assert len(boxes) == 12
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))  # left to right, no overlap
+    assert drawn["texts"][3].startswith("-3.5\nsandal") and drawn["texts"][3].endswith("03.png")
+    assert visual.fit_caption("-1.5\n#7", 13) == "-1.5\n#7"  # short captions untouched
+
+
 # ---- 15. the same options wherever a verb computes -----------------------------------------------------
 @pytest.fixture
 def keep_threads():

@@ -64,6 +64,20 @@ def save_image(array: np.ndarray, path: str | Path, scale: int = 1) -> None:
 
 CELL_INCHES = 0.9  # each image of a labelled table: about 100 pixels at _save's 110 dpi, however small
 MAX_COLUMNS = 16  # images per line of a labelled table; more wrap onto further lines
+CAPTION_POINTS = 7  # font size of a table's captions
+
+
+def fit_caption(caption: str, chars: int) -> str:
+    """Each line of caption at most `chars` characters: a longer one keeps its start and its end around
+    an ellipsis ("sneaker_…03004.png"), so that neighbouring captions never run into each other while the
+    part that tells files apart usually stays (the full names are in the report's CSV)."""
+    def line(text: str) -> str:
+        if len(text) <= chars:
+            return text
+        tail = (chars - 1) // 2
+        return text[:chars - 1 - tail] + "…" + text[len(text) - tail:]
+
+    return "\n".join(line(t) for t in caption.split("\n"))
 
 
 def image_table(rows: dict[str, torch.Tensor], path: str | Path, captions: list[str] | None = None,
@@ -86,6 +100,8 @@ def image_table(rows: dict[str, torch.Tensor], path: str | Path, captions: list[
                 top, left = b * block_h + gap + r * (h + pad), pad + col * cell_w
                 canvas[top:top + h, left:left + w] = batch[b * ncol + col].permute(1, 2, 0).numpy()
     width_in = CELL_INCHES * ncol * (cell_w / w) + 1.2
+    # A caption's line may be as wide as its cell: glyphs average about 0.75 of the font size in points.
+    chars = max(5, int(CELL_INCHES * (cell_w / w) * 72 / (0.75 * CAPTION_POINTS)))
     fig, ax = plt.subplots(figsize=(width_in, width_in * canvas.shape[0] / canvas.shape[1]))
     ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
@@ -94,8 +110,8 @@ def image_table(rows: dict[str, torch.Tensor], path: str | Path, captions: list[
             if name:
                 ax.text(-pad, b * block_h + gap + r * (h + pad) + h / 2, name, ha="right", va="center", fontsize=8)
         for col in range(min(ncol, n - b * ncol)) if captions else ():
-            ax.text(pad + col * cell_w + w / 2, b * block_h + gap - pad / 2, captions[b * ncol + col],
-                    ha="center", va="bottom", fontsize=7)
+            ax.text(pad + col * cell_w + w / 2, b * block_h + gap - pad / 2,
+                    fit_caption(captions[b * ncol + col], chars), ha="center", va="bottom", fontsize=CAPTION_POINTS)
     if title:  # just above the captions, not above the axes' box (which is taller than the image)
         ax.text(canvas.shape[1] / 2, -pad, title, ha="center", va="bottom", fontsize=9)
     _save(fig, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -59,8 +59,9 @@ def read_images(source: str, config: ImageDataConfig, default_split: str = "trai
 
 
 def _name(data: Inputs, i: int) -> str:
-    """What names example i in a figure: its file (image folders), else its index."""
-    return data.ids[i] if data.ids else f"#{i}"
+    """What names example i in a figure: its file without the image suffix (image folders; the CSV
+    reports keep the whole name), else its index."""
+    return str(PurePosixPath(data.ids[i]).with_suffix("")) if data.ids else f"#{i}"
 
 
 def _check_named_shape(run, source: str) -> None:
