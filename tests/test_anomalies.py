@@ -129,6 +129,16 @@ def test_tabular_anomalies_and_embedding(tabular_run, capsys, tmp_path):
     assert (tmp_path / "z_pca.png").exists()
 
 
+def test_a_projected_view_names_its_axes_as_what_they_are(tabular_run, capsys, tmp_path, monkeypatch):
+    """A PCA of a 3-D code plots principal components, not z[0] and z[1] (found reading z_pca.png)."""
+    from vaekit import visual
+
+    seen, draw = {}, visual.latent_scatter
+    monkeypatch.setattr(visual, "latent_scatter", lambda *a, **k: (seen.update(k), draw(*a, **k)))
+    assert run_cli(capsys, "embed", tabular_run, "--data", "breast-cancer", "--out", tmp_path / "z.npy")[0] == 0
+    assert seen["title"] == "PCA of 3-D latent means" and seen["axes"] == ("PC 1", "PC 2")
+
+
 def test_embed_and_sample_never_overwrite_the_files_they_write_beside_out(tabular_run, image_run, capsys, tmp_path):
     for name in ("q_pca.png", "r_labels.npy", "s.npy"):
         (tmp_path / name).write_text("precious")

@@ -20,6 +20,8 @@ from .runs import write_json
 PROJECTIONS = ("pca", "umap")  # fitted afresh on the codes at hand
 VIEWS = PROJECTIONS + ("parametric",)  # parametric: a map kept in the run (parametric_view)
 MAP_DIR = "embedding_map"  # inside the run directory
+AXES = {"pca": ("PC 1", "PC 2"), "umap": ("UMAP 1", "UMAP 2"), "parametric": ("map 1", "map 2"),
+        "latent": ("z[0]", "z[1]")}  # what a view's two coordinates are, by _view_name
 
 
 def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndarray, str]:
@@ -161,6 +163,6 @@ def embed(run, source: str, out: Path, view: str = "pca", limit: int | None = No
         atomic_write(coordinates, buffer.getvalue())
         messages.append(f"wrote {coordinates} ({what}, 2 columns)")
     plot = _beside(out, f"{name}.png")
-    visual.latent_scatter(xy, data.y, plot, data.classes, title=what)
+    visual.latent_scatter(xy, data.y, plot, data.classes, title=what, axes=AXES[name])
     messages.append(f"wrote {plot} ({what}" + (", coloured by label)" if data.y is not None else ")"))
     return messages

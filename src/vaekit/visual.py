@@ -141,8 +141,10 @@ def training_curve(history: list[dict], path: str | Path) -> None:
 
 
 def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,
-                   classes: list[str] | None = None, title: str = "latent means") -> None:
-    """The document's view of a 2-D latent space: latent means coloured by label."""
+                   classes: list[str] | None = None, title: str = "latent means",
+                   axes: tuple[str, str] = ("z[0]", "z[1]")) -> None:
+    """The document's view of a 2-D latent space: latent means coloured by label; `axes` names the two
+    coordinates (a projection's components are not latent dimensions)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     if labels is None:
@@ -158,8 +160,8 @@ def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path,
         points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="viridis", s=2, alpha=0.7)
         bar = fig.colorbar(points, ax=ax)
         bar.set_label("label")
-    ax.set_xlabel("z[0]")
-    ax.set_ylabel("z[1]")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     ax.set_title(title)
     _save(fig, path)
 
