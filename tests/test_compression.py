@@ -275,6 +275,25 @@ def test_cli_round_trip_of_a_png_folder_and_a_text_file(image_runs, text_run, di
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # nothing partial left behind
 
 
+def test_compress_says_when_the_file_is_not_smaller(image_runs, digits8, tmp_path):
+    """Data a model cannot code in fewer bits than they are stored in (uniform 8-bit noise, a byte a pixel
+    in a .npy) still make an exact file, and the user is told it is no smaller; binary digits coded at
+    about a bit a pixel make a smaller one, and nothing is said."""
+    import warnings
+
+    noise = np.random.default_rng(0).integers(0, 256, (200, 1, 8, 8), dtype=np.uint8)
+    for name, x, smaller in (("conv-bernoulli", (digits8[:200, None] > 127).astype(np.uint8), True),
+                             ("seed-logistic", noise, False)):
+        np.save(tmp_path / f"{name}.npy", x)
+        out = tmp_path / f"{name}.vz"
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            assert main(["compress", str(image_runs[name].path), "--data", str(tmp_path / f"{name}.npy"),
+                         "--out", str(out)]) == 0
+        assert (out.stat().st_size < (tmp_path / f"{name}.npy").stat().st_size) == smaller
+        assert any("is not smaller than" in str(w.message) for w in said) != smaller, name
+
+
 def test_discretised_logistic_sums_to_one_and_evaluate_reports_bits_per_dim(image_runs):
     from vaekit.distributions import DiscretizedLogistic
 

@@ -52,6 +52,13 @@ def compress_command(args) -> int:
     units = len(data) if isinstance(data, bytes) else int(np.asarray(data).size)
     unit = "character (byte)" if isinstance(data, bytes) else "pixel"
     print(f"wrote {out}: {len(blob):,} bytes from {size:,} ({8 * len(blob) / max(units, 1):.4f} bits per {unit})")
+    if len(blob) >= size:  # said, not refused: the file is still exact, and the user may want it anyway
+        import warnings
+
+        warnings.warn(f"{out} is not smaller than {args.data} ({size:,} bytes on disk): this run's model codes "
+                      f"these data at {8 * len(blob) / max(units, 1):.2f} bits per {unit.split()[0]}; a run "
+                      "trained for compression on data like them codes them in fewer (see the README's "
+                      "Compression section), or keep the originals", stacklevel=2)
     return 0
 
 
