@@ -173,3 +173,12 @@ def test_unknown_inference_precision_is_refused(fitted, tmp_path):
 
     with pytest.raises(VaekitError, match="precision"):
         api.load(fitted.save(tmp_path / "vae"), precision="fp8")
+
+
+def test_what_training_warns_is_located_at_the_callers_fit():
+    """A collapsed code is said at the line of the user's fit, not inside torch or vaekit (where Python's
+    warning line would show a stranger's source)."""
+    x = np.random.default_rng(0).normal(size=(60, 4))  # independent noise: nothing for a code to carry
+    with pytest.warns(UserWarning, match="the latent code looks collapsed") as said:
+        VAE(kind="tabular", epochs=4, beta=4.0, random_state=0).fit(x)
+    assert {w.filename for w in said if "collapsed" in str(w.message)} == {__file__}

@@ -221,10 +221,23 @@ def test_scores_and_codes_of_an_image_folder_name_each_file(tmp_path, capsys):
 # ---- 8. the collapse monitor watches tabular runs too --------------------------------------------------
 def test_a_collapsed_tabular_run_is_warned_about(tmp_path, capsys):
     table(tmp_path / "t.csv", n=60)  # independent noise: nothing for a code to carry, and beta pushes it to 0
-    with pytest.warns(UserWarning, match="the latent code looks collapsed"):
+    with pytest.warns(UserWarning, match="the latent code looks collapsed") as said:
         code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--beta", "4",
                                "--epochs", "4", "--no-progress", "--out", tmp_path / "r")
     assert code == 0, err
+    # The advice names what a command-line user and a vaekit.VAE user each can pass, and both are taken.
+    import ast
+    import re
+
+    import vaekit
+
+    advice = next(str(w.message) for w in said if "collapsed" in str(w.message))
+    flags = re.findall(r"--[a-z-]+", advice)
+    options = ast.literal_eval(re.search(r"train_options=(\{[^}]*\})", advice).group(1))
+    assert {"--kl-warmup-steps", "--free-bits"} <= set(flags)
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", *[f for f in flags for f in (f, "1")],
+                   "--epochs", "1", "--no-progress", "--out", tmp_path / "r2")[0] == 0
+    vaekit.VAE(kind="tabular", epochs=1, train_options=options).fit(np.random.default_rng(0).normal(size=(40, 3)))
 
 
 # ---- 3. the histogram never draws a flagged score right of the threshold ------------------------------

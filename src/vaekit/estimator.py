@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import json
 import tempfile
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -183,10 +184,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         threads = torch.get_num_threads()  # TrainConfig.threads sets torch's; give the caller theirs back
         try:
             trainer = Trainer(vae, train_config, prepared.train, prepared.val, None, modality.callbacks(prepared))
-            with contextlib.nullcontext() if self.verbose else messages.quiet():  # scikit-learn's verbose
+            with contextlib.nullcontext() if self.verbose else messages.quiet(), \
+                    warnings.catch_warnings(record=True) as said:  # scikit-learn's verbose
+                warnings.simplefilter("always")
                 self.history_ = trainer.fit()
         finally:
             torch.set_num_threads(threads)
+        for w in said:  # what training said (a collapsed code, ...), located at the caller's fit, not in vaekit
+            warnings.warn(w.message, w.category, stacklevel=2)
         self.files_ = dict(prepared.files)
         with tempfile.TemporaryDirectory() as tmp:  # the fitted state is exactly a run directory
             _write_run(Path(tmp), api.run_config(modality.name, vae, data_config, train_config), vae, self.files_)

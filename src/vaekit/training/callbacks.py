@@ -377,7 +377,8 @@ class CollapseMonitor(Callback):
             warnings.warn(
                 f"the latent code looks collapsed: KL {kl:.3f} nats per example and {active} active units "
                 f"for {self.collapsed_epochs} epochs (epoch {metrics['epoch']}); the decoder ignores z. Try KL "
-                "annealing (--kl-warmup-steps or --kl-cycles), --free-bits, or a weaker decoder",
+                "annealing or free bits (command line: --kl-warmup-steps, --kl-cycles, --free-bits; vaekit.VAE: "
+                "train_options={'kl_warmup_epochs': 10} or {'free_bits': 0.5}), or a weaker decoder",
                 stacklevel=2)
 
     def _active_units(self, trainer) -> int:
