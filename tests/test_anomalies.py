@@ -168,9 +168,14 @@ def test_embed_text_and_the_umap_view(text_run, image_run, capsys, tmp_path):
     assert code == 0 and np.load(tmp_path / "two.npy").shape == (2, 8) and "no 2-D view" in stdout
     assert not (tmp_path / "two_pca.png").exists()
     pytest.importorskip("umap")
-    code, stdout, _ = run_cli(capsys, "embed", text_run, "--data", tmp_path / "s.txt", "--view", "umap",
-                              "--out", tmp_path / "u.npy")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        code, stdout, _ = run_cli(capsys, "embed", text_run, "--data", tmp_path / "s.txt", "--view", "umap",
+                                  "--out", tmp_path / "u.npy")
     assert code == 0 and np.load(tmp_path / "u.npy").shape == (30, 8) and (tmp_path / "u_umap.png").exists()
+    assert not [w for w in said if "n_jobs" in str(w.message)]  # umap-learn's own complaint never reaches the user
 
 
 # ---- bad input: one clear message, exit 2, nothing overwritten ----------------------------------------

@@ -185,7 +185,7 @@ def test_the_word_already_there_competes_at_its_penalty(keep_penalty):
     model = tiny_decoder()
     z = torch.randn(4)
     x = torch.tensor([[w, 3] for w in range(4, 30)])  # every one-word sentence + <eos>
-    scores = model.log_likelihood(x, z.expand(len(x), -1))
+    scores = model.log_likelihood(x, z.expand(len(x), -1)).detach()
     original = int(x[scores.argmax(), 0])  # the sentence the decoder likes best
     out = edit_sentence(model, [original], z, 1.0, candidates=30, temperature=1e-4, keep_penalty=keep_penalty,
                         delete=False)

@@ -40,7 +40,9 @@ def project_2d(z: np.ndarray, view: str = "pca", seed: int = 0) -> tuple[np.ndar
         except ImportError:
             raise VaekitError("--view umap needs umap-learn (pip install umap-learn); --view pca works without it"
                               ) from None
-        return umap.UMAP(n_components=2, random_state=seed).fit_transform(z), f"UMAP of {z.shape[1]}-D latent means"
+        # n_jobs=1 as a seed implies anyway (umap-learn warns when it has to override its default -1).
+        return (umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(z),
+                f"UMAP of {z.shape[1]}-D latent means")
     from sklearn.decomposition import PCA
 
     return PCA(2, random_state=seed).fit_transform(z), f"PCA of {z.shape[1]}-D latent means"
