@@ -62,4 +62,4 @@ def test_refine_of_something_that_is_no_run_is_refused(source, capsys):
 
     assert main(["refine", source, "--epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert "config.json is missing" in err and "Traceback" not in err
+    assert "is not a run directory (it has no config.json)" in err and "Traceback" not in err

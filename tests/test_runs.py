@@ -86,6 +86,19 @@ def test_overwrite_removes_the_old_models_reports_and_keeps_the_users_files(tmp_
     assert "anomalies-2/" in caplog.text and "evaluation.json" in caplog.text
 
 
+# ---- the folder the runs are in, given for a run ------------------------------------------------------------
+def test_the_folder_the_runs_are_in_is_refused_naming_the_runs(tmp_path):
+    for name in ("b", "a", "data"):
+        (tmp_path / name).mkdir()
+    for name in ("a", "b"):
+        (tmp_path / name / runs.CONFIG).write_text("{}")
+    with pytest.raises(VaekitError, match=r"is not a run directory \(it has no config.json\); the runs in it: "
+                                          r"\S+/a, \S+/b$"):
+        runs.read_config(tmp_path)
+    with pytest.raises(VaekitError, match=r"data is not a run directory \(it has no config.json\)$"):
+        runs.read_config(tmp_path / "data")
+
+
 # ---- a run without weights ------------------------------------------------------------------------------
 @pytest.mark.parametrize("status,match", [
     ({"state": "failed", "message": "the loss became nan at step 2; ..."},

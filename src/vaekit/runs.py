@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import json
 import logging
 import os
@@ -218,6 +219,12 @@ def read_config(run: str | Path) -> dict:
     run = Path(run)
     if not run.is_dir():
         raise VaekitError(f"no such run directory: {run}")
+    if not (run / CONFIG).exists():  # often the folder the runs are in: name them
+        entries = itertools.islice(run.iterdir(), 10_000)  # a data folder given by mistake may hold millions
+        inside = sorted(p.name for p in entries if (p / CONFIG).is_file())
+        raise VaekitError(f"{run} is not a run directory (it has no {CONFIG})"
+                          + (f"; the runs in it: {', '.join(str(run / n) for n in inside[:5])}"
+                             + (f" and {len(inside) - 5} more" if len(inside) > 5 else "") if inside else ""))
     config = read_json(run / CONFIG)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise VaekitError(f"{run} is not a vaekit run (config.json has no '{FORMAT}' format tag)")
