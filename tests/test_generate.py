@@ -75,3 +75,23 @@ def test_a_beam_wider_than_the_vocabulary_decodes():
                         latent_dim=4).eval()
     ids = decode(model, torch.randn(1, model.latent_dim), DecodeConfig("beam", beam_size=50))
     assert ids.shape == (1, 5)
+
+
+@pytest.mark.parametrize("config", [DecodeConfig(), DecodeConfig("beam", beam_size=3), DecodeConfig("sample"),
+                                    DecodeConfig(no_repeat_ngram=2)])
+def test_pad_and_bos_are_never_written_even_where_they_are_likeliest(config):
+    """<pad> is left out of training's loss, so nothing keeps its logit down; a model that ranks it (or
+    <bos>) first must still write words. A written <pad> was invisible and split repetition control."""
+    from vaekit.generate import BOS, PAD
+
+    torch.manual_seed(0)
+    odd = build_model("text-rnn", vocab_size=30, max_len=8, embed_dim=16, encoder_dim=16, decoder_dim=32,
+                      tie_embeddings=False).eval()
+    with torch.no_grad():
+        odd.to_vocab.bias[PAD] = 50.0
+        odd.to_vocab.bias[BOS] = 49.0
+    z = torch.randn(6, odd.latent_dim)
+    for ids in (decode(odd, z, config), odd.decode_mean(z)):
+        for row in ids.tolist():
+            words = row[:row.index(EOS)] if EOS in row else row
+            assert PAD not in words and BOS not in words, row

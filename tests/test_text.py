@@ -62,6 +62,17 @@ def test_vary_sample_interpolate_reconstruct(text_run, corpus, capsys, tmp_path)
     code, out, _ = cli(capsys, "interpolate", text_run, "the cat sat on the mat", "a girl painted the fence",
                        "--steps", "4")
     assert code == 0 and len(out.strip().splitlines()) == 4
+    # Verbs that write new text decode as vary does, with repetition control: this barely trained model
+    # loops under the plain argmax ("--no-repeat-ngram 0"); at the defaults no sentence repeats a trigram.
+    def loops(lines):
+        return sum(len(set(g)) < len(g) for g in ([tuple(w[i:i + 3]) for i in range(len(w) - 2)]
+                                                   for w in (line.split() for line in lines)))
+
+    plain = cli(capsys, "sample", text_run, "-n", "20", "--no-repeat-ngram", "0", "--repetition-penalty", "1")[1]
+    assert loops(plain.splitlines()) > 0  # the case the defaults are for
+    assert loops(cli(capsys, "sample", text_run, "-n", "20")[1].splitlines()) == 0
+    assert loops(cli(capsys, "interpolate", text_run, "the cat sat on the mat", "a girl painted the fence",
+                     "--steps", "10")[1].splitlines()) == 0
     code, out, _ = cli(capsys, "reconstruct", text_run, "--data", corpus, "-n", "5")
     assert code == 0 and len(out.strip().splitlines()) == 5 and "\t" in out
 

@@ -14,6 +14,7 @@ from torch import Tensor
 from .errors import VaekitError, check_count, check_finite
 
 PAD, BOS, EOS = 0, 2, 3
+NEVER_NEXT = (PAD, BOS)  # ids no decoder writes as a next word
 STRATEGIES = ("greedy", "beam", "sample")
 # Beam search runs in Python, one candidate list per beam: wider beams than this only cost time.
 MAX_BEAM = 100
@@ -62,6 +63,14 @@ def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
     return logits
 
 
+def next_word_logits(logits: Tensor) -> Tensor:
+    """Logits (..., V) with <pad> and <bos> ruled out as the next word. Training leaves <pad> out of the
+    loss, so its logit is never pushed down by a target of its own: in a briefly trained model it won the
+    argmax once repetition control had banned the looping word, and the hidden <pad> split the n-gram
+    history, so the loop went on ("mat mat mat <pad> mat mat")."""
+    return logits.index_fill(-1, torch.tensor(NEVER_NEXT, device=logits.device), float("-inf"))
+
+
 def penalise_repeats(logits: Tensor, history: Tensor, config: DecodeConfig) -> Tensor:
     """Logits (B, V) for the next word after `history` (B, t) ids, with the repetition controls applied.
 
@@ -103,7 +112,7 @@ def decode(model, z: Tensor, config: DecodeConfig = DecodeConfig()) -> Tensor:
     history = tokens.new_zeros(len(z), 0)  # (B, t) words emitted so far
     for _ in range(max_len):
         logits, state = model.step(tokens, z, state)
-        logits = penalise_repeats(logits[:, -1].float(), history, config)  # (B, V)
+        logits = penalise_repeats(next_word_logits(logits[:, -1].float()), history, config)  # (B, V)
         if config.strategy == "sample":
             probs = filter_logits(logits / config.temperature, config.top_k, config.top_p).softmax(-1)
             tokens = torch.multinomial(probs, 1)
@@ -127,7 +136,7 @@ def _beam(model, z: Tensor, config: DecodeConfig, max_len: int) -> Tensor:
         for score, seq, state in beams:
             logits, new_state = model.step(torch.tensor([[seq[-1]]], device=z.device), z, state)
             history = torch.tensor([seq[1:]], dtype=torch.long, device=z.device)  # (1, t)
-            log_probs = penalise_repeats(logits[0, -1:].float(), history, config)[0].log_softmax(-1)
+            log_probs = penalise_repeats(next_word_logits(logits[0, -1:].float()), history, config)[0].log_softmax(-1)
             top = log_probs.topk(min(beam_size, len(log_probs)))  # a beam wider than the vocabulary
             candidates += [(score + lp.item(), seq + [tok.item()], new_state) for lp, tok in zip(*top)]
         candidates.sort(key=lambda c: c[0], reverse=True)

@@ -14,7 +14,7 @@ def register(subparsers):
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--index", type=int, nargs=2, default=(0, 1), metavar=("A", "B"))
     parser.add_argument("--steps", type=whole(2, MAX_OUTPUTS), default=10)
-    add_decode_options(parser)
+    add_decode_options(parser, repetition_control=True)
     add_compute_options(parser)
     return parser
 

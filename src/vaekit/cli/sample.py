@@ -14,7 +14,7 @@ def register(subparsers):
     parser.add_argument("-n", type=whole(1, MAX_OUTPUTS), default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=finite(0), default=1.0, help="scale of the prior draws")
-    add_decode_options(parser)
+    add_decode_options(parser, repetition_control=True)
     add_compute_options(parser)
     return parser
 

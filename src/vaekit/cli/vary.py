@@ -12,7 +12,6 @@ from ..variations import (
     EDIT_KEEP_PENALTY,
     EDIT_KEEP_UNKNOWN,
     EDIT_TEMPERATURE,
-    VARY_DECODING,
     VARY_METHODS,
 )
 from ..variations import DEFAULT_SPREAD as VARY_SPREAD
@@ -49,8 +48,7 @@ def register(subparsers):
                              "--no-keep-unknown rewrites them too "
                              f"(edit; default: {'on' if EDIT_KEEP_UNKNOWN else 'off'})")
     parser.add_argument("--seed", type=int, default=0)
-    add_decode_options(parser, "decoding (text; with --method decode)")
-    parser.set_defaults(**VARY_DECODING)  # repetition control on: vaekit.variations
+    add_decode_options(parser, "decoding (text; with --method decode)", repetition_control=True)
     add_compute_options(parser)
     return parser
 

@@ -208,10 +208,12 @@ class TextRNNVAE(VAE):
         """Greedy decoding's logits, (B, max_len, V); see vaekit.generate for other strategies."""
         tokens = torch.full((len(z), 1), BOS, dtype=torch.long, device=z.device)
         state, steps = self.init_state(z), []
+        from ..generate import next_word_logits  # <pad> and <bos> are never the next word
+
         for _ in range(self.config.max_len):
             logits, state = self.step(tokens, z, state)
-            steps.append(logits[:, -1])
-            tokens = logits[:, -1:].argmax(-1)
+            steps.append(next_word_logits(logits[:, -1]))  # (B, V)
+            tokens = steps[-1].argmax(-1, keepdim=True)
         return torch.stack(steps, 1)
 
     @torch.no_grad()
