@@ -36,6 +36,20 @@ def text_run(corpus, tmp_path_factory):
     return out
 
 
+def repeated_trigrams(lines) -> int:
+    """How many of the sentences repeat a word trigram (a decoding loop)."""
+    return sum(len(set(g)) < len(g) for g in ([tuple(w[i:i + 3]) for i in range(len(w) - 2)]
+                                               for w in (line.split() for line in lines)))
+
+
+def test_the_prior_lines_of_training_decode_as_sample_does(corpus, tmp_path, capsys):
+    """The prior's draws printed after each epoch use sample's repetition control (plain greedy loops)."""
+    assert main(["train", "text", "--data", str(corpus), "--out", str(tmp_path / "r"), *SMALL]) == 0
+    out = capsys.readouterr().out
+    prior = [line.split("prior: ", 1)[1] for line in out.splitlines() if "prior: " in line]
+    assert len(prior) >= 3 and repeated_trigrams(prior) == 0
+
+
 def test_train_text_writes_a_run_with_tokenizer_and_perplexity(text_run):
     assert (text_run / "tokenizer.json").exists() and (text_run / "plots" / "training_curve.png").exists()
     metrics = [json.loads(x) for x in (text_run / "metrics.jsonl").read_text().splitlines()]
@@ -64,14 +78,10 @@ def test_vary_sample_interpolate_reconstruct(text_run, corpus, capsys, tmp_path)
     assert code == 0 and len(out.strip().splitlines()) == 4
     # Verbs that write new text decode as vary does, with repetition control: this barely trained model
     # loops under the plain argmax ("--no-repeat-ngram 0"); at the defaults no sentence repeats a trigram.
-    def loops(lines):
-        return sum(len(set(g)) < len(g) for g in ([tuple(w[i:i + 3]) for i in range(len(w) - 2)]
-                                                   for w in (line.split() for line in lines)))
-
     plain = cli(capsys, "sample", text_run, "-n", "20", "--no-repeat-ngram", "0", "--repetition-penalty", "1")[1]
-    assert loops(plain.splitlines()) > 0  # the case the defaults are for
-    assert loops(cli(capsys, "sample", text_run, "-n", "20")[1].splitlines()) == 0
-    assert loops(cli(capsys, "interpolate", text_run, "the cat sat on the mat", "a girl painted the fence",
+    assert repeated_trigrams(plain.splitlines()) > 0  # the case the defaults are for
+    assert repeated_trigrams(cli(capsys, "sample", text_run, "-n", "20")[1].splitlines()) == 0
+    assert repeated_trigrams(cli(capsys, "interpolate", text_run, "the cat sat on the mat", "a girl painted the fence",
                      "--steps", "10")[1].splitlines()) == 0
     code, out, _ = cli(capsys, "reconstruct", text_run, "--data", corpus, "-n", "5")
     assert code == 0 and len(out.strip().splitlines()) == 5 and "\t" in out

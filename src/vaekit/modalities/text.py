@@ -133,6 +133,8 @@ class TextCallback:
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         from tqdm.auto import tqdm
 
+        from ..variations import default_decode_config
+
         tokenizer = Tokenizer.from_json(self.tokenizer_json)
         model = trainer.model
         was_training = model.training
@@ -141,7 +143,9 @@ class TextCallback:
             torch.manual_seed(self.seed)
             x = self.show.to(trainer.device)
             recon = decode(model, model.encode(x).mean)
-            samples = decode(model, torch.randn(len(x), model.latent_dim, device=trainer.device))
+            # The prior's draws decoded as `vaekit sample` decodes them (with repetition control).
+            samples = decode(model, torch.randn(len(x), model.latent_dim, device=trainer.device),
+                             default_decode_config())
         model.train(was_training)
         lines = [f"  input: {tokenizer.decode(a.tolist())}\n  recon: {tokenizer.decode(b.tolist())}"
                  for a, b in zip(x, recon)]
