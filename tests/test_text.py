@@ -81,6 +81,7 @@ def test_vary_sample_interpolate_reconstruct(text_run, corpus, capsys, tmp_path)
     plain = cli(capsys, "sample", text_run, "-n", "20", "--no-repeat-ngram", "0", "--repetition-penalty", "1")[1]
     assert repeated_trigrams(plain.splitlines()) > 0  # the case the defaults are for
     assert repeated_trigrams(cli(capsys, "sample", text_run, "-n", "20")[1].splitlines()) == 0
+    assert repeated_trigrams(vaekit.load(text_run).sample(20, seed=0)) == 0  # Python decodes as the CLI does
     assert repeated_trigrams(cli(capsys, "interpolate", text_run, "the cat sat on the mat", "a girl painted the fence",
                      "--steps", "10")[1].splitlines()) == 0
     code, out, _ = cli(capsys, "reconstruct", text_run, "--data", corpus, "-n", "5")

@@ -207,7 +207,13 @@ class TextModality(Modality):
         return encode_sentences(run.tokenizer, list(sentences), run.model.config.max_len).to(run.device)
 
     @torch.no_grad()
-    def decode(self, run, z: torch.Tensor, config: DecodeConfig = DecodeConfig()) -> list[str]:
+    def decode(self, run, z: torch.Tensor, config: DecodeConfig | None = None) -> list[str]:
+        """Sentences for codes z (N, D). config None: as `vaekit sample` decodes (greedy with repetition
+        control); reconstructions pass the plain argmax."""
+        if config is None:
+            from ..variations import default_decode_config
+
+            config = default_decode_config()
         # In chunks: the decoder's states and logits for every code at once outgrow memory.
         return [s for i in range(0, len(z), DECODE_CHUNK)
                 for s in texts(run.tokenizer, decode(run.model, z[i:i + DECODE_CHUNK], config))]
@@ -252,7 +258,7 @@ class TextModality(Modality):
         z = run.codes(z)  # (n, D) on the run's device
         words = run.tokenizer.surface_words(sentence) if isinstance(sentence, str) else []
         if not isinstance(config, EditConfig):
-            return self.decode(run, z, config or DecodeConfig(), **options)
+            return self.decode(run, z, config, **options)  # None: as sample decodes
         if not words or not hasattr(run.model, "step"):
             return self.decode(run, z, default_decode_config())
         read = run.model.config.max_len - 1  # the words the model reads (then <eos>)
