@@ -1,5 +1,6 @@
 """Rating sheets for human judges: export (CSV, HTML, hidden key), read back, summarise, bad input."""
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -175,13 +176,14 @@ def test_export_never_overwrites(tmp_path):
 def test_cli_export_and_summarise_two_text_runs(text_runs, corpus, tmp_path, capsys):
     run_a, run_b = text_runs
     code, out, _ = cli(capsys, "raters", "export", run_a, run_b, "--data", corpus, "-n", "4", "--variations", "2",
-                       "--out", tmp_path / "sheet", "--strategy", "sample", "--top-k", "5")
+                       "--out", tmp_path / "sheet", "--method", "decode", "--strategy", "sample", "--top-k", "5")
     assert code == 0 and "key.json" in out
     rows = read_sheet(tmp_path / "sheet" / "sheet.csv")
     assert len(rows) == 4 * 2 * 2 and {r["input"] for r in rows} <= set(SENTENCES)
     key = json.loads((tmp_path / "sheet" / "key.json").read_text())
     assert sorted(key["runs"]) == sorted([str(run_a), str(run_b)])
-    assert key["settings"]["decode"]["strategy"] == "sample" and key["settings"]["variations"] == 2
+    assert key["settings"]["method"] == "decode" and key["settings"]["config"]["strategy"] == "sample"
+    assert key["settings"]["variations"] == 2
     fill(tmp_path / "sheet" / "sheet.csv", tmp_path / "sheet" / "ratings-ann.csv",
          lambda r: {"fluency": 4, "meaning": 2, "novelty": 5})
     fill(tmp_path / "sheet" / "sheet.csv", tmp_path / "sheet" / "ratings-bob.csv",
@@ -190,6 +192,26 @@ def test_cli_export_and_summarise_two_text_runs(text_runs, corpus, tmp_path, cap
     assert code == 0 and "32 ratings from 2 file(s)" in out and "mean 3.00" in out and "paired" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["runs"][str(run_a)]["fluency"] == {"mean": 3.0, "std": pytest.approx(1.0328, abs=1e-4), "n": 16}
+
+
+def test_a_sheet_rates_what_vary_writes(text_runs, corpus, tmp_path, capsys):
+    """By default the sheet holds `vaekit vary`'s own variations (edited sentences, its defaults), not
+    sentences written from the code alone: raters judge what users get."""
+    import vaekit
+    from vaekit.editing import EditConfig
+
+    run_a, _ = text_runs
+    code, _, _ = cli(capsys, "raters", "export", run_a, "--data", corpus, "-n", "3", "--variations", "2",
+                     "--seed", "7", "--out", tmp_path / "sheet")
+    assert code == 0
+    key = json.loads((tmp_path / "sheet" / "key.json").read_text())
+    assert key["settings"]["method"] == "edit" and key["settings"]["config"] == dataclasses.asdict(EditConfig())
+    run = vaekit.load(run_a)
+    rows = read_sheet(tmp_path / "sheet" / "sheet.csv")
+    inputs = sorted({(int(r["input_id"]), r["input"]) for r in rows})
+    for i, (input_id, sentence) in enumerate(inputs):
+        shown = sorted(r["output"] for r in rows if int(r["input_id"]) == input_id)
+        assert shown == sorted(run.vary(sentence, 2, 1.0, EditConfig(), seed=7 + i)), sentence
 
 
 def test_cli_export_reads_the_sentences_of_a_csv_column(text_runs, tmp_path, capsys):

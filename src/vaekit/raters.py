@@ -297,17 +297,18 @@ def format_summary(summary: dict) -> str:
 
 # ---- from runs ----------------------------------------------------------------------------------
 def export_runs(run_paths: list[str | Path], data: str, out: str | Path, n_inputs: int = 20, variations: int = 3,
-                seed: int = 0, spread: float = 1.0, decode_config=None, column: str | None = None) -> dict[str, Path]:
+                seed: int = 0, spread: float = 1.0, config=None, column: str | None = None) -> dict[str, Path]:
     """A rating sheet of `variations` outputs of one or two text runs (`TextRun.vary`) for `n_inputs`
     sentences of `data` (a file, a CSV with its sentences in `column`, or "ptb:test"), drawn at random
-    with `seed`, the same for both runs."""
+    with `seed`, the same for both runs. config: how to vary, an EditConfig (None: vary's defaults, what
+    `vaekit vary` writes) or a DecodeConfig (writing from the code alone)."""
     import dataclasses
 
     from . import api
-    from .generate import DecodeConfig
+    from .editing import EditConfig
     from .modalities.text import read_texts
 
-    decode_config = decode_config or DecodeConfig()
+    config = config or EditConfig()
     if len({Path(p).resolve() for p in run_paths}) != len(run_paths):
         raise VaekitError("give two different runs to compare (the same run was given twice)")
     if n_inputs < 1 or variations < 1:
@@ -322,8 +323,8 @@ def export_runs(run_paths: list[str | Path], data: str, out: str | Path, n_input
         raise VaekitError(f"{data} has no sentences")
     chosen = sorted(np.random.default_rng(seed).choice(len(sentences), min(n_inputs, len(sentences)), replace=False))
     inputs = [sentences[i] for i in chosen]
-    outputs = {str(run.path): [run.vary(s, variations, spread, decode_config, seed=seed + i)
+    outputs = {str(run.path): [run.vary(s, variations, spread, config, seed=seed + i)
                                for i, s in enumerate(inputs)] for run in loaded}
     settings = {"data": data, "n_inputs": len(inputs), "variations": variations, "spread": spread,
-                "decode": dataclasses.asdict(decode_config)}
+                "method": "edit" if isinstance(config, EditConfig) else "decode", "config": dataclasses.asdict(config)}
     return export_sheet(inputs, outputs, out, seed=seed, settings=settings)

@@ -200,6 +200,55 @@ def add_decode_options(parser, title: str = "decoding (text)", repetition_contro
         parser.set_defaults(**VARY_DECODING)
 
 
+def add_variation_options(parser) -> None:
+    """How a text run varies a sentence, as `vaekit vary` does it (also used by `raters export`, so that a
+    rating sheet rates what vary writes): the method, the edit's settings, and decoding for --method decode."""
+    from ..variations import (
+        DEFAULT_CHANGE,
+        EDIT_CANDIDATES,
+        EDIT_DELETE,
+        EDIT_KEEP_PENALTY,
+        EDIT_KEEP_UNKNOWN,
+        EDIT_TEMPERATURE,
+        VARY_METHODS,
+    )
+
+    parser.add_argument("--change", type=finite(0), default=DEFAULT_CHANGE,
+                        help="the fidelity knob: share of the sentence's words each variation rewrites (0.1: a word "
+                             "or two; 1: every word)")
+    parser.add_argument("--method", choices=VARY_METHODS, default="edit",
+                        help="edit: rewrite words of the sentence under the code (default); decode: write a "
+                             "sentence from the code alone (the decoding options below)")
+    parser.add_argument("--candidates", type=whole(1, 1000), default=EDIT_CANDIDATES,
+                        help="words proposed per rewrite (edit)")
+    parser.add_argument("--edit-temperature", type=finite(0), default=EDIT_TEMPERATURE,
+                        help="below 1: likelier rewrites, more fluent and less varied (edit)")
+    parser.add_argument("--keep-penalty", type=float, default=EDIT_KEEP_PENALTY,
+                        help="nats a visited word pays to stay as it is (edit; default %(default)s): it stays only "
+                             "when its sentence beats every rewrite by that much; inf: always rewritten; 0: it "
+                             "stays whenever the decoder finds it likeliest")
+    parser.add_argument("--delete", action=argparse.BooleanOptionalAction, default=EDIT_DELETE,
+                        help="a visited word may also be deleted where the sentence reads as well without it "
+                             f"(edit; default: {'on' if EDIT_DELETE else 'off'})")
+    parser.add_argument("--keep-unknown", action=argparse.BooleanOptionalAction, default=EDIT_KEEP_UNKNOWN,
+                        help="words outside the run's vocabulary (names, numbers, rare terms) stay as typed; "
+                             "--no-keep-unknown rewrites them too "
+                             f"(edit; default: {'on' if EDIT_KEEP_UNKNOWN else 'off'})")
+    add_decode_options(parser, "decoding (text; with --method decode)", repetition_control=True)
+
+
+def variation_config(args):
+    """The EditConfig (--method edit) or DecodeConfig (--method decode) of add_variation_options' options;
+    the decoding options are checked whichever method runs, so a bad value is an error either way."""
+    from ..editing import EditConfig
+
+    decoding = decode_config(args)
+    if args.method == "decode":
+        return decoding
+    return EditConfig(args.change, args.candidates, args.edit_temperature, args.keep_penalty, args.delete,
+                      args.keep_unknown)
+
+
 def decode_config(args):
     """The DecodeConfig of the options add_decode_options added."""
     from ..generate import DecodeConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..outputs import output_path
-from .options import COLUMN_HELP, add_decode_options, decode_config, finite, whole
+from .options import COLUMN_HELP, add_variation_options, finite, variation_config, whole
 
 
 def register(subparsers):
@@ -28,7 +28,7 @@ def _register_export(actions) -> None:
     parser.add_argument("--out", required=True, help="a new folder for sheet.csv, sheet.html and key.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spread", type=finite(0), default=1.0, help="as in vary")
-    add_decode_options(parser)
+    add_variation_options(parser)  # the sheet rates what `vaekit vary` writes, with the same options
 
 
 def _register_summarise(actions) -> None:
@@ -49,7 +49,7 @@ def _export(args) -> None:
     from ..raters import export_runs
 
     paths = export_runs([args.run, *([args.run_b] if args.run_b else [])], args.data, args.out, args.n,
-                        args.variations, args.seed, args.spread, decode_config(args), column=args.column)
+                        args.variations, args.seed, args.spread, variation_config(args), column=args.column)
     print(f"wrote {paths['csv']} and {paths['html']} for the raters; keep {paths['key']} from them "
           f"(it says which run wrote each output)")
 
