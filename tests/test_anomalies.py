@@ -114,6 +114,27 @@ def test_text_anomalies_print_the_most_anomalous_sentences(text_run, capsys, tmp
     assert code == 0 and "1 of 6 words are not in the run's vocabulary" in err
 
 
+def test_text_scores_per_token_take_the_length_out(text_run, image_run, capsys, tmp_path):
+    """elbo-per-token is the ELBO over the sentence's tokens (<eos> counted, as perplexity counts), so a
+    long ordinary sentence is not anomalous for its length alone; it is refused for other kinds."""
+    sentences = ["the cat sat on the mat", "a dog ran in the park and the cat sat on the mat by the dog"]
+    (tmp_path / "s.txt").write_text("\n".join(sentences) + "\n")
+    scores = {}
+    for score in ("elbo", "elbo-per-token"):
+        code, _, _ = run_cli(capsys, "anomalies", text_run, "--data", tmp_path / "s.txt", "--score", score,
+                             "--out", tmp_path / score)
+        assert code == 0
+        scores[score] = [float(r["score"]) for r in _rows(tmp_path / score / "scores.csv")]
+    import vaekit
+
+    read = vaekit.load(text_run).model.config.max_len  # a longer sentence is read up to here, as in training
+    tokens = [min(len(s.split()) + 1, read) for s in sentences]
+    assert scores["elbo-per-token"] == pytest.approx([e / t for e, t in zip(scores["elbo"], tokens)], abs=1e-3)
+    code, _, err = run_cli(capsys, "anomalies", image_run, "--data", "digits", "--score", "elbo-per-token",
+                           "--out", tmp_path / "i")
+    assert code == 2 and "for text runs" in err
+
+
 def test_tabular_anomalies_and_embedding(tabular_run, capsys, tmp_path):
     code, _, _ = run_cli(capsys, "anomalies", tabular_run, "--data", "breast-cancer")
     assert code == 0

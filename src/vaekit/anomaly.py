@@ -55,7 +55,11 @@ from .modalities import Inputs
 from .objectives import iw_log_likelihood
 
 METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn", "standardised", "mahalanobis",
-           "standardised+knn", "standardised+mahalanobis", "reconstruction+standardised+knn")
+           "standardised+knn", "standardised+mahalanobis", "reconstruction+standardised+knn", "elbo-per-token")
+# Text only: the ELBO divided by the sentence's tokens (counting <eos>), minus log perplexity. Raw
+# log-likelihoods fall with length, so a ranking by elbo puts the longest sentences first; on 46 PTB-like
+# sentences with five odd ones, "buy buy buy sell sell sell now now now" ranked 26th by elbo, 2nd by this.
+PER_TOKEN = ("elbo-per-token",)
 # Scores that compare with the training data (its codes, its reconstruction residuals).
 NEEDS_REFERENCE = ("knn", "reconstruction+knn", "standardised", "mahalanobis", "standardised+knn",
                    "standardised+mahalanobis", "reconstruction+standardised+knn")
@@ -67,6 +71,7 @@ REFERENCE = "reference.safetensors"  # training codes and reconstruction errors 
 NEIGHBOURS = 5  # k of the k-NN distance
 REFERENCE_MAX = 20_000  # training examples kept in a reference set (a seeded subsample beyond it)
 SCORE_UNITS = {"reconstruction": "minus squared reconstruction error (images: relative)",
+               "elbo-per-token": "ELBO per token (nats, <eos> counted): minus log perplexity",
                "knn": f"minus mean distance to the {NEIGHBOURS} nearest training codes",
                "reconstruction+knn": "minus standardised reconstruction error + k-NN distance",
                "standardised": "minus squared reconstruction error per feature / its training mean",
@@ -117,6 +122,8 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
             b = x[start:start + batch]
             if method == "reconstruction":
                 out.append(-reconstruction_error(model, b))
+            elif method in PER_TOKEN:  # token ids (B, T), 0-padded, <eos> counted as perplexity counts it
+                out.append(_elbo(model, b, eps) / (b != 0).sum(1).clamp_min(1).float())
             else:
                 out.append(iw_log_likelihood(model, b, k) if method == "iw" else _elbo(model, b, eps))
     model.train(was_training)
@@ -125,6 +132,9 @@ def log_likelihood(model, x: Tensor, method: str = "elbo", k: int = 10, seed: in
 
 def check_kind(method: str, kind) -> None:
     """Refuse a score the kind of data (a name or a modality) has no use for."""
+    if method in PER_TOKEN and not modalities.get(kind).makes_text:
+        raise VaekitError(f"the {method} score is for text runs (nats per token of a sentence); for "
+                          f"{modalities.get(kind).name} use elbo")
     if method in NEEDS_RESIDUALS and not modalities.get(kind).has_reconstruction:
         able = [m.name for m in map(modalities.get, modalities.names()) if m.has_reconstruction]
         kinds = " and ".join([", ".join(able[:-1]), able[-1]] if len(able) > 1 else able)

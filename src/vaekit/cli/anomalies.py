@@ -12,7 +12,8 @@ SCORE_HELP = ("elbo: ELBO averaged over K draws; iw: the importance-weighted bou
               "(image/tabular): minus the squared reconstruction error; knn: minus the distance to the nearest "
               "training codes; mahalanobis: of the code from the training codes; standardised (image/tabular): "
               "squared residual per feature over its training mean; a+b (a+b+c): the sum of the parts, each "
-              "standardised. "
+              "standardised; elbo-per-token (text): the ELBO per token, minus log perplexity, which does not "
+              "favour short sentences. "
               "Default: the kind's, chosen without test data in bench/anomaly.py (bench/RESULTS.md): "
               "reconstruction+standardised+knn for images, standardised for tables, elbo for text")
 
