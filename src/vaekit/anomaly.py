@@ -57,8 +57,8 @@ from .objectives import iw_log_likelihood
 METHODS = ("elbo", "iw", "reconstruction", "knn", "reconstruction+knn", "standardised", "mahalanobis",
            "standardised+knn", "standardised+mahalanobis", "reconstruction+standardised+knn", "elbo-per-token")
 # Text only: the ELBO divided by the sentence's tokens (counting <eos>), minus log perplexity. Raw
-# log-likelihoods fall with length, so a ranking by elbo puts the longest sentences first; on 46 PTB-like
-# sentences with five odd ones, "buy buy buy sell sell sell now now now" ranked 26th by elbo, 2nd by this.
+# log-likelihoods fall with length, so a ranking by elbo puts the longest sentences first; among 46 news
+# sentences, three of them odd, "buy buy buy sell sell sell now now now" ranked 26th by elbo, 2nd by this.
 PER_TOKEN = ("elbo-per-token",)
 # Scores that compare with the training data (its codes, its reconstruction residuals).
 NEEDS_REFERENCE = ("knn", "reconstruction+knn", "standardised", "mahalanobis", "standardised+knn",
