@@ -133,6 +133,9 @@ def test_text_scores_per_token_take_the_length_out(text_run, image_run, capsys, 
     code, _, err = run_cli(capsys, "anomalies", image_run, "--data", "digits", "--score", "elbo-per-token",
                            "--out", tmp_path / "i")
     assert code == 2 and "for text runs" in err
+    # the text default, chosen by bench/RESULTS.md's rule (held-out against shuffled / word-replaced sentences)
+    assert run_cli(capsys, "anomalies", text_run, "--data", tmp_path / "s.txt", "--out", tmp_path / "d")[0] == 0
+    assert json.loads((tmp_path / "d" / "summary.json").read_text())["method"] == "elbo-per-token"
 
 
 def test_tabular_anomalies_and_embedding(tabular_run, capsys, tmp_path):

@@ -15,7 +15,7 @@ SCORE_HELP = ("elbo: ELBO averaged over K draws; iw: the importance-weighted bou
               "standardised; elbo-per-token (text): the ELBO per token, minus log perplexity, which does not "
               "favour short sentences. "
               "Default: the kind's, chosen without test data in bench/anomaly.py (bench/RESULTS.md): "
-              "reconstruction+standardised+knn for images, standardised for tables, elbo for text")
+              "reconstruction+standardised+knn for images, standardised for tables, elbo-per-token for text")
 
 
 def register(subparsers):

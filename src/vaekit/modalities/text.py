@@ -165,7 +165,9 @@ class TextModality(Modality):
     noun = "sentences"
     DataConfig = TextDataConfig
     default_model = "text-rnn"
-    default_score = "elbo"
+    # Chosen by the rule of bench/RESULTS.md ("how the text default score is chosen"): held-out sentences
+    # against shuffled and word-replaced ones, AUROC 98.0 (docs) and 98.2 (PTB) against elbo's 75.3 and 77.2.
+    default_score = "elbo-per-token"
     # What keeps a text VAE's code in use, as the CLI's defaults for `train text`: the document's batch
     # of 32, cyclical KL annealing (Fu et al. 2019) and a free-bits floor per dimension (Kingma et al. 2016).
     # keep_best: a text VAE overfits a small corpus within a run's epochs (PTB's valid -ELBO rose by 0.3
