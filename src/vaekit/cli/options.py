@@ -181,7 +181,7 @@ def add_run_verb(subparsers, name: str, help_: str, data: bool = True,
 def add_decode_options(parser, title: str = "decoding (text)", repetition_control: bool = False) -> None:
     """The text decoding options. repetition_control: default to vary's n-gram block and repetition penalty
     (verbs that write new text: greedy decoding of a prior or in-between code loops, "to be <unk> to be
-    <unk> to be ..."); off, the plain argmax (reconstruct, raters' sheets)."""
+    <unk> to be ..."); off, the plain argmax (reconstruct)."""
     group = parser.add_argument_group(title)
     group.add_argument("--strategy", default="greedy", choices=("greedy", "beam", "sample"))
     group.add_argument("--beam-size", type=int, default=5)
@@ -189,11 +189,11 @@ def add_decode_options(parser, title: str = "decoding (text)", repetition_contro
     group.add_argument("--top-p", type=float, default=1.0)
     group.add_argument("--decode-temperature", type=float, default=1.0, help="softmax temperature when sampling")
     group.add_argument("--no-repeat-ngram", type=int, default=0,
-                       help="never repeat an n-gram of this size; 0: off (default: 3 for vary, sample and "
-                            "interpolate, 0 for reconstruct and raters)")
+                       help="never repeat an n-gram of this size; 0: off (default: 3 where new text is written: "
+                            "vary, sample, interpolate, raters; 0 for reconstruct)")
     group.add_argument("--repetition-penalty", type=float, default=1.0,
-                       help=">1: words already written less likely (default: 1.2 for vary, sample and interpolate, "
-                            "1 for reconstruct and raters)")
+                       help=">1: words already written less likely (default: 1.2 where new text is written, 1 for "
+                            "reconstruct)")
     if repetition_control:
         from ..variations import VARY_DECODING  # constants only: no torch import
 

@@ -255,14 +255,13 @@ class TextModality(Modality):
         (or a model that cannot read a sentence word by word, as text-seed), each code decoded. A sentence
         of no words is always decoded. Words past the run's max_len are kept as typed."""
         from ..editing import EditConfig, edit_variations
-        from ..variations import default_decode_config
 
         z = run.codes(z)  # (n, D) on the run's device
         words = run.tokenizer.surface_words(sentence) if isinstance(sentence, str) else []
         if not isinstance(config, EditConfig):
             return self.decode(run, z, config, **options)  # None: as sample decodes
         if not words or not hasattr(run.model, "step"):
-            return self.decode(run, z, default_decode_config())
+            return self.decode(run, z)  # as sample decodes
         read = run.model.config.max_len - 1  # the words the model reads (then <eos>)
         ids = run.tokenizer.encode(sentence, add_eos=False)[:read]
         edited = edit_variations(run.model, words[:read], ids, z, config, run.tokenizer.index_word)

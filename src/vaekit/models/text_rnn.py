@@ -206,10 +206,10 @@ class TextRNNVAE(VAE):
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
         """Greedy decoding's logits, (B, max_len, V); see vaekit.generate for other strategies."""
-        tokens = torch.full((len(z), 1), BOS, dtype=torch.long, device=z.device)
-        state, steps = self.init_state(z), []
         from ..generate import next_word_logits  # <pad> and <bos> are never the next word
 
+        tokens = torch.full((len(z), 1), BOS, dtype=torch.long, device=z.device)
+        state, steps = self.init_state(z), []
         for _ in range(self.config.max_len):
             logits, state = self.step(tokens, z, state)
             steps.append(next_word_logits(logits[:, -1]))  # (B, V)
