@@ -101,6 +101,31 @@ def test_bad_tables_fail_cleanly(tmp_path, capsys, content, match):
     assert not (tmp_path / "r").exists()
 
 
+def test_word_columns_are_named_at_once_with_the_columns_that_train(tmp_path, capsys):
+    """A CSV as people have them (a string ID, a city, a date beside numbers): one message names every column
+    of words, not the first only, and gives the options that train; those options then do. A numeric column
+    with one odd cell keeps the per-cell message (fix the row)."""
+    rng = np.random.default_rng(0)
+    lines = ["id,age,city,joined date,score"] + [
+        f"P{i:04d},{20 + i % 50},{'Paris Lyon Nice'.split()[i % 3]},2020-01-{1 + i % 28:02d},{rng.normal():.3f}"
+        for i in range(60)]
+    (tmp_path / "people.csv").write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "people.csv", "--out", tmp_path / "r", *FAST)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+    assert all(f"'{c}'" in err for c in ("id", "city", "joined date")) and "'age'" not in err
+    assert "all different: a row ID?" in err and "3 different" in err
+    assert "--id-column id --columns age score" in err
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "people.csv", "--columns", "age,score",
+                           "--out", tmp_path / "r", *FAST)
+    assert code == 2 and "separate the names with spaces: age score" in err
+    code, _, _ = run_cli(capsys, "train", "tabular", "--data", tmp_path / "people.csv", "--id-column", "id",
+                         "--columns", "age", "score", "--out", tmp_path / "r", *FAST)
+    assert code == 0 and vaekit.load(tmp_path / "r").model.config.n_features == 2
+    (tmp_path / "odd.csv").write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(5)) + "6,n/a\n")
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "odd.csv", "--out", tmp_path / "r2", *FAST)
+    assert code == 2 and "line 7, column 'b' holds 'n/a', not a number" in err
+
+
 def test_run_refuses_rows_that_do_not_fit(tmp_path, capsys):
     path, _ = _table(tmp_path)
     out = tmp_path / "run"

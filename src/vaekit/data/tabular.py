@@ -8,6 +8,7 @@ vaekit does not impute: a missing value filled in silently would be scored as if
 from __future__ import annotations
 
 import csv
+import shlex
 import tokenize
 import zipfile
 import zlib
@@ -137,7 +138,10 @@ def column_index(table: Table, column: str) -> int:
         return names.index(column)
     if column.isdigit() and int(column) < len(names):
         return int(column)
-    raise VaekitError(f"{table.source} has no column {column!r}; its columns are: {_shorten(names)}")
+    parts = [p.strip() for p in column.split(",")]
+    hint = (f" (separate the names with spaces: {' '.join(shlex.quote(p) for p in parts)})"
+            if len(parts) > 1 and all(p in names or (p.isdigit() and int(p) < len(names)) for p in parts) else "")
+    raise VaekitError(f"{table.source} has no column {column!r}{hint}; its columns are: {_shorten(names)}")
 
 
 def _shorten(names: list[str], n: int = 12) -> str:
@@ -174,10 +178,42 @@ def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str 
         index = [i for i in range(len(names)) if i != skip]
     if not index:
         raise VaekitError(f"{table.source} has no feature columns left (only the label column)")
+    if not columns:
+        _refuse_word_columns(table, index)
     x = np.empty((len(table.cells), len(index)), np.float64)
     for j, i in enumerate(index):
         x[:, j] = _numeric_column(table, i)
     return x, [names[i] for i in index]
+
+
+def _refuse_word_columns(table: Table, index: list[int]) -> None:
+    """With no --columns, name every column of words at once (not the first only, one rerun each), with the
+    --columns that trains on the numeric ones; a column of all-different words is offered as --id-column."""
+    names, words = table.column_names, []
+    for i in index:
+        column = np.char.strip(table.cells[:, i].astype(str))
+        filled = column[column != ""]
+        is_word = np.array([not _is_number(c) for c in filled], bool)
+        if len(filled) and is_word.mean() > 0.5:  # a few odd cells in a numeric column get the per-cell message
+            words.append((i, column, int(np.argmax(column == filled[np.argmax(is_word)]))))
+    if not words:
+        return
+    numeric = [names[i] for i in index if i not in {w[0] for w in words}]
+    ids = [names[i] for i, column, _ in words if len(set(column)) == len(column) >= 10]
+    listed = []
+    for i, column, row in words[:8]:
+        distinct = len(set(column))
+        note = "all different: a row ID?" if names[i] in ids else f"{distinct} different"
+        listed.append(f"{names[i]!r} ({column[row][:30]!r} on line {table.first_line + row}; {note})")
+    more = f" and {len(words) - 8} more" if len(words) > 8 else ""
+    fix = ""
+    if numeric:
+        fix = (f"; to train on the {len(numeric)} numeric column(s), pass "
+               + (f"--id-column {ids[0]} " if ids else "") + "--columns " + " ".join(shlex.quote(n) for n in numeric))
+        if ids:
+            fix += " (the IDs are then written beside each score and code)"
+    raise VaekitError(f"{table.source}: {len(words)} column(s) hold words, not numbers: {', '.join(listed)}{more}; "
+                      f"vaekit does not encode words as features{fix}")
 
 
 def _numeric_column(table: Table, i: int) -> np.ndarray:
