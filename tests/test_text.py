@@ -91,6 +91,10 @@ def test_vary_sample_interpolate_reconstruct(text_run, corpus, capsys, tmp_path)
 def test_unknown_words_are_reported(text_run, capsys):
     code, out, err = cli(capsys, "vary", text_run, "the zebra sat on the xylophone", "-n", "2")
     assert code == 0 and "zebra" in err and "xylophone" in err
+    # the default edit keeps them as typed, and the note says so (it said "read as <unk>" over outputs holding them)
+    assert "kept as typed" in err and all("zebra" in line for line in out.strip().splitlines())
+    code, out, err = cli(capsys, "vary", text_run, "the zebra sat on the xylophone", "-n", "2", "--no-keep-unknown")
+    assert code == 0 and "rewritten by the model" in err
     code, out, err = cli(capsys, "vary", text_run, "qqq zzz", "-n", "2")
     assert code == 0 and "no known words" in err
     code, out, err = cli(capsys, "vary", text_run, "the cat sat on the mat " * 20, "-n", "1")

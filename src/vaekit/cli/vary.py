@@ -27,15 +27,19 @@ def run(args) -> None:
     if not loaded.modality.makes_text:  # the Python API's Run.vary takes any kind's inputs
         raise VaekitError(f"vary works on text runs; for {loaded.modality.noun} use sample, reconstruct or "
                           "interpolate")
-    _note_what_is_read(loaded, args.sentence)
-    print_sentences(loaded.vary(args.sentence, args.n, args.spread, variation_config(args), seed=args.seed), args)
+    config = variation_config(args)
+    _note_what_is_read(loaded, args.sentence, kept=getattr(config, "keep_unknown", False))
+    print_sentences(loaded.vary(args.sentence, args.n, args.spread, config, seed=args.seed), args)
 
 
-def _note_what_is_read(run, sentence: str) -> None:
-    """Notes on stderr where the run reads the sentence otherwise than typed: unknown words, too long."""
+def _note_what_is_read(run, sentence: str, kept: bool = False) -> None:
+    """Notes on stderr where the run reads the sentence otherwise than typed: unknown words, too long.
+    kept: the edit keeps unknown words as typed in its variations (--keep-unknown), so the note says so."""
     unknown = run.unknown_words(sentence)
     if unknown:
-        print(f"vaekit: note: not in the vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
+        fate = "kept as typed in the variations" if kept else "rewritten by the model"
+        print(f"vaekit: note: not in the vocabulary (the model reads them as <unk>; {fate}): {', '.join(unknown)}",
+              file=sys.stderr)
     if not run.tokenizer.encode(sentence)[:-1] or len(unknown) == len(run.tokenizer.tokenize(sentence)):
         print("vaekit: note: the sentence has no known words; its code is uninformed, so the variations "
               "follow the sentence's length at best", file=sys.stderr)
