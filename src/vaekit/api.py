@@ -121,8 +121,11 @@ class Run:
         return self.modality.decode(self, self.codes(z), *args, **options)
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0, *args, **options):
-        """n outputs decoded from prior draws."""
-        return self.decode(self.prior_draws(n, seed, temperature).numpy(), *args, **options)
+        """n outputs from prior draws: images their decoded means, text sentences (options: a DecodeConfig),
+        tables rows drawn from p(x | z) in raw units (mean=True: the decoded means, which spread less than
+        the data)."""
+        return self.modality.sample(self, self.codes(self.prior_draws(n, seed, temperature).numpy()), *args,
+                                    **options)
 
     def prior_draws(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
         """n codes (n, D) from the prior N(0, temperature^2 I); seed: torch's global seed first."""

@@ -123,6 +123,11 @@ class Gaussian(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return params.float()
 
+    def sample(self, params: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (params.dim() - 2)
+        scale = torch.exp(self.log_scale.clamp(min=self.min_log_scale)).view(shape)  # (1, C, 1, 1) or (1, F)
+        return params.float() + scale * torch.randn_like(params.float())
+
 
 class DiscretizedLogistic(Likelihood):
     """8-bit pixels: a mixture of `components` logistics per pixel, discretised to the 256 levels

@@ -255,7 +255,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         return self
 
     def sample(self, n: int = 1, random_state: int | None = None):
-        """n draws from the prior, decoded to their means."""
+        """n draws from the model: tables rows drawn from p(x | z) (in X's units), images the decoded means of
+        prior draws."""
         check_is_fitted(self)
         return self.run_.sample(n, seed=random_state)
 

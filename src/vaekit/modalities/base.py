@@ -168,6 +168,14 @@ class Modality:
                               f"({', '.join(options)})")
         return self.outputs(run, run.batched(run.model.decode_mean, z))
 
+    def sample(self, run, z: Tensor, mean: bool = False, **options):
+        """Outputs for prior draws z (N, D): `decode`'s (images: the decoded means, text: sentences). Tables
+        override it to draw rows from p(x | z); `mean` asks for the means there, and is refused elsewhere."""
+        if mean:
+            raise VaekitError(f"mean=True (--mean) is for tables; {self.article} {self.name} run's samples are "
+                              f"{'sentences' if self.makes_text else 'decoded means already'}")
+        return self.decode(run, z, **options)
+
     def reconstruct(self, run, x: Tensor, **options):
         if options:
             raise VaekitError(f"{self.article} {self.name} run reconstructs means; it takes no options "

@@ -253,6 +253,16 @@ class TabularModality(ArrayModality):
         """Decoded means in raw units, (N, F)."""
         return run.scaler.invert(decoded)
 
+    def sample(self, run, z, mean: bool = False, **options):
+        """Rows drawn from p(x | z) for prior draws z, in raw units: synthetic rows that spread like the data.
+        The decoded means alone (mean=True) leave out the likelihood's noise: on wine their features spread
+        33-77 % as much as the data's (bench/RESULTS.md, 2026-12-07)."""
+        if mean:
+            return self.decode(run, z, **options)
+        if options:
+            raise VaekitError(f"a tabular run samples rows; it takes no options ({', '.join(options)})")
+        return self.outputs(run, run.batched(run.model.decode_draw, z))
+
     def eval_data(self, run, source: str, limit: int | None, seed: int):
         data = self.read_inputs(run, source, limit)  # (N, F) in the run's columns, raw units
         if len(data.x) < 2:

@@ -77,6 +77,10 @@ class VAE(nn.Module):
         """E[x | z] in data space: (B, D) -> (B, *data_shape)."""
         return self.likelihood.mean(self.decode(z))
 
+    def decode_draw(self, z: Tensor) -> Tensor:
+        """A draw of x from p(x | z) in data space (torch's global RNG): (B, D) -> (B, *data_shape)."""
+        return self.likelihood.sample(self.decode(z))
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         """n draws from the prior, decoded to their means."""
