@@ -115,6 +115,19 @@ def test_samples_spread_like_the_data(tmp_path, capsys):
     assert (means.std(0) < 0.7 * draws.std(0)).all()
     assert np.allclose(means, run.decode(run.prior_draws(3000, 0).numpy()))
     assert np.array_equal(run.sample(5, seed=3), run.sample(5, seed=3))  # a seed gives the same rows
+    # whole-number columns come out whole, every column within the training rows' range (SDV's defaults)
+    rng = np.random.default_rng(1)
+    counts, sizes = rng.poisson(3, 200), rng.gamma(2.0, 1.0, 200)
+    (tmp_path / "c.csv").write_text("count,size\n" + "".join(f"{c},{v:.4f}\n" for c, v in zip(counts, sizes)))
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "c.csv", "--out", tmp_path / "c", *FAST)[0] == 0
+    rows = vaekit.load(tmp_path / "c").sample(2000, seed=0)
+    assert np.array_equal(rows[:, 0], np.round(rows[:, 0])) and not np.array_equal(rows[:, 1], np.round(rows[:, 1]))
+    low, high = np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1).min(0), \
+        np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1).max(0)
+    train_low, train_high = np.array(json.loads((tmp_path / "c" / "standardize.json").read_text())["low"]), \
+        np.array(json.loads((tmp_path / "c" / "standardize.json").read_text())["high"])
+    assert (train_low >= low).all() and (train_high <= high).all()  # the training split's range, within the file's
+    assert (rows >= train_low).all() and (rows <= train_high).all() and (rows[:, 1] > train_low[1]).any()
     code, _, _ = run_cli(capsys, "sample", out, "-n", "4", "--mean", "--out", tmp_path / "m.csv")
     assert code == 0 and np.allclose(np.loadtxt(tmp_path / "m.csv", delimiter=",", skiprows=1),
                                      run.sample(4, seed=0, mean=True), rtol=1e-4, atol=1e-4)

@@ -56,6 +56,11 @@ class Standardizer:
     label: str | None = None
     classes: tuple[str, ...] | None = None
     inputs: tuple[str, ...] | None = None  # the columns rows come with, when constant ones were dropped
+    # Per kept column, from the training rows: the range, and whether every value was a whole number; sampled
+    # rows keep to them (None: a run from before they were saved).
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
+    whole: tuple[bool, ...] | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -78,9 +83,11 @@ class Standardizer:
                               + ("" if constant.all() else "; pass --drop-constant (drop_constant=True) to leave "
                                  "them out or choose features with --columns"))
         keep = np.flatnonzero(~constant)
+        kept = x[:, keep]
         return cls(tuple(columns[i] for i in keep), tuple(float(v) for v in x.mean(0)[keep]),
                    tuple(float(v) for v in std[keep]), label, None if classes is None else tuple(classes),
-                   None if len(keep) == len(columns) else tuple(columns)), keep
+                   None if len(keep) == len(columns) else tuple(columns), tuple(map(float, kept.min(0))),
+                   tuple(map(float, kept.max(0))), tuple(bool(v) for v in (kept == np.round(kept)).all(0))), keep
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Raw (N, F) -> standardised float32."""
@@ -88,6 +95,15 @@ class Standardizer:
 
     def invert(self, x: np.ndarray) -> np.ndarray:
         return x * np.asarray(self.std) + np.asarray(self.mean)
+
+    def like_training(self, x: np.ndarray) -> np.ndarray:
+        """Raw rows (N, F) kept to the training rows' range per column, and whole-number columns rounded, as
+        synthetic-data tools do (SDV's enforce_min_max_values and enforce_rounding)."""
+        if self.low is not None:
+            x = np.clip(x, self.low, self.high)
+        if self.whole is not None:
+            x = np.where(self.whole, np.round(x), x)
+        return x
 
     @property
     def log_jacobian(self) -> float:
@@ -98,17 +114,23 @@ class Standardizer:
     def to_json(self) -> dict:
         return {"columns": list(self.columns), "mean": list(self.mean), "std": list(self.std),
                 "label": self.label, "classes": None if self.classes is None else list(self.classes),
-                "inputs": None if self.inputs is None else list(self.inputs)}
+                "inputs": None if self.inputs is None else list(self.inputs),
+                **({} if self.low is None else {"low": list(self.low), "high": list(self.high),
+                                                 "whole": list(self.whole)})}
 
     @classmethod
     def from_json(cls, obj, path) -> Standardizer:
         try:
             scaler = cls(tuple(obj["columns"]), tuple(map(float, obj["mean"])), tuple(map(float, obj["std"])),
                          obj.get("label"), None if obj.get("classes") is None else tuple(obj["classes"]),
-                         None if obj.get("inputs") is None else tuple(obj["inputs"]))
+                         None if obj.get("inputs") is None else tuple(obj["inputs"]),
+                         *((None,) * 3 if obj.get("low") is None else
+                           (tuple(map(float, obj["low"])), tuple(map(float, obj["high"])),
+                            tuple(bool(v) for v in obj["whole"]))))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise VaekitError(f"{path} is not a vaekit standardisation file") from None
-        if not len(scaler.columns) == len(scaler.mean) == len(scaler.std) or min(scaler.std, default=0) <= 0:
+        if not len(scaler.columns) == len(scaler.mean) == len(scaler.std) or min(scaler.std, default=0) <= 0 or (
+                scaler.low is not None and not len(scaler.low) == len(scaler.high) == len(scaler.whole) == len(scaler.columns)):
             raise VaekitError(f"{path} is damaged: columns, means and scales do not agree")
         return scaler
 
@@ -254,14 +276,15 @@ class TabularModality(ArrayModality):
         return run.scaler.invert(decoded)
 
     def sample(self, run, z, mean: bool = False, **options):
-        """Rows drawn from p(x | z) for prior draws z, in raw units: synthetic rows that spread like the data.
+        """Rows drawn from p(x | z) for prior draws z, in raw units: synthetic rows that spread like the data,
+        kept to the training range and rounded where the training column held whole numbers.
         The decoded means alone (mean=True) leave out the likelihood's noise: on wine their features spread
         33-77 % as much as the data's (bench/RESULTS.md, 2026-12-07)."""
         if mean:
             return self.decode(run, z, **options)
         if options:
             raise VaekitError(f"a tabular run samples rows; it takes no options ({', '.join(options)})")
-        return self.outputs(run, run.batched(run.model.decode_draw, z))
+        return run.scaler.like_training(self.outputs(run, run.batched(run.model.decode_draw, z)))
 
     def eval_data(self, run, source: str, limit: int | None, seed: int):
         data = self.read_inputs(run, source, limit)  # (N, F) in the run's columns, raw units
