@@ -204,3 +204,14 @@ def test_csv_column_and_enormous_lines(tmp_path, capsys):
     huge.write_text("a fine line\n" + "word " * 300_000 + "\n")
     code, _, err = cli(capsys, "train", "text", "--data", huge, "--out", tmp_path / "never", "--no-progress")
     assert code == 2 and "line 2" in err and not (tmp_path / "never").exists()
+
+
+def test_sentences_cut_at_max_len_are_counted():
+    """Paragraphs in a file of sentences: the 95th-percentile max_len cuts the longest ones, and training's data
+    line says how many, with the --max-len that keeps them all (it named the length only)."""
+    from vaekit.modalities.text import TextDataConfig, training_arrays
+
+    train = [f"the cat sat on mat number {i}" for i in range(40)] + ["a long one " * 20, "a long one " * 30]
+    line = training_arrays(train, train[:5], TextDataConfig()).description
+    assert "2 training sentence(s) longer, cut there; --max-len 91 keeps all" in line
+    assert "longer" not in training_arrays(train[:40], train[:5], TextDataConfig()).description

@@ -90,7 +90,11 @@ def training_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig
         tokenizer = Tokenizer.load(Path(run) / TOKENIZER)
     else:
         tokenizer = Tokenizer(tokenizer or TokenizerConfig()).fit(train_s)
-    max_len = config.max_len or length_percentile(tokenizer.texts_to_sequences(train_s), 95)
+    sequences = tokenizer.texts_to_sequences(train_s)
+    max_len = config.max_len or length_percentile(sequences, 95)
+    longer = sum(len(s) > max_len for s in sequences)  # cut at max_len: say so, with the way to keep them
+    cut = (f" ({longer} training sentence(s) longer, cut there; --max-len {min(max(map(len, sequences)), 10_000)} keeps all"
+           f"{'' if config.max_len else ', at more cost per step'})" if longer else "")
     train = TensorData(encode_sentences(tokenizer, train_s, max_len))
     if config.bucket:
         train.lengths = (train.x != 0).sum(1)  # (N,) tokens incl. <eos>
@@ -99,7 +103,7 @@ def training_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig
     return TrainingData(train, val, {"vocab_size": tokenizer.vocab_size, "max_len": max_len,
                                       "words": tuple(tokenizer.index_word)}, files,
                     f"{len(train_s)} training and {len(val_s)} validation sentences, vocabulary "
-                    f"{tokenizer.vocab_size}, max length {max_len} tokens", )
+                    f"{tokenizer.vocab_size}, max length {max_len} tokens{cut}", )
 
 
 def texts(tokenizer, ids: torch.Tensor) -> list[str]:
