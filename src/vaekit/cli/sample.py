@@ -17,7 +17,7 @@ def register(subparsers):
     parser.add_argument("--temperature", type=finite(0), default=1.0, help="scale of the prior draws")
     parser.add_argument("--mean", action="store_true",
                         help="tables: write the decoded means, not rows drawn from p(x | z) (means spread less "
-                             "than the data); images are means already")
+                             "than the data)")
     add_decode_options(parser, repetition_control=True)
     add_compute_options(parser)
     return parser

@@ -172,8 +172,8 @@ class Modality:
         """Outputs for prior draws z (N, D): `decode`'s (images: the decoded means, text: sentences). Tables
         override it to draw rows from p(x | z); `mean` asks for the means there, and is refused elsewhere."""
         if mean:
-            raise VaekitError(f"mean=True (--mean) is for tables; {self.article} {self.name} run's samples are "
-                              f"{'sentences' if self.makes_text else 'decoded means already'}")
+            raise VaekitError(f"mean=True (--mean) is for tables; {self.article} {self.name} run samples "
+                              f"{'sentences' if self.makes_text else 'images'} as they are")
         return self.decode(run, z, **options)
 
     def reconstruct(self, run, x: Tensor, **options):
