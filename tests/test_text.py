@@ -215,3 +215,16 @@ def test_sentences_cut_at_max_len_are_counted():
     line = training_arrays(train, train[:5], TextDataConfig()).description
     assert "2 training sentence(s) longer, cut there; --max-len 91 keeps all" in line
     assert "longer" not in training_arrays(train[:40], train[:5], TextDataConfig()).description
+
+
+def test_training_shows_a_looping_reconstruction_folded():
+    """Training prints plain-argmax reconstructions; an early model's loop ran 16 times to the length limit
+    ("of the document of the document ..."). The printout keeps two turns and counts the rest; a sentence
+    that does not end in a loop is left alone."""
+    from vaekit.modalities.text import fold_repeats
+
+    loop = "the gnu is a copy" + " of the document" * 16
+    assert fold_repeats(loop) == "the gnu is a copy of the document of the document ... (14 more times)"
+    assert fold_repeats("mat mat mat") == "mat mat ... (1 more time)"
+    for sentence in ("to be or not to be", "ha ha", "the cat sat on the mat", ""):
+        assert fold_repeats(sentence) == sentence

@@ -106,6 +106,20 @@ def training_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig
                     f"{tokenizer.vocab_size}, max length {max_len} tokens{cut}", )
 
 
+def fold_repeats(sentence: str, min_repeats: int = 3, longest_cycle: int = 8) -> str:
+    """For display: a sentence that ends in one phrase said over and over (plain argmax decoding of an early
+    model loops to the length limit) keeps its first two turns and counts the rest.
+    "a b c d c d c d c d" -> "a b c d c d ... (2 more times)"."""
+    words = sentence.split()
+    for n in range(1, longest_cycle + 1):
+        turns = 1
+        while len(words) >= (turns + 1) * n and words[len(words) - (turns + 1) * n:len(words) - turns * n] == words[-n:]:
+            turns += 1
+        if turns >= min_repeats:
+            return " ".join(words[:len(words) - (turns - 2) * n]) + f" ... ({turns - 2} more time{'s' if turns > 3 else ''})"
+    return sentence
+
+
 def texts(tokenizer, ids: torch.Tensor) -> list[str]:
     """Sentences of id rows (N, T): words up to <eos>, specials dropped."""
     return [tokenizer.decode(row.tolist()) for row in ids]
@@ -151,7 +165,7 @@ class TextCallback:
             samples = decode(model, torch.randn(len(x), model.latent_dim, device=trainer.device),
                              default_decode_config())
         model.train(was_training)
-        lines = [f"  input: {tokenizer.decode(a.tolist())}\n  recon: {tokenizer.decode(b.tolist())}"
+        lines = [f"  input: {tokenizer.decode(a.tolist())}\n  recon: {fold_repeats(tokenizer.decode(b.tolist()))}"
                  for a, b in zip(x, recon)]
         lines += [f"  prior: {tokenizer.decode(s.tolist())}" for s in samples]
         text = "\n".join(lines)
