@@ -142,7 +142,8 @@ def test_word_columns_are_named_at_once_with_the_columns_that_train(tmp_path, ca
         f"P{i:04d},{20 + i % 50},{'Paris Lyon Nice'.split()[i % 3]},2020-01-{1 + i % 28:02d},{rng.normal():.3f}"
         for i in range(60)]
     (tmp_path / "people.csv").write_text("\n".join(lines) + "\n")
-    code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "people.csv", "--out", tmp_path / "r", *FAST)
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "people.csv", "--out", tmp_path / "r",
+                           *FAST)
     assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
     assert all(f"'{c}'" in err for c in ("id", "city", "joined date")) and "'age'" not in err
     assert "all different: a row ID?" in err and "3 different" in err
@@ -186,3 +187,69 @@ def test_evaluate_a_tabular_run(tmp_path, capsys):
     assert 0 <= m["knn_accuracy"] <= 1 and "amortisation_gap" in m and "bits_per_dim" not in m
     code, _, err = run_cli(capsys, "evaluate", out, "--data", path, "--data-dir", tmp_path, "--out", tmp_path / "ev")
     assert code == 2 and "--data-dir" in err and not (tmp_path / "ev").exists()  # refused before anything is written
+
+
+def _shop_table(tmp_path, n=300):
+    """Rows where the category matters: price depends on the product type; city is independent."""
+    rng = np.random.default_rng(2)
+    kinds = rng.choice(["book", "lamp", "chair"], n, p=[0.5, 0.3, 0.2])
+    price = np.select([kinds == "book", kinds == "lamp"], [10.0, 40.0], 120.0) + rng.normal(0, 2, n)
+    cities = rng.choice(["Paris", "Lyon"], n)
+    lines = ["order,kind,price,city"] + [f"A{i},{k},{v:.2f},{c}"
+                                         for i, (k, v, c) in enumerate(zip(kinds, price, cities))]
+    (tmp_path / "shop.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "shop.csv", kinds
+
+
+def test_categorical_columns_train_sample_and_score(tmp_path, capsys):
+    """--categorical: words as categories, one-hot under a softmax each. The run keeps the categories; samples
+    come back as names at about the data's frequencies; a row with a category the file never had, or a
+    price that does not go with its kind, scores as unusual; a resume keeps the codes' meaning."""
+    path, kinds = _shop_table(tmp_path)
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "train", "tabular", "--data", path, "--id-column", "order", "--categorical",
+                                "kind", "city", "--epochs", "60", "--no-progress", "--out", out)
+    assert code == 0, err
+    assert "1 standardised and 2 categorical features (8 model inputs)" in stdout
+    saved = json.loads((out / "standardize.json").read_text())
+    assert saved["columns"] == ["kind", "price", "city"]
+    assert saved["categories"] == [["book", "chair", "lamp"], None, ["Lyon", "Paris"]]
+    assert json.loads((out / "config.json").read_text())["model"]["config"]["categories"] == [4, 3]
+    assert run_cli(capsys, "sample", out, "-n", "3000", "--out", tmp_path / "s.csv")[0] == 0
+    rows = [line.split(",") for line in (tmp_path / "s.csv").read_text().splitlines()]
+    assert rows[0] == ["kind", "price", "city"] and {r[0] for r in rows[1:]} <= {"book", "chair", "lamp"}
+    share = {k: np.mean([r[0] == k for r in rows[1:]]) for k in ("book", "lamp", "chair")}
+    assert all(abs(share[k] - np.mean(kinds == k)) < 0.1 for k in share), share
+    books = [float(r[1]) for r in rows[1:] if r[0] == "book"]
+    assert 0 < np.median(books) < 30  # the price follows its kind in the samples too
+    # typical rows, a book at a chair's price, and a kind the file never had
+    (tmp_path / "new.csv").write_text("order,kind,price,city\nN1,book,10.5,Paris\nN2,lamp,39,Lyon\n"
+                                      "N3,book,120,Paris\nN4,sofa,40,Lyon\n")
+    assert run_cli(capsys, "anomalies", out, "--data", tmp_path / "new.csv", "--out", tmp_path / "a")[0] == 0
+    scores = np.loadtxt(tmp_path / "a" / "scores.csv", delimiter=",", skiprows=1, usecols=1)
+    assert max(scores[2], scores[3]) < min(scores[0], scores[1])
+    run = vaekit.load(out)
+    assert run.encode(np.array([[0.0, 10.0, 1.0]])).shape == (1, 2)  # Python rows: categories as their codes
+    from vaekit.explore.session import Explorer  # the explorer shows the categories by name
+
+    explorer = Explorer(run, run.modality.read_inputs(run, str(tmp_path / "new.csv")), echo=lambda *a: None)
+    shown = explorer.example(3)
+    assert shown["input"]["row"][0] == "(other)" and shown["input"]["row"][1] == 40  # sofa: not a category it knows
+    assert explorer.example(0)["input"]["row"] == ["book", 10.5, "Paris"]
+    assert explorer.decode(np.zeros((1, 2), np.float32))["output"]["row"][0] in ("book", "chair", "lamp")
+    code, _, err = run_cli(capsys, "train", "tabular", "--out", out, "--resume", "--epochs", "61", "--no-progress")
+    assert code == 0, err
+    assert json.loads((out / "standardize.json").read_text())["categories"] == saved["categories"]
+
+
+@pytest.mark.parametrize("content,args,match", [
+    ("k,v\na,1\n,2\nb,3\n", ["--categorical", "k"], "is empty (a missing value)"),
+    ("k,v\na,1\nb,2\na,3\n", ["--categorical", "k", "--label", "k"], "a column can be one or the other"),
+    ("k,v\na,1\nb,2\na,3\n", ["--categorical", "nope"], "has no column 'nope'"),
+])
+def test_categorical_columns_refused_cleanly(tmp_path, capsys, content, args, match):
+    (tmp_path / "t.csv").write_text(content)
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", *args, "--out", tmp_path / "r",
+                           *FAST)
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

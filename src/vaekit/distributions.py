@@ -203,5 +203,40 @@ class MixtureLogistic(DiscretizedLogistic):
         super().__init__(channels, components=5)
 
 
+
+class MixedTabular(Likelihood):
+    """Table rows of numeric and categorical columns: the first `n_numeric` features under a Gaussian with a
+    learned log-sigma each (as Gaussian), then one softmax per categorical column over its one-hot group of
+    `groups[g]` features (the HI-VAE's heterogeneous likelihood, Nazabal et al. 2020). params: (B, F) with
+    F = n_numeric + sum(groups): means, then each group's logits. log p sums the Gaussian densities and the
+    categories' log-probabilities (a density in the numeric features, a mass in the categorical ones)."""
+
+    def __init__(self, n_numeric: int, groups: tuple[int, ...]):
+        super().__init__()
+        self.n_numeric, self.groups = n_numeric, tuple(groups)
+        self.gaussian = Gaussian(n_numeric)
+
+    def _split(self, t: Tensor) -> tuple[Tensor, list[Tensor]]:
+        return t[:, :self.n_numeric], list(torch.split(t[:, self.n_numeric:], self.groups, dim=1))
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:  # (B, F), (B, F) -> (B,)
+        (mean, logits), (num, onehot) = self._split(params.float()), self._split(x.float())
+        out = self.gaussian.log_prob(mean, num) if self.n_numeric else params.new_zeros(len(x), dtype=torch.float)
+        for lg, oh in zip(logits, onehot):
+            out = out + (torch.log_softmax(lg, 1) * oh).sum(1)
+        return out
+
+    def mean(self, params: Tensor) -> Tensor:
+        """The numeric means, and each categorical column's probabilities."""
+        mean, logits = self._split(params.float())
+        return torch.cat([mean, *(torch.softmax(lg, 1) for lg in logits)], 1)
+
+    def sample(self, params: Tensor) -> Tensor:
+        """A Gaussian draw of the numeric features, a one-hot draw of each category."""
+        mean, logits = self._split(params.float())
+        draws = [F.one_hot(torch.distributions.Categorical(logits=lg).sample(), lg.shape[1]).float() for lg in logits]
+        return torch.cat([self.gaussian.sample(mean) if self.n_numeric else mean, *draws], 1)
+
+
 LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian, "logistic": DiscretizedLogistic,
                "logistic-mix": MixtureLogistic}

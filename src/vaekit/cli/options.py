@@ -15,7 +15,7 @@ COLUMN_HELP = "text runs given a CSV: the column of sentences, a header name or 
 DATA_DIR_HELP = "where named data sets (mnist, ptb, ...) are looked up (default: the run's, else $VAEKIT_DATA)"
 DATA_HELP = ("as the run was trained on: images (digits, mnist[:test], a folder, .npy/.npz, IDX), sentences (a text "
              "file, a CSV with --column, ptb:test) or a table (.csv, .npy, iris, wine, breast-cancer)")
-DERIVED = ("image_shape", "vocab_size", "max_len", "n_features")  # model settings the data decides
+DERIVED = ("image_shape", "vocab_size", "max_len", "n_features", "categories")  # model settings the data decides
 
 
 # ---- numeric options ------------------------------------------------------------------------------

@@ -163,10 +163,16 @@ def id_like_columns(x: np.ndarray, names: list[str], min_rows: int = 10) -> list
     return found
 
 
-def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str | None = None
-                   ) -> tuple[np.ndarray, list[str]]:
+MAX_CATEGORIES = 1000  # a column of more distinct words is an ID or free text, not a category
+
+
+def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str | None = None,
+                   categories: dict | None = None) -> tuple[np.ndarray, list[str]]:
     """(N, F) float64 features and their names: `columns` (names or indices), else every column
-    but `exclude` (the label). Empty cells, words, NaN and infinity are refused with their place."""
+    but `exclude` (the label). Empty cells, words, NaN and infinity are refused with their place.
+    categories: categorical column names -> their known categories; those columns hold each cell's code
+    (its place in the categories, or K for one not among them)."""
+    categories = categories or {}
     names = table.column_names
     if columns:
         index = [column_index(table, c) for c in columns]
@@ -178,12 +184,38 @@ def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str 
         index = [i for i in range(len(names)) if i != skip]
     if not index:
         raise VaekitError(f"{table.source} has no feature columns left (only the label column)")
-    if not columns:
-        _refuse_word_columns(table, index)
+    _refuse_word_columns(table, [i for i in index if names[i] not in categories])
     x = np.empty((len(table.cells), len(index)), np.float64)
     for j, i in enumerate(index):
-        x[:, j] = _numeric_column(table, i)
+        known = categories.get(names[i])
+        x[:, j] = _numeric_column(table, i) if known is None else _category_codes(table, i, known)
     return x, [names[i] for i in index]
+
+
+def table_categories(table: Table, column: str) -> tuple[str, ...]:
+    """The sorted distinct cells of a categorical column (numbers or words); empty cells are refused."""
+    i = column_index(table, column)
+    cells = np.char.strip(table.cells[:, i].astype(str))
+    if (cells == "").any():
+        bad = int(np.argmax(cells == ""))
+        raise VaekitError(f"{table.source} line {table.first_line + bad}, column {table.column_names[i]!r} is empty "
+                          "(a missing value); vaekit does not fill in missing values: fix or drop those rows")
+    found = tuple(sorted(set(cells.tolist())))
+    if len(found) > MAX_CATEGORIES:
+        raise VaekitError(f"column {table.column_names[i]!r} has {len(found)} different values, more than "
+                          f"{MAX_CATEGORIES} categories: an ID or free text, not a category; leave it out with "
+                          "--columns")
+    return found
+
+
+def _category_codes(table: Table, i: int, known: tuple[str, ...]) -> np.ndarray:
+    cells = np.char.strip(table.cells[:, i].astype(str))
+    if (cells == "").any():
+        bad = int(np.argmax(cells == ""))
+        raise VaekitError(f"{table.source} line {table.first_line + bad}, column {table.column_names[i]!r} is empty "
+                          "(a missing value); vaekit does not fill in missing values: fix or drop those rows")
+    lookup = {c: k for k, c in enumerate(known)}
+    return np.array([lookup.get(c, len(known)) for c in cells.tolist()], np.float64)
 
 
 def _refuse_word_columns(table: Table, index: list[int]) -> None:
@@ -200,6 +232,7 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
         return
     numeric = [names[i] for i in index if i not in {w[0] for w in words}]
     ids = [names[i] for i, column, _ in words if len(set(column)) == len(column) >= 10]
+    few = [names[i] for i, column, _ in words if names[i] not in ids and len(set(column)) <= 50]
     listed = []
     for i, column, row in words[:8]:
         distinct = len(set(column))
@@ -212,8 +245,11 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
                + (f"--id-column {ids[0]} " if ids else "") + "--columns " + " ".join(shlex.quote(n) for n in numeric))
         if ids:
             fix += " (the IDs are then written beside each score and code)"
+    if few:
+        fix += ("; or keep " + ", ".join(map(repr, few)) + " as categories with --categorical "
+                + " ".join(shlex.quote(n) for n in few))
     raise VaekitError(f"{table.source}: {len(words)} column(s) hold words, not numbers: {', '.join(listed)}{more}; "
-                      f"vaekit does not encode words as features{fix}")
+                      f"words are features only as categories (--categorical){fix}")
 
 
 def _numeric_column(table: Table, i: int) -> np.ndarray:
@@ -232,8 +268,8 @@ def _numeric_column(table: Table, i: int) -> np.ndarray:
             hint = (f" (every row is one cell: is the file separated by {other!r}? Then pass --delimiter "
                     f"{other!r})" if other and table.cells.shape[1] == 1 else "")
             raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} {what}{hint}; "
-                              "vaekit does not fill in missing values or encode words: fix or drop those rows, "
-                              "or leave the column out with --columns") from None
+                              "vaekit does not fill in missing values: fix or drop those rows, or leave the column "
+                              "out with --columns (or name it in --categorical if it holds categories)") from None
     finite = np.isfinite(values)
     if not finite.all():
         bad = int(np.argmin(finite))
@@ -258,18 +294,19 @@ def label_column(table: Table, label: str | None) -> tuple[np.ndarray | None, li
     return np.array([lookup[v] for v in values], np.int64), classes
 
 
-def select_for_run(table: Table, names: list[str]) -> np.ndarray:
+def select_for_run(table: Table, names: list[str], categories: dict | None = None) -> np.ndarray:
     """The features a run was trained on, out of a new table: by header name when the table has a
-    header, else by position (a table of exactly those columns, or of the training file's width)."""
+    header, else by position (a table of exactly those columns, or of the training file's width).
+    categories: the run's categorical columns -> their categories (feature_matrix)."""
     if table.names is not None:
         missing = [n for n in names if n not in table.names]
         if missing:
             raise VaekitError(f"{table.source} lacks column(s) the run was trained on: {_shorten(missing)}")
-        return feature_matrix(table, names)[0]
+        return feature_matrix(table, names, categories=categories)[0]
     width = table.cells.shape[1]
     if width == len(names):
-        return feature_matrix(table)[0]
+        return feature_matrix(table, categories=categories)[0]
     if all(n.isdigit() for n in names) and max(int(n) for n in names) < width:
-        return feature_matrix(table, names)[0]
+        return feature_matrix(table, names, categories=categories)[0]
     raise VaekitError(f"{table.source} has {width} columns but the run takes {len(names)} features "
                       f"({_shorten(names)})")

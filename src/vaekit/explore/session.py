@@ -113,8 +113,8 @@ class Explorer:
         i = self.check_index(i)
         x = self.data.x[i:i + 1]
         with self.lock:
-            shown = self.run.modality.page_items(self.run.modality.shown(self.run, x))[0]
-            recon = self.run.modality.page_items(self.run.reconstruct(x))[0]
+            shown = self.run.modality.run_page_items(self.run, self.run.modality.shown(self.run, x))[0]
+            recon = self.run.modality.run_page_items(self.run, self.run.reconstruct(x))[0]
         y = self.data.y
         label = None if y is None else int(y[i])
         name = None if label is None else (self.data.classes[label] if self.data.classes else str(label))
@@ -139,7 +139,7 @@ class Explorer:
     def decode(self, z: np.ndarray) -> dict:
         """One code (1, D) decoded to the page's item."""
         with self.lock:
-            item = self.run.modality.page_items(self.run.decode(z))[0]
+            item = self.run.modality.run_page_items(self.run, self.run.decode(z))[0]
         return {"output": item, "z": z[0].tolist()}
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> dict:
@@ -147,7 +147,7 @@ class Explorer:
         steps = _count("steps", steps, 2, 32)
         t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]  # (steps, 1)
         with self.lock:
-            items = self.run.modality.page_items(self.run.decode((1 - t) * a + t * b))  # (steps, D) codes
+            items = self.run.modality.run_page_items(self.run, self.run.decode((1 - t) * a + t * b))  # (steps, D) codes
         return {"outputs": items}
 
     def traverse(self, z: np.ndarray, dim) -> dict:
@@ -158,7 +158,7 @@ class Explorer:
         codes = np.repeat(z, TRAVERSE_STEPS, 0)  # (steps, D)
         codes[:, dim] = values
         with self.lock:
-            items = self.run.modality.page_items(self.run.decode(codes))
+            items = self.run.modality.run_page_items(self.run, self.run.decode(codes))
         return {"outputs": items, "values": values.tolist(), "kl": float(self.kl_per_dim[dim])}
 
     def vary(self, i: int, n: int) -> dict:

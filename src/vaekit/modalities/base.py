@@ -234,6 +234,11 @@ class Modality:
         """Inputs as shown, or decoded outputs, as the page's JSON items: by default table rows."""
         return [{"row": [float(f"{v:.5g}") for v in np.ravel(row)]} for row in np.asarray(outputs, dtype=np.float64)]
 
+    def run_page_items(self, run, outputs) -> list[dict]:
+        """page_items for one run's outputs (what the explorer calls): a kind whose items need the run's own
+        files (tables: the categories' names) overrides this."""
+        return self.page_items(outputs)
+
     def data_defaults(self, data, model: str) -> dict:
         """Training settings that depend on the data (the CLI applies them where not typed)."""
         return {}

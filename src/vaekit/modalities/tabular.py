@@ -4,7 +4,11 @@ Features are standardised with the training split's mean and standard deviation 
 validation data's), saved in the run as `standardize.json` and applied to everything the run
 reads later, so scores and codes of new rows use exactly the training transformation.
 
-Refused with a clear message, never repaired silently: missing (empty) cells, words in feature
+Columns named in `categorical` (`--categorical`) hold categories: read as codes into the raw rows, one-hot
+after the numeric features in the model's rows (Standardizer.apply), each under a softmax
+(distributions.MixedTabular).
+
+Refused with a clear message, never repaired silently: missing (empty) cells, words in other feature
 columns, NaN/infinity, ragged rows, empty files, and columns that are constant on the training
 split (they carry no information and cannot be standardised). `drop_constant=True`
 (`--drop-constant`) leaves constant columns out instead; the run records which columns it uses.
@@ -35,6 +39,9 @@ class TabularDataConfig:
     label: str | None = None  # a label column (name or index): kept for plots and scores, never a feature
     id_column: str | None = None  # a row ID column (name or index): written beside scores and codes, never a
     # feature (a column of whole numbers in order is refused as a feature unless --columns names it)
+    # columns of categories (words or codes: a city, a product type), one-hot, each under its own softmax;
+    # a category the training file lacks is read as "any other" (and scores as unusual)
+    categorical: tuple[str, ...] | None = None
     delimiter: str = ","
     drop_constant: bool = False  # leave out columns constant on the training split (default: refuse them)
     limit: int | None = None  # use only the first N rows (quick runs)
@@ -42,6 +49,8 @@ class TabularDataConfig:
     def __post_init__(self):
         if self.columns is not None:
             object.__setattr__(self, "columns", tuple(str(c) for c in self.columns))
+        if self.categorical is not None:
+            object.__setattr__(self, "categorical", tuple(str(c) for c in self.categorical))
         if self.limit is not None and self.limit < 2:
             raise VaekitError(f"limit must be at least 2, got {self.limit}")
 
@@ -61,6 +70,28 @@ class Standardizer:
     low: tuple[float, ...] | None = None
     high: tuple[float, ...] | None = None
     whole: tuple[bool, ...] | None = None
+    # Per kept column: its categories when the column is categorical (--categorical), else None. Such a column
+    # holds category codes 0..K-1 in raw rows (K: a category the training file did not have) and is one-hot in
+    # the model's rows, K + 1 wide, after the numeric features.
+    categories: tuple[tuple[str, ...] | None, ...] | None = None
+
+    @property
+    def numeric(self) -> list[int]:
+        return [j for j in range(len(self.columns)) if not self.categories or self.categories[j] is None]
+
+    @property
+    def categorical(self) -> list[int]:
+        return [j for j in range(len(self.columns)) if self.categories and self.categories[j] is not None]
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """The one-hot width of each categorical column: its categories and one for any other."""
+        return tuple(len(self.categories[j]) + 1 for j in self.categorical)
+
+    @property
+    def width(self) -> int:
+        """Features of the model's rows: the numeric columns and the one-hot groups."""
+        return len(self.numeric) + sum(self.groups)
 
     @property
     def input_names(self) -> list[str]:
@@ -73,8 +104,11 @@ class Standardizer:
         return x[:, [self.input_names.index(c) for c in self.columns]]
 
     @classmethod
-    def fit(cls, x: np.ndarray, columns: list[str], drop_constant: bool = False, label=None, classes=None):
-        """Fit on training rows x (N, F); returns the scaler and the kept column positions."""
+    def fit(cls, x: np.ndarray, columns: list[str], drop_constant: bool = False, label=None, classes=None,
+            categories: dict | None = None):
+        """Fit on training rows x (N, F); returns the scaler and the kept column positions. categories: the
+        categorical columns' names -> their categories (their cells in x are codes), kept as they are."""
+        categories = categories or {}
         std = x.std(0)
         constant = std <= 1e-12 * np.maximum(1.0, np.abs(x.mean(0)))
         if constant.all() or (constant.any() and not drop_constant):
@@ -84,17 +118,51 @@ class Standardizer:
                                  "them out or choose features with --columns"))
         keep = np.flatnonzero(~constant)
         kept = x[:, keep]
-        return cls(tuple(columns[i] for i in keep), tuple(float(v) for v in x.mean(0)[keep]),
-                   tuple(float(v) for v in std[keep]), label, None if classes is None else tuple(classes),
+        cats = [categories.get(columns[i]) for i in keep]
+        mean = [0.0 if c is not None else float(v) for c, v in zip(cats, x.mean(0)[keep])]  # codes: not scaled
+        scale = [1.0 if c is not None else float(v) for c, v in zip(cats, std[keep])]
+        return cls(tuple(columns[i] for i in keep), tuple(mean), tuple(scale), label,
+                   None if classes is None else tuple(classes),
                    None if len(keep) == len(columns) else tuple(columns), tuple(map(float, kept.min(0))),
-                   tuple(map(float, kept.max(0))), tuple(bool(v) for v in (kept == np.round(kept)).all(0))), keep
+                   tuple(map(float, kept.max(0))), tuple(bool(v) for v in (kept == np.round(kept)).all(0)),
+                   tuple(None if c is None else tuple(c) for c in cats) if categories else None), keep
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """Raw (N, F) -> standardised float32."""
-        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+        """Raw (N, F) -> the model's rows, float32: numeric columns standardised, then categorical ones one-hot."""
+        scaled = ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+        if not self.categorical:
+            return scaled
+        parts = [scaled[:, self.numeric]]
+        for j, width in zip(self.categorical, self.groups):
+            codes = np.clip(np.round(x[:, j]), 0, width - 1).astype(np.int64)  # (N,); width - 1: any other
+            parts.append(np.eye(width, dtype=np.float32)[codes])
+        return np.concatenate(parts, 1)
 
     def invert(self, x: np.ndarray) -> np.ndarray:
-        return x * np.asarray(self.std) + np.asarray(self.mean)
+        """The model's rows (N, width) -> raw (N, F): numeric columns in their units, categorical ones the code of
+        their likeliest known category."""
+        if not self.categorical:
+            return x * np.asarray(self.std) + np.asarray(self.mean)
+        out = np.empty((len(x), len(self.columns)), np.float64)
+        numeric = self.numeric
+        out[:, numeric] = x[:, :len(numeric)] * np.asarray(self.std)[numeric] + np.asarray(self.mean)[numeric]
+        start = len(numeric)
+        for j, width in zip(self.categorical, self.groups):
+            out[:, j] = x[:, start:start + width - 1].argmax(1)  # never the "other" slot
+            start += width
+        return out
+
+    def names_of(self, rows: np.ndarray) -> list[list]:
+        """Raw rows (N, F) as cells (of the kept columns, or of every input column): categorical codes as their
+        categories' names ("(other)" for a category the training file lacked)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if not self.categories:
+            return rows.tolist()
+        named = dict(zip(self.columns, self.categories))
+        names = self.columns if rows.shape[1] == len(self.columns) else self.input_names
+        cats = [named.get(n) for n in names]
+        return [[v if c is None else (c[int(v)] if 0 <= v < len(c) else "(other)") for v, c in zip(row, cats)]
+                for row in rows]
 
     def like_training(self, x: np.ndarray) -> np.ndarray:
         """Raw rows (N, F) kept to the training rows' range per column, and whole-number columns rounded, as
@@ -116,7 +184,9 @@ class Standardizer:
                 "label": self.label, "classes": None if self.classes is None else list(self.classes),
                 "inputs": None if self.inputs is None else list(self.inputs),
                 **({} if self.low is None else {"low": list(self.low), "high": list(self.high),
-                                                 "whole": list(self.whole)})}
+                                                 "whole": list(self.whole)}),
+                **({} if self.categories is None else {"categories": [None if c is None else list(c)
+                                                                      for c in self.categories]})}
 
     @classmethod
     def from_json(cls, obj, path) -> Standardizer:
@@ -126,35 +196,59 @@ class Standardizer:
                          None if obj.get("inputs") is None else tuple(obj["inputs"]),
                          *((None,) * 3 if obj.get("low") is None else
                            (tuple(map(float, obj["low"])), tuple(map(float, obj["high"])),
-                            tuple(bool(v) for v in obj["whole"]))))
+                            tuple(bool(v) for v in obj["whole"]))),
+                         None if obj.get("categories") is None else
+                         tuple(None if c is None else tuple(map(str, c)) for c in obj["categories"]))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise VaekitError(f"{path} is not a vaekit standardisation file") from None
-        if not len(scaler.columns) == len(scaler.mean) == len(scaler.std) or min(scaler.std, default=0) <= 0 or (
-                scaler.low is not None and not len(scaler.low) == len(scaler.high) == len(scaler.whole) == len(scaler.columns)):
+        n = len(scaler.columns)
+        if not n == len(scaler.mean) == len(scaler.std) or min(scaler.std, default=0) <= 0 or (
+                scaler.low is not None and not len(scaler.low) == len(scaler.high) == len(scaler.whole) == n) \
+                or (scaler.categories is not None and len(scaler.categories) != n):
             raise VaekitError(f"{path} is damaged: columns, means and scales do not agree")
         return scaler
 
 
-def read_features(source: str, config: TabularDataConfig, names: list[str] | None = None):
-    """(x (N, F) float64, names, y, classes, ids) of `source`; with `names`, the run's features by name.
-    ids: the --id-column's values, when the table has that column."""
-    from ..data.tabular import column_index, feature_matrix, id_like_columns, label_column, read_table, select_for_run
+def read_features(source: str, config: TabularDataConfig, names: list[str] | None = None,
+                  categories: dict | None = None):
+    """(x (N, F) float64, names, y, classes, ids, categories) of `source`; with `names`, the run's features by
+    name. ids: the --id-column's values, when the table has that column. categories: the categorical columns'
+    names -> their categories (given: a run's; else read from the table), their cells in x the codes."""
+    from ..data.tabular import (
+        column_index,
+        feature_matrix,
+        id_like_columns,
+        label_column,
+        read_table,
+        select_for_run,
+        table_categories,
+    )
 
     table = read_table(source, config.delimiter)
     new_run = names is None
     if not new_run:
-        x = select_for_run(table, names)
+        x = select_for_run(table, names, categories)
     else:
         columns = list(config.columns) if config.columns else None
+        if config.categorical:
+            for c in config.categorical:
+                if any(c == other and c is not None for other in (config.label, config.id_column)):
+                    raise VaekitError(f"column {c!r} is categorical (--categorical) and the label or row ID; "
+                                      "a column can be one or the other")
+            wanted = [table.column_names[column_index(table, c)] for c in config.categorical]
+            if columns is not None:  # a categorical column is a feature, named in --columns or not
+                columns += [c for c in wanted if c not in [table.column_names[column_index(table, k)] for k in columns]]
+            categories = categories or {c: table_categories(table, c) for c in wanted}
         if columns is None and config.id_column is not None:  # every column but the label and the ID
             skip = {column_index(table, c) for c in (config.label, config.id_column) if c is not None}
             columns = [c for i, c in enumerate(table.column_names) if i not in skip]
-        x, names = feature_matrix(table, columns, config.label)
+        x, names = feature_matrix(table, columns, config.label, categories)
         if config.id_column is not None and column_index(table, config.id_column) in \
                 [column_index(table, c) for c in names]:
             raise VaekitError(f"column {config.id_column!r} is the row ID (--id-column) and a feature (--columns); "
                               "a column can be one or the other")
-        if not config.columns and (ids_found := id_like_columns(x, names)):
+        numeric = [j for j, n in enumerate(names) if n not in (categories or {})]
+        if not config.columns and (ids_found := id_like_columns(x[:, numeric], [names[j] for j in numeric])):
             raise VaekitError(
                 f"{source}: column(s) {', '.join(map(repr, ids_found))} look like row IDs (whole numbers, all "
                 "different, in order), which a model would learn as a feature; pass --id-column "
@@ -173,36 +267,41 @@ def read_features(source: str, config: TabularDataConfig, names: list[str] | Non
         except VaekitError:
             if new_run:
                 raise
-    return x, names, y, classes, ids
+    return x, names, y, classes, ids, categories or {}
 
 
 def training_data(config: TabularDataConfig, run: Path | None = None) -> TrainingData:
-    """Train/validation tensors of standardised features; a resumed run reuses its standardize.json."""
-    x, names, y, classes, _ = read_features(config.data, config)
-    data = TensorData(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
-    if config.limit is not None:
-        data = data.subset(torch.arange(min(config.limit, len(data))))
-    if config.val_data:
-        vx, _, vy, _, _ = read_features(config.val_data, config, names)
-        train, val = data, TensorData(torch.from_numpy(vx), None if vy is None else torch.from_numpy(vy))
-    else:
-        train, val = split(data, config.val_fraction, config.split_seed)
+    """Train/validation tensors of standardised features; a resumed run reuses its standardize.json (and its
+    categories, so the codes mean what they meant)."""
     scaler = None
     if run is not None and (Path(run) / SCALER).exists():
         from ..runs import read_json
 
         scaler = Standardizer.from_json(read_json(Path(run) / SCALER), Path(run) / SCALER)
-    return training_arrays(train, val, config, names, scaler, classes)
+    known = None if scaler is None else {c: k for c, k in zip(scaler.columns, scaler.categories or ()) if k}
+    x, names, y, classes, _, categories = read_features(config.data, config, categories=known or None)
+    data = TensorData(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
+    if config.limit is not None:
+        data = data.subset(torch.arange(min(config.limit, len(data))))
+    if config.val_data:
+        vx, _, vy, _, _, _ = read_features(config.val_data, config, names, categories)
+        train, val = data, TensorData(torch.from_numpy(vx), None if vy is None else torch.from_numpy(vy))
+    else:
+        train, val = split(data, config.val_fraction, config.split_seed)
+    return training_arrays(train, val, config, names, scaler, classes, categories)
 
 
 def training_arrays(train: TensorData, val: TensorData, config: TabularDataConfig, names: list[str] | None = None,
-                   scaler: Standardizer | None = None, classes: list[str] | None = None) -> TrainingData:
-    """Fit the standardisation on `train` (raw float features) unless given, apply it to both."""
+                   scaler: Standardizer | None = None, classes: list[str] | None = None,
+                   categories: dict | None = None) -> TrainingData:
+    """Fit the standardisation on `train` (raw float features; categorical columns as codes) unless given,
+    apply it to both."""
     import json
 
     names = names or [str(i) for i in range(train.x.shape[1])]
     if scaler is None:
-        scaler, keep = Standardizer.fit(train.x.numpy(), names, config.drop_constant, config.label, classes)
+        scaler, keep = Standardizer.fit(train.x.numpy(), names, config.drop_constant, config.label, classes,
+                                        categories)
     else:
         keep = [names.index(c) for c in scaler.columns]
 
@@ -210,10 +309,14 @@ def training_arrays(train: TensorData, val: TensorData, config: TabularDataConfi
         return TensorData(torch.from_numpy(scaler.apply(d.x.numpy()[:, keep])), d.y)
 
     dropped = len(names) - len(keep)
-    return TrainingData(standardise(train), standardise(val), {"n_features": len(keep)},
-                    {SCALER: (json.dumps(scaler.to_json()) + "\n").encode()},
-                    f"{len(train)} training and {len(val)} validation rows of {len(keep)} standardised features"
-                    + (f" ({dropped} constant column(s) left out)" if dropped else ""))
+    n_cat = len(scaler.categorical)
+    what = (f"{len(keep)} standardised features" if not n_cat else
+            f"{len(keep) - n_cat} standardised and {n_cat} categorical features ({scaler.width} model inputs)")
+    return TrainingData(standardise(train), standardise(val),
+                        {"n_features": scaler.width, **({"categories": scaler.groups} if n_cat else {})},
+                        {SCALER: (json.dumps(scaler.to_json()) + "\n").encode()},
+                        f"{len(train)} training and {len(val)} validation rows of {what}"
+                        + (f" ({dropped} constant column(s) left out)" if dropped else ""))
 
 
 class TabularModality(ArrayModality):
@@ -241,7 +344,7 @@ class TabularModality(ArrayModality):
         return training_arrays(train, val, config, names)
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
-        x, _, y, classes, ids = read_features(source, run.data_config, run.columns)
+        x, _, y, classes, ids, _ = read_features(source, run.data_config, run.columns, run.scaler_categories)
         return Inputs(x[:limit], None if y is None else y[:limit], classes,
                       ids=None if ids is None else ids[:limit], id_name=run.data_config.id_column or "id")
 
@@ -249,11 +352,13 @@ class TabularModality(ArrayModality):
         from ..runs import read_json
 
         run.scaler = Standardizer.from_json(read_json(run.path / SCALER), run.path / SCALER)
-        if len(run.scaler.columns) != run.model.config.n_features:
-            raise VaekitError(f"{run.path / SCALER} has {len(run.scaler.columns)} columns but the model takes "
+        if run.scaler.width != run.model.config.n_features or \
+                run.scaler.groups != tuple(getattr(run.model.config, "categories", ())):
+            raise VaekitError(f"{run.path / SCALER} makes rows of {run.scaler.width} features but the model takes "
                               f"{run.model.config.n_features}: they do not belong together")
         run.log_density_shift = run.scaler.log_jacobian
         run.columns = run.scaler.input_names  # the columns rows come with (constant ones may be dropped)
+        run.scaler_categories = {c: k for c, k in zip(run.scaler.columns, run.scaler.categories or ()) if k is not None}
 
     def to_model(self, run, x) -> torch.Tensor:
         """Raw rows (N, F) standardised with the run's own scaler."""
@@ -298,6 +403,12 @@ class TabularModality(ArrayModality):
         # The model sees standardised rows; a density of raw rows differs by the Jacobian.
         return {"iw_nll_raw_units": float(bounds["iw_nll"].mean()) - run.log_density_shift}
 
+    def run_page_items(self, run, outputs) -> list[dict]:
+        """Rows for the explorer, categorical columns by their categories' names."""
+        rows = np.asarray(outputs, dtype=np.float64)
+        return [{"row": [v if isinstance(v, str) else float(f"{v:.5g}") for v in row]}
+                for row in run.scaler.names_of(rows)]
+
     def write_samples(self, run, samples, dest: Destination) -> None:
         self._write_rows(run, samples, dest.path(run.path / "samples.csv"), dest)
 
@@ -318,7 +429,7 @@ class TabularModality(ArrayModality):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(run.scaler.columns)
-        writer.writerows([[f"{v:.6g}" for v in row] for row in rows])
+        writer.writerows([[v if isinstance(v, str) else f"{v:.6g}" for v in row] for row in run.scaler.names_of(rows)])
         atomic_write(out, buffer.getvalue().encode())
         dest.echo(f"wrote {out} ({len(rows)} rows of {rows.shape[1]} features, in the data's own units)")
 

@@ -93,7 +93,8 @@ def training_arrays(train_s: list[str], val_s: list[str], config: TextDataConfig
     sequences = tokenizer.texts_to_sequences(train_s)
     max_len = config.max_len or length_percentile(sequences, 95)
     longer = sum(len(s) > max_len for s in sequences)  # cut at max_len: say so, with the way to keep them
-    cut = (f" ({longer} training sentence(s) longer, cut there; --max-len {min(max(map(len, sequences)), 10_000)} keeps all"
+    keeps_all = min(max(map(len, sequences)), 10_000)
+    cut = (f" ({longer} training sentence(s) longer, cut there; --max-len {keeps_all} keeps all"
            f"{'' if config.max_len else ', at more cost per step'})" if longer else "")
     train = TensorData(encode_sentences(tokenizer, train_s, max_len))
     if config.bucket:
@@ -110,13 +111,14 @@ def fold_repeats(sentence: str, min_repeats: int = 3, longest_cycle: int = 8) ->
     """For display: a sentence that ends in one phrase said over and over (plain argmax decoding of an early
     model loops to the length limit) keeps its first two turns and counts the rest.
     "a b c d c d c d c d" -> "a b c d c d ... (2 more times)"."""
-    words = sentence.split()
+    words, end = sentence.split(), len(sentence.split())
     for n in range(1, longest_cycle + 1):
         turns = 1
-        while len(words) >= (turns + 1) * n and words[len(words) - (turns + 1) * n:len(words) - turns * n] == words[-n:]:
+        while end >= (turns + 1) * n and words[end - (turns + 1) * n:end - turns * n] == words[-n:]:
             turns += 1
         if turns >= min_repeats:
-            return " ".join(words[:len(words) - (turns - 2) * n]) + f" ... ({turns - 2} more time{'s' if turns > 3 else ''})"
+            more = turns - 2
+            return " ".join(words[:end - more * n]) + f" ... ({more} more time{'s' if more > 1 else ''})"
     return sentence
 
 

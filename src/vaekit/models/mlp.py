@@ -4,7 +4,8 @@ Encoder: Linear(F, h1) -> ReLU -> ... -> Linear(hn, h_last) -> ReLU -> (z_mean, 
 Decoder: the mirror, Linear(D, h_last) -> ... -> Linear(h1, F): the Gaussian means.
 Likelihood: N(x; mean, sigma_f^2) with one learned log-sigma per feature (Kingma & Welling 2014,
 appendix C.2 uses a Gaussian decoder for real-valued data); features arrive standardised
-(tabular.py), so sigma starts at 1 = "no better than the feature's spread".
+(tabular.py), so sigma starts at 1 = "no better than the feature's spread". Categorical columns arrive
+one-hot after the numeric ones, each under a softmax (distributions.MixedTabular).
 "image-mlp": the same network on flattened pixels with the image likelihoods (Kingma & Welling 2014).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..distributions import LIKELIHOODS, DiagonalGaussian, Gaussian
+from ..distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, MixedTabular
 from ..errors import VaekitError
 from . import register
 from .base import VAE
@@ -26,9 +27,16 @@ class MLPVAEConfig:
     n_features: int = 8  # F, decided by the data
     latent_dim: int = 2
     hidden: tuple[int, ...] = (64, 64)  # encoder widths; the decoder uses them reversed
+    # Sizes of the one-hot groups of categorical columns, which are the last sum(categories) of the F features
+    # (decided by the data; none: every feature numeric, the Gaussian likelihood).
+    categories: tuple[int, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))  # JSON gives lists
+        object.__setattr__(self, "categories", tuple(self.categories))
+        if any(not 2 <= k <= 100_000 for k in self.categories) or sum(self.categories) > self.n_features:
+            raise VaekitError(f"categories must be group sizes of 2..100000 within the {self.n_features} features, "
+                              f"got {self.categories}")
         if not 1 <= self.n_features <= 1_000_000:
             raise VaekitError(f"n_features must be in 1..1000000, got {self.n_features}")
         if not 1 <= self.latent_dim <= 4096:
@@ -57,7 +65,9 @@ class MLPVAE(VAE):
         self.to_mean = nn.Linear(hidden[-1], config.latent_dim)
         self.to_log_var = nn.Linear(hidden[-1], config.latent_dim)
         self.decoder = nn.Sequential(_mlp((config.latent_dim, *hidden[::-1])), nn.Linear(hidden[0], f))
-        self.likelihood = Gaussian(f)  # one learned log-scale per feature
+        # one learned log-scale per numeric feature; a softmax per categorical column
+        self.likelihood = MixedTabular(f - sum(config.categories), config.categories) if config.categories \
+            else Gaussian(f)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         h = self.encoder(x.float())  # (B, h_last)
