@@ -12,7 +12,9 @@ Writes into DIR, every graph with a dynamic batch axis ("batch"):
                    mixture's (B, C * 3 * K, H, W) as distributions.DiscretizedLogistic.split reads them
                    (draw pixel by pixel in raster order, as PixelVAE.draw does)
     tabular:       decoder.onnx       z -> x_mean in standardised units; standardize.json beside it
-                   holds each column's mean and std (x = mean + std * x_std)
+                   holds each column's mean and std (x = mean + std * x_std); with categorical columns
+                   the numeric ones come first, then each category's probabilities (standardize.json's
+                   "categories", in order), and the encoder takes them one-hot
     text-seed:     decoder.onnx       z -> logits (B, max_len, V) for every position at once
     text-rnn:      decoder_init.onnx  z -> h, c (the LSTM decoder's initial state)
                    decoder_step.onnx  token (B, 1), z, h, c -> logits (B, V), h, c
