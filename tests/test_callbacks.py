@@ -67,7 +67,7 @@ class Counter(Callback):
 
 def test_every_callback_state_is_in_the_checkpoint_and_comes_back(digits_split, tmp_path):
     run = runs.create_run_dir(tmp_path / "run")
-    monitor = CollapseMonitor(digits_split[1], kl_threshold=1e9)  # every epoch "collapses": a streak
+    monitor = CollapseMonitor(digits_split[1], kl_threshold=1e9, min_steps=0)  # every epoch "collapses": a streak
     with pytest.warns(UserWarning, match="collapsed"):
         mlp_trainer(digits_split, run, [monitor, counter := Counter()], epochs=3, average_from=2, keep_best=True).fit()
     meta = runs.tensors_metadata(run / runs.CHECKPOINT)
@@ -76,12 +76,13 @@ def test_every_callback_state_is_in_the_checkpoint_and_comes_back(digits_split, 
     best = min(history, key=lambda m: m["val_loss"])
     assert json.loads(meta["callbacks"]) == {
         "average": {"epochs": 2}, "KeepBest": {"best_epoch": best["epoch"], "best_loss": best["val_loss"]},
-        "CollapseMonitor": {"collapsed_epochs": 3, "warned": True}, "Counter": {"steps": 69}}
+        "CollapseMonitor": {"collapsed_epochs": 3, "collapsed_steps": 69, "last_step": 69, "warned": True},
+        "Counter": {"steps": 69}}
     assert "averaged" not in json.loads(meta["trainer"])  # the mean's count is the callback's own
     assert {k for k in tensors if k.startswith("average.")} == {f"average.{k}" for k in tensors_of_model(tensors)}
     assert torch.equal(tensors["Counter.total"], counter.total)
 
-    fresh_monitor, fresh_counter = CollapseMonitor(digits_split[1], kl_threshold=1e9), Counter()
+    fresh_monitor, fresh_counter = CollapseMonitor(digits_split[1], kl_threshold=1e9, min_steps=0), Counter()
     resumed = mlp_trainer(digits_split, run, [fresh_monitor, fresh_counter], epochs=4, average_from=2, keep_best=True)
     resumed.load_checkpoint()
     averaging, keep = resumed.features
@@ -89,7 +90,21 @@ def test_every_callback_state_is_in_the_checkpoint_and_comes_back(digits_split, 
     assert (fresh_monitor.collapsed_epochs, fresh_monitor.warned) == (3, True)
     assert fresh_counter.steps == 69 and torch.equal(fresh_counter.total, counter.total)
     resumed.fit()  # already warned: no second warning
-    assert fresh_monitor.collapsed_epochs == 4 and fresh_counter.steps == 92
+    assert fresh_monitor.collapsed_epochs == 4 and fresh_monitor.collapsed_steps == 92 and fresh_counter.steps == 92
+
+
+def test_a_few_short_epochs_near_zero_kl_are_not_called_a_collapse(digits_split, tmp_path, recwarn):
+    """Small tables take 2-3 steps an epoch and sit near zero KL for their first epochs before the code is used:
+    three epochs alone warned on every such run (iris: KL 0.008 at epoch 3, 1.29 at epoch 300). The streak must
+    also last min_steps optimizer steps; a long streak still warns."""
+    monitor = CollapseMonitor(digits_split[1], kl_threshold=1e9)  # every epoch "collapses", 23 steps each
+    mlp_trainer(digits_split, runs.create_run_dir(tmp_path / "a"), [monitor], epochs=3).fit()
+    assert monitor.collapsed_epochs == 3 and not monitor.warned
+    assert not [w for w in recwarn if "collapsed" in str(w.message)]
+    monitor = CollapseMonitor(digits_split[1], kl_threshold=1e9, min_steps=60)
+    with pytest.warns(UserWarning, match="collapsed"):
+        mlp_trainer(digits_split, runs.create_run_dir(tmp_path / "b"), [monitor], epochs=3).fit()
+    assert monitor.warned and monitor.collapsed_steps == 69
 
 
 def tensors_of_model(tensors: dict) -> set:

@@ -180,5 +180,5 @@ def test_what_training_warns_is_located_at_the_callers_fit():
     warning line would show a stranger's source)."""
     x = np.random.default_rng(0).normal(size=(60, 4))  # independent noise: nothing for a code to carry
     with pytest.warns(UserWarning, match="the latent code looks collapsed") as said:
-        VAE(kind="tabular", epochs=4, beta=4.0, random_state=0).fit(x)
+        VAE(kind="tabular", epochs=260, beta=4.0, random_state=0).fit(x)  # 1 step an epoch: past min_steps
     assert {w.filename for w in said if "collapsed" in str(w.message)} == {__file__}

@@ -223,7 +223,7 @@ def test_a_collapsed_tabular_run_is_warned_about(tmp_path, capsys):
     table(tmp_path / "t.csv", n=60)  # independent noise: nothing for a code to carry, and beta pushes it to 0
     with pytest.warns(UserWarning, match="the latent code looks collapsed") as said:
         code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--beta", "4",
-                               "--epochs", "4", "--no-progress", "--out", tmp_path / "r")
+                               "--epochs", "260", "--no-progress", "--out", tmp_path / "r")  # 1 step an epoch
     assert code == 0, err
     # The advice names what a command-line user and a vaekit.VAE user each can pass, and both are taken.
     import ast

@@ -346,22 +346,33 @@ class CollapseMonitor(Callback):
 
     Each epoch it adds `val_active_units` (on up to `n_examples` validation examples) to the
     metrics, and warns once ("vaekit: warning: ..." on the CLI) when the KL per example stays
-    below `kl_threshold` nats, or no unit is active, for `patience` epochs in a row. Its state
-    (the streak, and whether it warned) resumes with the run.
+    below `kl_threshold` nats, or no unit is active, for `patience` epochs and `min_steps` optimizer
+    steps in a row. The steps matter for small tables: an epoch of 150 rows is 2-3 steps, and every
+    such run's code sits near zero KL for its first few epochs before it is used (iris: KL 0.008 at
+    epoch 3, 1.29 at epoch 300), which three epochs alone called a collapse. Its state (the streak,
+    and whether it warned) resumes with the run.
     """
 
-    def __init__(self, val, patience: int = 3, kl_threshold: float = 0.1, n_examples: int = 500):
+    def __init__(self, val, patience: int = 3, kl_threshold: float = 0.1, n_examples: int = 500,
+                 min_steps: int = 250):
         self.val = val.subset(torch.arange(min(n_examples, len(val)))) if val is not None else None
         self.patience = patience
         self.kl_threshold = kl_threshold
+        self.min_steps = min_steps
         self.collapsed_epochs = 0
+        self.collapsed_steps = 0
+        self.last_step = 0
         self.warned = False
 
     def state_dict(self) -> dict:
-        return {"collapsed_epochs": self.collapsed_epochs, "warned": self.warned}
+        return {"collapsed_epochs": self.collapsed_epochs, "collapsed_steps": self.collapsed_steps,
+                "last_step": self.last_step, "warned": self.warned}
 
     def load_state_dict(self, state: dict) -> None:
         self.collapsed_epochs, self.warned = state["collapsed_epochs"], state["warned"]
+        # a checkpoint from before the steps were counted: its streak counts as long enough in steps
+        self.collapsed_steps = state.get("collapsed_steps", self.min_steps if self.collapsed_epochs else 0)
+        self.last_step = state.get("last_step", 0)
 
     @torch.no_grad()
     def on_metrics(self, trainer, metrics: dict) -> None:
@@ -371,8 +382,10 @@ class CollapseMonitor(Callback):
             active = self._active_units(trainer)
             metrics["val_active_units"] = active
         collapsed = (kl is not None and kl < self.kl_threshold) or active == 0
+        steps, self.last_step = trainer.state.step - self.last_step, trainer.state.step
         self.collapsed_epochs = self.collapsed_epochs + 1 if collapsed else 0
-        if self.collapsed_epochs >= self.patience and not self.warned:
+        self.collapsed_steps = self.collapsed_steps + steps if collapsed else 0
+        if self.collapsed_epochs >= self.patience and self.collapsed_steps >= self.min_steps and not self.warned:
             self.warned = True
             warnings.warn(
                 f"the latent code looks collapsed: KL {kl:.3f} nats per example and {active} active units "
