@@ -127,8 +127,9 @@ def test_probes_read_labels_from_separable_codes():
 
 # ---- the collapse warning ------------------------------------------------------------------------
 class FakeTrainer:
-    def __init__(self, model):
+    def __init__(self, model, step: int = 0):
         self.model, self.device = model, torch.device("cpu")
+        self.state = types.SimpleNamespace(step=step)  # optimizer steps taken so far
 
 
 def test_collapse_monitor_warns_once_after_patience_epochs(digits):
@@ -138,6 +139,7 @@ def test_collapse_monitor_warns_once_after_patience_epochs(digits):
         warnings.simplefilter("always")
         for epoch in range(1, 5):
             metrics = {"epoch": epoch, "val_kl": 0.001}
+            trainer.state.step += 469  # an MNIST epoch's steps: two epochs pass min_steps
             monitor.on_metrics(trainer, metrics)
             assert metrics["val_active_units"] == 0
             assert len(caught) == (0 if epoch < 2 else 1)
@@ -159,8 +161,8 @@ def test_collapse_monitor_is_quiet_while_the_code_is_used(digits):
     monitor = CollapseMonitor(None, patience=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for kl in (0.0, 2.0, 0.0, 2.0):
-            monitor.on_metrics(FakeTrainer(model), {"epoch": 1, "train_kl": kl})
+        for epoch, kl in enumerate((0.0, 2.0, 0.0, 2.0), 1):
+            monitor.on_metrics(FakeTrainer(model, step=469 * epoch), {"epoch": epoch, "train_kl": kl})
 
 
 # ---- the commands ---------------------------------------------------------------------------------

@@ -222,6 +222,8 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
     """With no --columns, name every column of words at once (not the first only, one rerun each), with the
     --columns that trains on the numeric ones; a column of all-different words is offered as --id-column."""
     names, words = table.column_names, []
+    if table.cells.shape[1] == 1:  # one column: the per-cell message says it (and spots a wrong delimiter)
+        return
     for i in index:
         column = np.char.strip(table.cells[:, i].astype(str))
         filled = column[column != ""]
