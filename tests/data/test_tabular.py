@@ -32,6 +32,15 @@ def test_headerless_csv_names_columns_by_index(tmp_path):
     assert label_column(table, "2")[0].tolist() == [0, 1]
 
 
+def test_a_headerless_csv_whose_first_row_holds_a_category_is_all_data(tmp_path):
+    """iris without its header: the first row's "setosa" is not a number, which alone made it a header (one row
+    lost, the columns named after its cells). Its words come again below, where a header's names do not."""
+    table = read_table(_csv(tmp_path, "5.1,3.5,setosa\n4.9,3.0,setosa\n7.0,3.2,versicolor\n"))
+    assert table.names is None and len(table.cells) == 3
+    table = read_table(_csv(tmp_path, "length,width,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n"))
+    assert table.names == ["length", "width", "species"] and len(table.cells) == 2
+
+
 @pytest.mark.parametrize("text,match", [
     ("", "is empty"),
     ("a,b\n", "header but no rows"),

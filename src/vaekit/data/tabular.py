@@ -115,7 +115,11 @@ def read_csv_table(path: Path, delimiter: str = ",") -> Table:
             raise VaekitError(f"{path} line {number} has {len(row)} cells but line {rows[0][0]} has {width}; "
                               f"every row needs the same columns (is --delimiter {delimiter!r} right?)")
     header = [c.strip() for c in rows[0][1]]
-    has_header = any(not _is_number(c) for c in header)
+    # A header has a cell that is not a number. A first row of data can too (a category: "setosa"), but its
+    # words come again further down their columns, where a header's names do not.
+    words = [j for j, c in enumerate(header) if not _is_number(c)]
+    has_header = bool(words) and not (len(rows) > 2 and all(
+        any(row[j].strip() == header[j] for _, row in rows[1:]) for j in words))
     body = rows[1:] if has_header else rows
     if not body:
         raise VaekitError(f"{path} has a header but no rows")
