@@ -39,9 +39,8 @@ class TabularDataConfig:
     label: str | None = None  # a label column (name or index): kept for plots and scores, never a feature
     id_column: str | None = None  # a row ID column (name or index): written beside scores and codes, never a
     # feature (a column of whole numbers in order is refused as a feature unless --columns names it)
-    # columns of categories (words or codes: a city, a product type), one-hot, each under its own softmax;
-    # a category the training file lacks is read as "any other" (and scores as unusual)
-    categorical: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] | None = None  # columns of categories (words or codes: a city, a product type),
+    # one-hot, each under its own softmax; a category the training file lacks is read as "any other" (unusual)
     delimiter: str = ","
     drop_constant: bool = False  # leave out columns constant on the training split (default: refuse them)
     limit: int | None = None  # use only the first N rows (quick runs)
