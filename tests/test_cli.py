@@ -318,6 +318,20 @@ class _Documented:
     third: int = 3
 
 
+def test_every_data_and_training_option_has_help():
+    """The options come from the config dataclasses' comments: a field with its comment above it, or none,
+    is an option without help (--categorical was, when new)."""
+    import dataclasses
+
+    from vaekit import modalities
+    from vaekit.cli.options import field_docs
+    from vaekit.training import TrainConfig
+
+    for cls in (*(modalities.get(k).DataConfig for k in modalities.names()), TrainConfig):
+        docs = field_docs(cls)
+        assert [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)] == [], cls.__name__
+
+
 def test_option_help_is_the_whole_comment_beside_a_field(capsys):
     from vaekit.cli.options import field_docs
 

@@ -24,7 +24,7 @@ class ImageDataConfig:
     data: str = "digits"  # digits | mnist | fashion-mnist | folder | .npy/.npz | IDX file; "mnist:test"
     val_data: str | None = None  # an explicit validation set instead of a random split
     val_fraction: float = 0.2  # the document's split: 20%, seed 42
-    split_seed: int = 42
+    split_seed: int = 42  # the seed of the random validation split (the same seed, the same split)
     binarize: bool = False  # dynamic binarisation: fresh Bernoulli pixels every batch
     image_size: tuple[int, int] | None = None  # resize to H W (one number: a square)
     image_channels: int | None = None  # 1 (grey) or 3 (RGB); default: as the data is

@@ -33,15 +33,15 @@ SCALER = "standardize.json"
 class TabularDataConfig:
     data: str = "wine"  # wine | breast-cancer | iris (bundled with scikit-learn), a CSV file, .npy/.npz
     val_data: str | None = None  # an explicit validation table instead of a random split
-    val_fraction: float = 0.2
-    split_seed: int = 42
+    val_fraction: float = 0.2  # the share of rows held out for validation (without --val-data)
+    split_seed: int = 42  # the seed of the random validation split (the same seed, the same split)
     columns: tuple[str, ...] | None = None  # feature columns (names or 0-based indices); default: all but label
     label: str | None = None  # a label column (name or index): kept for plots and scores, never a feature
     id_column: str | None = None  # a row ID column (name or index): written beside scores and codes, never a
     # feature (a column of whole numbers in order is refused as a feature unless --columns names it)
     categorical: tuple[str, ...] | None = None  # columns of categories (words or codes: a city, a product type),
     # one-hot, each under its own softmax; a category the training file lacks is read as "any other" (unusual)
-    delimiter: str = ","
+    delimiter: str = ","  # the CSV field separator (";" or a tab for many European exports)
     drop_constant: bool = False  # leave out columns constant on the training split (default: refuse them)
     limit: int | None = None  # use only the first N rows (quick runs)
 

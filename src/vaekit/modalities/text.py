@@ -33,7 +33,7 @@ class TextDataConfig:
     column: str | None = None  # CSV column (name or 0-based index)
     val_data: str | None = None  # an explicit validation file / "ptb:valid" instead of a random split
     val_fraction: float = 0.2  # the document's split: 20%, seed 42
-    split_seed: int = 42
+    split_seed: int = 42  # the seed of the random validation split (the same seed, the same split)
     max_len: int | None = None  # tokens per sentence incl. <eos>; default: 95th percentile
     data_dir: str | None = None  # where named data sets are looked up (else $VAEKIT_DATA)
     limit: int | None = None  # use only the first N training sentences (quick runs)

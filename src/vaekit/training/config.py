@@ -10,9 +10,9 @@ from ..errors import VaekitError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
+    epochs: int = 10  # passes over the training data (a kind may default otherwise)
+    batch_size: int = 128  # examples per optimizer step
+    lr: float = 1e-3  # Adam's learning rate
     lr_schedule: str = "constant"  # constant | cosine (from lr down to lr_min over the run's steps) |
     # plateau (times lr_factor whenever the validation -ELBO has not improved for lr_patience epochs).
     # Cosine as Loshchilov & Hutter 2017; a function of the step, so a resumed run continues it exactly.
@@ -21,7 +21,7 @@ class TrainConfig:
     lr_patience: int = 2  # plateau: epochs without a better validation -ELBO before each reduction
     early_stop: int = 0  # stop when the validation -ELBO has not improved for N epochs in a row;
     # 0 = off. The run ends complete; with keep_best its weights are the best epoch's
-    seed: int = 42
+    seed: int = 42  # torch's seed for initialisation, batches and draws
     beta: float = 1.0  # weight of the KL term once annealing is over (Higgins et al. 2017)
     kl_warmup_steps: int = 0  # linear KL annealing from 0 to beta (Bowman et al. 2016)
     kl_warmup_epochs: float = 0.0  # the same warm-up given in epochs (e.g. 1.0: over the first epoch),
