@@ -154,6 +154,10 @@ def test_word_columns_are_named_at_once_with_the_columns_that_train(tmp_path, ca
     code, _, _ = run_cli(capsys, "train", "tabular", "--data", tmp_path / "people.csv", "--id-column", "id",
                          "--columns", "age", "score", "--out", tmp_path / "r", *FAST)
     assert code == 0 and vaekit.load(tmp_path / "r").model.config.n_features == 2
+    # a run reading new rows names the bad cell, not options of training
+    (tmp_path / "new.csv").write_text("id,age,score\nQ1,old,0.5\nQ2,young,0.1\n")
+    code, _, err = run_cli(capsys, "anomalies", tmp_path / "r", "--data", tmp_path / "new.csv")
+    assert code == 2 and "line 2, column 'age' holds 'old', not a number" in err and "to train on" not in err
     (tmp_path / "odd.csv").write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(5)) + "6,n/a\n")
     code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "odd.csv", "--out", tmp_path / "r2", *FAST)
     assert code == 2 and "line 7, column 'b' holds 'n/a', not a number" in err

@@ -171,11 +171,12 @@ MAX_CATEGORIES = 1000  # a column of more distinct words is an ID or free text, 
 
 
 def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str | None = None,
-                   categories: dict | None = None) -> tuple[np.ndarray, list[str]]:
+                   categories: dict | None = None, training: bool = True) -> tuple[np.ndarray, list[str]]:
     """(N, F) float64 features and their names: `columns` (names or indices), else every column
     but `exclude` (the label). Empty cells, words, NaN and infinity are refused with their place.
     categories: categorical column names -> their known categories; those columns hold each cell's code
-    (its place in the categories, or K for one not among them)."""
+    (its place in the categories, or K for one not among them). training: columns of words are named all at
+    once with the options that train (a run reading new rows names the first bad cell instead)."""
     categories = categories or {}
     names = table.column_names
     if columns:
@@ -188,7 +189,8 @@ def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str 
         index = [i for i in range(len(names)) if i != skip]
     if not index:
         raise VaekitError(f"{table.source} has no feature columns left (only the label column)")
-    _refuse_word_columns(table, [i for i in index if names[i] not in categories])
+    if training:
+        _refuse_word_columns(table, [i for i in index if names[i] not in categories])
     x = np.empty((len(table.cells), len(index)), np.float64)
     for j, i in enumerate(index):
         known = categories.get(names[i])
@@ -196,15 +198,20 @@ def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str 
     return x, [names[i] for i in index]
 
 
-def table_categories(table: Table, column: str) -> tuple[str, ...]:
-    """The sorted distinct cells of a categorical column (numbers or words); empty cells are refused."""
-    i = column_index(table, column)
+def _filled_cells(table: Table, i: int) -> np.ndarray:
+    """Column i's cells, stripped; an empty one (a missing value) is refused with its place."""
     cells = np.char.strip(table.cells[:, i].astype(str))
     if (cells == "").any():
         bad = int(np.argmax(cells == ""))
         raise VaekitError(f"{table.source} line {table.first_line + bad}, column {table.column_names[i]!r} is empty "
                           "(a missing value); vaekit does not fill in missing values: fix or drop those rows")
-    found = tuple(sorted(set(cells.tolist())))
+    return cells
+
+
+def table_categories(table: Table, column: str) -> tuple[str, ...]:
+    """The sorted distinct cells of a categorical column (numbers or words); empty cells are refused."""
+    i = column_index(table, column)
+    found = tuple(sorted(set(_filled_cells(table, i).tolist())))
     if len(found) > MAX_CATEGORIES:
         raise VaekitError(f"column {table.column_names[i]!r} has {len(found)} different values, more than "
                           f"{MAX_CATEGORIES} categories: an ID or free text, not a category; leave it out with "
@@ -213,18 +220,15 @@ def table_categories(table: Table, column: str) -> tuple[str, ...]:
 
 
 def _category_codes(table: Table, i: int, known: tuple[str, ...]) -> np.ndarray:
-    cells = np.char.strip(table.cells[:, i].astype(str))
-    if (cells == "").any():
-        bad = int(np.argmax(cells == ""))
-        raise VaekitError(f"{table.source} line {table.first_line + bad}, column {table.column_names[i]!r} is empty "
-                          "(a missing value); vaekit does not fill in missing values: fix or drop those rows")
+    """(N,) codes of column i's cells among `known`; len(known) for a category not among them."""
     lookup = {c: k for k, c in enumerate(known)}
-    return np.array([lookup.get(c, len(known)) for c in cells.tolist()], np.float64)
+    return np.array([lookup.get(c, len(known)) for c in _filled_cells(table, i).tolist()], np.float64)
 
 
 def _refuse_word_columns(table: Table, index: list[int]) -> None:
-    """With no --columns, name every column of words at once (not the first only, one rerun each), with the
-    --columns that trains on the numeric ones; a column of all-different words is offered as --id-column."""
+    """Name every column of words among `index` at once (not the first only, one rerun each), with the
+    --columns that trains on the numeric ones; a column of all-different words is offered as --id-column,
+    one of few different words as --categorical."""
     names, words = table.column_names, []
     if table.cells.shape[1] == 1:  # one column: the per-cell message says it (and spots a wrong delimiter)
         return
@@ -308,11 +312,11 @@ def select_for_run(table: Table, names: list[str], categories: dict | None = Non
         missing = [n for n in names if n not in table.names]
         if missing:
             raise VaekitError(f"{table.source} lacks column(s) the run was trained on: {_shorten(missing)}")
-        return feature_matrix(table, names, categories=categories)[0]
+        return feature_matrix(table, names, categories=categories, training=False)[0]
     width = table.cells.shape[1]
     if width == len(names):
-        return feature_matrix(table, categories=categories)[0]
+        return feature_matrix(table, categories=categories, training=False)[0]
     if all(n.isdigit() for n in names) and max(int(n) for n in names) < width:
-        return feature_matrix(table, names, categories=categories)[0]
+        return feature_matrix(table, names, categories=categories, training=False)[0]
     raise VaekitError(f"{table.source} has {width} columns but the run takes {len(names)} features "
                       f"({_shorten(names)})")
