@@ -234,10 +234,9 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
         return
     for i in index:
         column = np.char.strip(table.cells[:, i].astype(str))
-        filled = column[column != ""]
-        is_word = np.array([not _is_number(c) for c in filled], bool)
-        if len(filled) and is_word.mean() > 0.5:  # a few odd cells in a numeric column get the per-cell message
-            words.append((i, column, int(np.argmax(column == filled[np.argmax(is_word)]))))
+        is_word = np.array([c != "" and not _is_number(c) for c in column], bool)
+        if is_word.sum() > (column != "").sum() / 2:  # a few odd cells in a numeric column: the per-cell message
+            words.append((i, column, int(np.argmax(is_word))))
     if not words:
         return
     numeric = [names[i] for i in index if i not in {w[0] for w in words}]

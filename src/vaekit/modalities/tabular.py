@@ -83,6 +83,11 @@ class Standardizer:
         return [j for j in range(len(self.columns)) if self.categories and self.categories[j] is not None]
 
     @property
+    def categories_by_name(self) -> dict[str, tuple[str, ...]]:
+        """The categorical columns' names -> their categories (what the table readers take)."""
+        return {c: k for c, k in zip(self.columns, self.categories or ()) if k is not None}
+
+    @property
     def groups(self) -> tuple[int, ...]:
         """The one-hot width of each categorical column: its categories and one for any other."""
         return tuple(len(self.categories[j]) + 1 for j in self.categorical)
@@ -231,12 +236,13 @@ def read_features(source: str, config: TabularDataConfig, names: list[str] | Non
         columns = list(config.columns) if config.columns else None
         if config.categorical:
             for c in config.categorical:
-                if any(c == other and c is not None for other in (config.label, config.id_column)):
+                if c in (config.label, config.id_column):
                     raise VaekitError(f"column {c!r} is categorical (--categorical) and the label or row ID; "
                                       "a column can be one or the other")
             wanted = [table.column_names[column_index(table, c)] for c in config.categorical]
             if columns is not None:  # a categorical column is a feature, named in --columns or not
-                columns += [c for c in wanted if c not in [table.column_names[column_index(table, k)] for k in columns]]
+                named = {table.column_names[column_index(table, k)] for k in columns}
+                columns += [c for c in wanted if c not in named]
             categories = categories or {c: table_categories(table, c) for c in wanted}
         if columns is None and config.id_column is not None:  # every column but the label and the ID
             skip = {column_index(table, c) for c in (config.label, config.id_column) if c is not None}
@@ -277,7 +283,7 @@ def training_data(config: TabularDataConfig, run: Path | None = None) -> Trainin
         from ..runs import read_json
 
         scaler = Standardizer.from_json(read_json(Path(run) / SCALER), Path(run) / SCALER)
-    known = None if scaler is None else {c: k for c, k in zip(scaler.columns, scaler.categories or ()) if k}
+    known = None if scaler is None else scaler.categories_by_name
     x, names, y, classes, _, categories = read_features(config.data, config, categories=known or None)
     data = TensorData(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
     if config.limit is not None:
@@ -343,7 +349,7 @@ class TabularModality(ArrayModality):
         return training_arrays(train, val, config, names)
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
-        x, _, y, classes, ids, _ = read_features(source, run.data_config, run.columns, run.scaler_categories)
+        x, _, y, classes, ids, _ = read_features(source, run.data_config, run.columns, run.scaler.categories_by_name)
         return Inputs(x[:limit], None if y is None else y[:limit], classes,
                       ids=None if ids is None else ids[:limit], id_name=run.data_config.id_column or "id")
 
@@ -357,7 +363,6 @@ class TabularModality(ArrayModality):
                               f"{run.model.config.n_features}: they do not belong together")
         run.log_density_shift = run.scaler.log_jacobian
         run.columns = run.scaler.input_names  # the columns rows come with (constant ones may be dropped)
-        run.scaler_categories = {c: k for c, k in zip(run.scaler.columns, run.scaler.categories or ()) if k is not None}
 
     def to_model(self, run, x) -> torch.Tensor:
         """Raw rows (N, F) standardised with the run's own scaler."""
