@@ -1,6 +1,7 @@
 """`vaekit.VAE`: a scikit-learn estimator over vaekit's jobs, Trainer and run directory.
 
     vae = vaekit.VAE(latent_dim=2, epochs=50).fit(X)       # X: (N, F) numbers (kind="tabular")
+    vae = vaekit.VAE(categorical=["city"]).fit(df)         # a DataFrame with a column of categories
     z = vae.transform(X)                 # latent means (N, latent_dim)
     vae.score_samples(X)                 # the kind's default anomaly score (higher = more typical; images
                                          # reconstruction+standardised+knn, tables standardised, text elbo),
@@ -14,6 +15,11 @@ sets the threshold `offset_` at the `contamination` quantile of the held-out sco
 flags about that share of new typical data (IsolationForest's convention: decision_function =
 score_samples - offset_). kind="image" takes (N, C, H, W) / (N, H, W) arrays (uint8 or [0, 1]),
 kind="text" a list of sentences.
+
+Tables with categorical columns (`categorical`): the columns named there (a DataFrame's column names, or
+0-based indices) are read as `vaekit train tabular --categorical` reads them: one-hot after the numeric
+features, a softmax each in the decoder; fit learns each column's categories (`categories_`, kept in the run's
+standardize.json), and a category fit did not see is read as "any other" and scores as unusual.
 """
 from __future__ import annotations
 
@@ -69,9 +75,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     "reconstruction+standardised+knn": see vaekit.anomaly); not `score`, which scikit-learn reserves
     for a method), k (posterior samples per score),
     val_fraction (held out for the threshold), drop_constant (tabular: leave out
-    constant columns instead of refusing them), image_shape (kind "image" with flat rows), model_options
+    constant columns instead of refusing them), categorical (tabular: the columns of categories, by name in a
+    DataFrame or by 0-based index; None: every column is numeric, and a column of words is refused with the
+    categorical=[...] that would take it), image_shape (kind "image" with flat rows), model_options
     and train_options (other model Config / TrainConfig fields), device, precision ("fp32" | "bf16":
     autocast for training and for transform / inverse_transform / sample; scores stay fp32), verbose.
+
+    With categorical columns, X may be a pandas DataFrame (or a 2-D array, NumPy's object dtype for words), and
+    inverse_transform and sample name each category: they return a DataFrame of the fitted columns (numeric ones
+    in X's units, categorical ones the categories' names) when fit was given a DataFrame with named columns
+    (`feature_names_in_`), else an object array of the same cells; without categorical columns, a float array
+    as always. Learned: categories_ (column name -> its categories, as fit found them).
     """
 
     _parameter_constraints: dict = {
@@ -88,6 +102,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         "k": [Interval(Integral, 1, 100_000, closed="both")],
         "val_fraction": [Interval(Real, 0, 1, closed="neither")],
         "drop_constant": ["boolean"],
+        "categorical": [list, tuple, None],
         "image_shape": [tuple, list, None],
         "model_options": [dict, None],
         "train_options": [dict, None],
@@ -98,8 +113,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     def __init__(self, kind="tabular", model=None, latent_dim=2, epochs=20, batch_size=None, lr=1e-3, beta=1.0,
                  random_state=0, contamination=0.01, score_method=None, k=10, val_fraction=0.2, drop_constant=False,
-                 image_shape=None, model_options=None, train_options=None, device="cpu", precision="fp32",
-                 verbose=False):
+                 categorical=None, image_shape=None, model_options=None, train_options=None, device="cpu",
+                 precision="fp32", verbose=False):
         self.kind = kind
         self.model = model
         self.latent_dim = latent_dim
@@ -113,6 +128,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         self.k = k
         self.val_fraction = val_fraction
         self.drop_constant = drop_constant
+        self.categorical = categorical
         self.image_shape = image_shape
         self.model_options = model_options
         self.train_options = train_options
@@ -157,6 +173,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         self._validate_params()
         try:
             check_kind(self._method(), self.kind)  # before training, not after
+            if self.categorical:
+                modalities.get(self.kind).check_data_option("categorical")
+                bad = [c for c in self.categorical if isinstance(c, bool) or not isinstance(c, (str, Integral))]
+                if bad:
+                    raise VaekitError(f"categorical names columns by name or 0-based index, got {bad[0]!r}")
         except VaekitError as e:
             raise EstimatorInputError(str(e)) from None
         seed = int(np.random.default_rng().integers(2**31)) if self.random_state is None else int(self.random_state)
@@ -214,9 +235,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         return self.run_.encode(self._inputs(X, reset=False)).astype(np.float64)
 
     def inverse_transform(self, X):
-        """Decoded means of latent codes X (N, latent_dim): rows in raw units, images, or sentences."""
+        """Decoded means of latent codes X (N, latent_dim): rows in raw units (categorical columns: each one's
+        likeliest category, by name; see the class docstring), images, or sentences."""
         check_is_fitted(self)
-        return self.run_.decode(check_array(X, dtype=np.float32))
+        return self.run_.modality.estimator_outputs(self, self.run_.decode(check_array(X, dtype=np.float32)))
 
     def score_samples(self, X) -> np.ndarray:
         """Per-example score as score_method says (higher = more typical): a log-likelihood estimate
@@ -255,17 +277,19 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         return self
 
     def sample(self, n: int = 1, random_state: int | None = None):
-        """n draws from the model: tables rows drawn from p(x | z) (in X's units), images the decoded means of
-        prior draws."""
+        """n draws from the model: tables rows drawn from p(x | z) (in X's units; categorical columns by the
+        categories' names, see the class docstring), images the decoded means of prior draws."""
         check_is_fitted(self)
-        return self.run_.sample(n, seed=random_state)
+        return self.run_.modality.estimator_outputs(self, self.run_.sample(n, seed=random_state))
 
     # ---- run directory ---------------------------------------------------------------------------------
     def save(self, path, overwrite: bool = False) -> Path:
         """Write the fitted model as a vaekit run directory (safetensors + JSON; no pickle)."""
         check_is_fitted(self)
         out = runs.create_run_dir(path, overwrite)
-        config = {**self.run_.config, "estimator": {"params": _jsonable(self.get_params()), "offset": self.offset_}}
+        config = {**self.run_.config, "estimator": {
+            "params": _jsonable(self.get_params()), "offset": self.offset_,
+            **({"feature_names": list(self.feature_names_in_)} if hasattr(self, "feature_names_in_") else {})}}
         if self.offset_ is not None:
             runs.atomic_write(out / CALIBRATION, calibration_json(self.heldout_scores_, self._method(), self.k))
         runs.atomic_write(out / runs.METRICS, "".join(json.dumps(m) + "\n" for m in self.history_).encode())
@@ -285,6 +309,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         if unknown:
             raise VaekitError(f"{Path(path) / runs.CONFIG} has unknown estimator parameters: {', '.join(unknown)}")
         est = cls(**{**params, "device": device})
+        if isinstance(saved.get("feature_names"), list):  # fit was given a DataFrame: the same checks of its columns
+            est.feature_names_in_ = np.asarray(saved["feature_names"], dtype=object)
         est.score_method_ = est._method()
         check_method(est.score_method_, est.k)
         autocast_context(run.device, est.precision)  # refuses a precision this device lacks
@@ -312,7 +338,9 @@ def _write_run(out: Path, config: dict, model, files: dict) -> None:
 
 
 def _jsonable(params: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    """Parameters as JSON takes them: tuples as lists, NumPy numbers (a column index) as Python ones."""
+    return {k: [x.item() if isinstance(x, np.generic) else x for x in v] if isinstance(v, (tuple, list)) else v
+            for k, v in params.items()}
 
 
 def _params_of_run(run) -> dict:
@@ -322,4 +350,4 @@ def _params_of_run(run) -> dict:
     return {"kind": run.kind, "model": run.model.name, "latent_dim": run.model.latent_dim,
             "epochs": train.get("epochs", 20), "batch_size": train.get("batch_size"), "lr": train.get("lr", 1e-3),
             "beta": train.get("beta", 1.0), "random_state": train.get("seed", 0),
-            "val_fraction": data.get("val_fraction", 0.2)}
+            "val_fraction": data.get("val_fraction", 0.2), "categorical": data.get("categorical")}

@@ -319,3 +319,46 @@ def select_for_run(table: Table, names: list[str], categories: dict | None = Non
         return feature_matrix(table, names, categories=categories, training=False)[0]
     raise VaekitError(f"{table.source} has {width} columns but the run takes {len(names)} features "
                       f"({_shorten(names)})")
+
+
+def memory_table(X, names: list[str] | None = None) -> Table:
+    """A table in memory, a pandas DataFrame or a 2-D array, as a Table (source "X", rows counted from 0) that
+    feature_matrix reads as it reads a CSV file: the cells as Python objects, a missing one (None, NaN, pandas'
+    NA) as None (`missing_cell` finds it). names: the columns' names (default: their 0-based indices)."""
+    if hasattr(X, "isna") and hasattr(X, "to_numpy"):  # a DataFrame: its own idea of a missing cell
+        cells = X.to_numpy(dtype=object)
+        cells[X.isna().to_numpy()] = None
+    else:
+        try:
+            cells = np.array(X, dtype=object)
+        except ValueError as e:
+            raise VaekitError(f"X is not a table of rows and columns ({e})") from None
+        if cells.ndim == 2:
+            cells[np.vectorize(_is_missing, otypes=[bool])(cells)] = None
+    if cells.ndim != 2 or 0 in cells.shape:
+        raise VaekitError(f"X must be a 2-D table (rows, columns), got shape {cells.shape}")
+    return Table(cells, names, "X", first_line=0)
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and bool(np.isnan(v)))
+
+
+def missing_cell(table: Table) -> tuple[int, int] | None:
+    """(row, column) of a memory_table's first missing cell, or None."""
+    rows, columns = np.nonzero(np.vectorize(lambda v: v is None, otypes=[bool])(table.cells))
+    return None if not len(rows) else (int(rows[0]), int(columns[0]))
+
+
+def word_columns(table: Table, skip: set[str] = frozenset()) -> list[tuple[str, str, int]]:
+    """(name, the first word, its row) of each column but `skip` that holds a word: a string that is not a
+    number (a missing cell is none; other objects, such as dates, are left to the readers)."""
+    found = []
+    for i, name in enumerate(table.column_names):
+        if name in skip:
+            continue
+        is_word = [isinstance(v, str) and not _is_number(v) for v in table.cells[:, i]]
+        if any(is_word):
+            row = is_word.index(True)
+            found.append((name, str(table.cells[row, i]), row))
+    return found

@@ -284,6 +284,11 @@ class Modality:
     def estimator_attributes(self, estimator, run) -> None:
         """scikit-learn's learned attributes that depend on the kind (n_features_in_, ...)."""
 
+    def estimator_outputs(self, estimator, outputs):
+        """inverse_transform's and sample's outputs as the estimator returns them: by default as the run gives
+        them (tables name their categories)."""
+        return outputs
+
 
 class ArrayModality(Modality):
     """Continuous arrays (N, ...) of floats: tables, images, signals. Decoded means come back as arrays,

@@ -441,19 +441,96 @@ class TabularModality(ArrayModality):
         tags.input_tags.two_d_array = True
 
     def estimator_inputs(self, estimator, X, reset: bool):
+        """Raw rows (N, F) float64. A table of numbers as scikit-learn's validate_data reads it; with categorical
+        columns (estimator.categorical for fit, then its categories_), X (a DataFrame or a 2-D array) is read as
+        the command line reads a CSV file (memory_table, feature_matrix): each categorical column's cells as the
+        codes of the categories that fit found (categories_), a category fit did not see as "any other"."""
         from sklearn.utils.validation import validate_data
 
-        return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+        from ..data.tabular import column_index, feature_matrix, memory_table, table_categories
+
+        if reset:
+            estimator.categories_ = {}
+        categories = {} if reset else _run_categories(estimator.run_)
+        categorical = estimator.categorical if reset else categories
+        if not categorical:
+            if not _all_numbers(X):  # strings: name every column of words at once, before scikit-learn's message
+                _refuse_words(estimator, memory_table(X, [str(c) for c in getattr(X, "columns", ())] or None), set())
+            return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+        validate_data(estimator, X, reset=reset, skip_check_array=True)  # only the feature names and their count
+        if reset:  # the columns' names as scikit-learn keeps them (a DataFrame's), else their 0-based indices
+            table = memory_table(X, [str(c) for c in getattr(estimator, "feature_names_in_", ())] or None)
+            categorical = [table.column_names[column_index(table, str(c))] for c in categorical]  # indices -> names
+        else:
+            table = memory_table(X, estimator.run_.columns)  # the fitted columns, as validate_data has checked
+        _refuse_words(estimator, table, set(categorical))
+        _refuse_missing(table)
+        if reset:
+            categories = estimator.categories_ = {c: table_categories(table, c) for c in categorical}
+        return feature_matrix(table, categories=categories, training=False)[0]
 
     def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
         names = [str(c) for c in getattr(estimator, "feature_names_in_", [])] or None
-        return self.training_arrays(as_data(train), as_data(val), data_config, names)
+        return training_arrays(as_data(train), as_data(val), data_config, names,
+                               categories=estimator.categories_ or None)
 
     def estimator_data_config(self, estimator, **settings):
-        return TabularDataConfig(**settings, drop_constant=estimator.drop_constant)
+        return TabularDataConfig(**settings, drop_constant=estimator.drop_constant,
+                                 categorical=tuple(estimator.categories_) or None)
 
     def estimator_attributes(self, estimator, run) -> None:
         estimator.n_features_in_ = len(run.columns)
+        estimator.categories_ = _run_categories(run)
+
+    def estimator_outputs(self, estimator, rows: np.ndarray):
+        """Rows in raw units (N, kept columns): as they are without categorical columns; with them, each
+        category by its name, in a DataFrame when fit was given one with named columns, else in an object array."""
+        scaler = estimator.run_.scaler
+        if not scaler.categorical:
+            return rows
+        named = scaler.names_of(rows)
+        if not hasattr(estimator, "feature_names_in_"):
+            return np.array(named, dtype=object)
+        import pandas as pd  # fit was given a DataFrame
+
+        return pd.DataFrame(named, columns=list(scaler.columns))
+
+
+def _run_categories(run) -> dict[str, tuple[str, ...]]:
+    """The run's categorical columns -> their categories; a categorical column left out as constant (drop_constant)
+    is still read, all of it as "any other", and then dropped."""
+    left_out = {c: () for c in run.data_config.categorical or () if c in run.columns}
+    return {**left_out, **run.scaler.categories_by_name}
+
+
+def _all_numbers(X) -> bool:
+    """True when X's dtypes (a DataFrame's columns', an array's) are all numbers: no word to look for."""
+    dtypes = list(X.dtypes) if hasattr(X, "dtypes") else [getattr(X, "dtype", np.dtype(object))]
+    return all(getattr(d, "kind", "O") in "biuf" for d in dtypes)
+
+
+def _refuse_words(estimator, table, categorical: set[str]) -> None:
+    """One message naming every column of words that `categorical` does not name, with the categorical=[...]
+    that models them as categories."""
+    from ..data.tabular import word_columns
+
+    found = word_columns(table, categorical)
+    if not found:
+        return
+    listed = ", ".join(f"{name!r} ({word[:30]!r} in row {row})" for name, word, row in found)
+    wanted = list(estimator.categorical or ()) + [name for name, _, _ in found]
+    raise VaekitError(f"X has {len(found)} column(s) of words, not numbers: {listed}; words are features only as "
+                      f"categories: fit with categorical={wanted!r}, or leave those columns out of X")
+
+
+def _refuse_missing(table) -> None:
+    from ..data.tabular import missing_cell
+
+    where = missing_cell(table)
+    if where is not None:
+        row, column = where
+        raise VaekitError(f"X row {row}, column {table.column_names[column]!r} is missing (None or NaN); vaekit does "
+                          "not fill in missing values: fix or drop those rows")
 
 
 TABULAR = TabularModality()
