@@ -35,6 +35,15 @@ def test_standardisation_is_fitted_on_training_rows_only(tmp_path):
     assert prepared.train.y is not None and prepared.model_options == {"n_features": 3}
 
 
+def test_the_progress_bar_stays_off_a_log_file(tmp_path, capsys):
+    # Output that is not a terminal (a log, CI, a pipe) gets each epoch's line and no bar redrawn in it
+    path, _ = _table(tmp_path)
+    code, stdout, stderr = run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind",
+                                   "--out", tmp_path / "run", "--epochs", "2")
+    assert code == 0 and "epoch 2: train -ELBO" in stdout
+    assert "it/s" not in stdout + stderr and "\r" not in stdout + stderr
+
+
 def test_train_tabular_from_a_csv_and_use_the_run(tmp_path, capsys):
     path, x = _table(tmp_path)
     out = tmp_path / "run"

@@ -49,7 +49,7 @@ class TrainConfig:
     log_every: int = 50  # TensorBoard train scalars every N steps
     skip_nonfinite: int = 0  # skip up to N batches whose loss or gradients are NaN/inf (counted in
     # the metrics as skipped_batches); 0 = stop at the first one, keeping the last good checkpoint
-    progress: bool = True  # the per-batch progress bar (the per-epoch lines are printed either way)
+    progress: bool = True  # the per-batch progress bar, on a terminal only (the per-epoch lines are printed either way)
 
     def __post_init__(self):
         checks = [

@@ -189,7 +189,8 @@ class Trainer:
         batches = iterate_batches(self.train_data, cfg.batch_size, self.shuffle, start=st.batch_in_epoch,
                                   rank=self.dist.rank, world=self.dist.world)
         bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-                   disable=not (cfg.progress and self.dist.is_main), leave=True, dynamic_ncols=True)
+                   disable=None if cfg.progress and self.dist.is_main else True,  # None: on a terminal only
+                   leave=False, dynamic_ncols=True)  # the epoch's line replaces its bar
         self.model.train(cfg.trainable == "all")  # an encoder refinement fits the decoder as evaluated
         started = time.perf_counter()
         # Closed however the epoch ends: an error (a NaN loss) then prints on a line of its own
