@@ -157,6 +157,8 @@ def test_word_columns_are_named_at_once_with_the_columns_that_train(tmp_path, ca
     assert all(f"'{c}'" in err for c in ("id", "city", "joined date")) and "'age'" not in err
     assert "all different: a row ID?" in err and "3 different" in err
     assert "--id-column id --columns age score" in err
+    # a column of dates is neither an ID nor categories: it is offered as numbers to write
+    assert "dates: write them as numbers" in err and err.rstrip().endswith("--categorical city")
     code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "people.csv", "--columns", "age,score",
                            "--out", tmp_path / "r", *FAST)
     assert code == 2 and "separate the names with spaces: age score" in err

@@ -8,6 +8,7 @@ vaekit does not impute: a missing value filled in silently would be scored as if
 from __future__ import annotations
 
 import csv
+import re
 import shlex
 import tokenize
 import zipfile
@@ -225,6 +226,11 @@ def _category_codes(table: Table, i: int, known: tuple[str, ...]) -> np.ndarray:
     return np.array([lookup.get(c, len(known)) for c in _filled_cells(table, i).tolist()], np.float64)
 
 
+# A calendar date (2024-03-01, 2024/03/01, 01/03/2024, 1.3.2024), with a time of day or not.
+_DATE = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
+                   r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$")
+
+
 def _refuse_word_columns(table: Table, index: list[int]) -> None:
     """Name every column of words among `index` at once (not the first only, one rerun each), with the
     --columns that trains on the numeric ones; a column of all-different words is offered as --id-column,
@@ -240,12 +246,14 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
     if not words:
         return
     numeric = [names[i] for i in index if i not in {w[0] for w in words}]
-    ids = [names[i] for i, column, _ in words if len(set(column)) == len(column) >= 10]
-    few = [names[i] for i, column, _ in words if names[i] not in ids and len(set(column)) <= 50]
+    dates = [names[i] for i, column, _ in words if all(_DATE.match(c) for c in column if c)]
+    ids = [names[i] for i, column, _ in words if len(set(column)) == len(column) >= 10 and names[i] not in dates]
+    few = [names[i] for i, column, _ in words if names[i] not in ids + dates and len(set(column)) <= 50]
     listed = []
     for i, column, row in words[:8]:
         distinct = len(set(column))
-        note = "all different: a row ID?" if names[i] in ids else f"{distinct} different"
+        note = ("dates: write them as numbers, such as the year or the days since a fixed day, to use them"
+                if names[i] in dates else "all different: a row ID?" if names[i] in ids else f"{distinct} different")
         listed.append(f"{names[i]!r} ({column[row][:30]!r} on line {table.first_line + row}; {note})")
     more = f" and {len(words) - 8} more" if len(words) > 8 else ""
     fix = ""
