@@ -114,6 +114,11 @@ def test_a_column_of_words_not_named_is_refused_with_the_categorical_that_takes_
         VAE(**FAST).fit(frame)
     with pytest.raises(ValueError, match=r"1 column\(s\) of words.*'city'.*categorical=\['kind', 'city'\]"):
         VAE(**FAST, categorical=["kind"]).fit(frame)
+    # an ID and a date are no categories: said so, and not offered in categorical=[...]
+    frame["id"], frame["sold"] = [f"P{i:03d}" for i in range(40)], [f"2024-01-{1 + i % 28:02d}" for i in range(40)]
+    with pytest.raises(VaekitError, match=r"'id' .*a row ID.*'sold' .*dates: write them as numbers.*"
+                                          r"categorical=\['kind', 'city'\] to keep .* leave the others out of X"):
+        VAE(**FAST).fit(frame)
     numeric = VAE(**{**FAST, "epochs": 1}).fit(frame[["price", "weight"]])  # numbers only: as before
     assert isinstance(numeric.inverse_transform(np.zeros((1, 2))), np.ndarray)
     with pytest.raises(VaekitError, match=r"'kind'.*fit with categorical=\['kind'\]"):

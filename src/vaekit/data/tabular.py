@@ -231,6 +231,22 @@ _DATE = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{
                    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$")
 
 
+WORD_NOTES = {"date": "dates: write them as numbers, such as the year or the days since a fixed day, to use them",
+              "id": "all different: a row ID?"}
+
+
+def word_kind(cells) -> str:
+    """What a column of words (its cells as strings, "" for a missing one) most likely is: "date", "id" (all
+    different, at least 10), "categories" (at most 50 different: --categorical takes it) or "words"."""
+    filled = [c for c in cells if c]
+    if filled and all(_DATE.match(c) for c in filled):
+        return "date"
+    distinct = len(set(filled))
+    if distinct == len(filled) >= 10:
+        return "id"
+    return "categories" if distinct <= 50 else "words"
+
+
 def _refuse_word_columns(table: Table, index: list[int]) -> None:
     """Name every column of words among `index` at once (not the first only, one rerun each), with the
     --columns that trains on the numeric ones; a column of all-different words is offered as --id-column,
@@ -246,14 +262,12 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
     if not words:
         return
     numeric = [names[i] for i in index if i not in {w[0] for w in words}]
-    dates = [names[i] for i, column, _ in words if all(_DATE.match(c) for c in column if c)]
-    ids = [names[i] for i, column, _ in words if len(set(column)) == len(column) >= 10 and names[i] not in dates]
-    few = [names[i] for i, column, _ in words if names[i] not in ids + dates and len(set(column)) <= 50]
+    kinds = {names[i]: word_kind(column) for i, column, _ in words}
+    ids = [n for n, k in kinds.items() if k == "id"]
+    few = [n for n, k in kinds.items() if k == "categories"]
     listed = []
     for i, column, row in words[:8]:
-        distinct = len(set(column))
-        note = ("dates: write them as numbers, such as the year or the days since a fixed day, to use them"
-                if names[i] in dates else "all different: a row ID?" if names[i] in ids else f"{distinct} different")
+        note = WORD_NOTES.get(kinds[names[i]], f"{len(set(column))} different")
         listed.append(f"{names[i]!r} ({column[row][:30]!r} on line {table.first_line + row}; {note})")
     more = f" and {len(words) - 8} more" if len(words) > 8 else ""
     fix = ""

@@ -512,15 +512,25 @@ def _all_numbers(X) -> bool:
 def _refuse_words(estimator, table, categorical: set[str]) -> None:
     """One message naming every column of words that `categorical` does not name, with the categorical=[...]
     that models them as categories."""
-    from ..data.tabular import word_columns
+    from ..data.tabular import WORD_NOTES, word_columns, word_kind
 
     found = word_columns(table, categorical)
     if not found:
         return
-    listed = ", ".join(f"{name!r} ({word[:30]!r} in row {row})" for name, word, row in found)
-    wanted = list(estimator.categorical or ()) + [name for name, _, _ in found]
+    position = {name: i for i, name in enumerate(table.column_names)}
+    kinds = {name: word_kind(["" if v is None else str(v).strip() for v in table.cells[:, position[name]]])
+             for name, _, _ in found}
+    listed = ", ".join(f"{name!r} ({word[:30]!r} in row {row}"
+                       + (f"; {WORD_NOTES[kinds[name]]})" if kinds[name] in WORD_NOTES else ")")
+                       for name, word, row in found)
+    fix = "leave those columns out of X"
+    few = [name for name in kinds if kinds[name] == "categories"]
+    if few:  # an ID, a date or free text is no category: only columns of a few different words are offered
+        others = ", and leave the others out of X" if len(few) < len(found) else ""
+        fix = (f"fit with categorical={list(estimator.categorical or ()) + few!r} to keep "
+               + ", ".join(map(repr, few)) + f" as categories{others}")
     raise VaekitError(f"X has {len(found)} column(s) of words, not numbers: {listed}; words are features only as "
-                      f"categories: fit with categorical={wanted!r}, or leave those columns out of X")
+                      f"categories: {fix}")
 
 
 def _refuse_missing(table) -> None:
