@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -199,13 +200,15 @@ def test_cli_nan_message_is_one_line_and_the_run_is_marked_failed(tmp_path, caps
 
 def test_the_nan_message_gets_its_own_line_after_the_progress_bar(tmp_path, capsys, monkeypatch):
     _poison_batch(monkeypatch, at_step=1)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the bar is drawn on a terminal only
     code = main(["train", "image", "--out", str(tmp_path / "run"), "--model", "seed", "--epochs", "1",
                  "--threads", "1", "--progress"])
     err = capsys.readouterr().err
     lines = err.rstrip("\n").split("\n")
     assert code == 2 and "it/s" in err  # the bar was drawn
-    # the bar was closed before the message: it starts a line, and nothing is drawn after it
-    assert lines[-1].startswith("vaekit: error: the loss became nan at step 2")
+    # the bar was closed (cleared, \r) before the message: it starts the last line a terminal shows, and
+    # nothing is drawn after it
+    assert lines[-1].split("\r")[-1].startswith("vaekit: error: the loss became nan at step 2")
     assert sum("vaekit: error:" in line for line in lines) == 1
 
 
