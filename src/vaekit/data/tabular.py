@@ -372,9 +372,9 @@ def missing_cell(table: Table) -> tuple[int, int] | None:
     return None if not len(rows) else (int(rows[0]), int(columns[0]))
 
 
-def word_columns(table: Table, skip: set[str] = frozenset()) -> list[tuple[str, str, int]]:
-    """(name, the first word, its row) of each column but `skip` that holds a word: a string that is not a
-    number (a missing cell is none; other objects, such as dates, are left to the readers)."""
+def word_columns(table: Table, skip: set[str] = frozenset()) -> list[tuple[str, str, int, str]]:
+    """(name, the first word, its row, word_kind) of each column of a memory_table but `skip` that holds a word:
+    a string that is not a number (a missing cell is none; other objects are left to the readers)."""
     found = []
     for i, name in enumerate(table.column_names):
         if name in skip:
@@ -382,5 +382,6 @@ def word_columns(table: Table, skip: set[str] = frozenset()) -> list[tuple[str, 
         is_word = [isinstance(v, str) and not _is_number(v) for v in table.cells[:, i]]
         if any(is_word):
             row = is_word.index(True)
-            found.append((name, str(table.cells[row, i]), row))
+            kind = word_kind(["" if v is None else str(v).strip() for v in table.cells[:, i]])
+            found.append((name, str(table.cells[row, i]), row, kind))
     return found

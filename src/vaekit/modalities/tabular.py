@@ -345,8 +345,8 @@ class TabularModality(ArrayModality):
         return training_data(config, run)
 
     def training_arrays(self, train: TensorData, val: TensorData, config: TabularDataConfig,
-                       names: list[str] | None = None) -> TrainingData:
-        return training_arrays(train, val, config, names)
+                       names: list[str] | None = None, categories: dict | None = None) -> TrainingData:
+        return training_arrays(train, val, config, names, categories=categories)
 
     def read_inputs(self, run, source: str, limit: int | None = None) -> Inputs:
         x, _, y, classes, ids, _ = read_features(source, run.data_config, run.columns, run.scaler.categories_by_name)
@@ -471,8 +471,8 @@ class TabularModality(ArrayModality):
 
     def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
         names = [str(c) for c in getattr(estimator, "feature_names_in_", [])] or None
-        return training_arrays(as_data(train), as_data(val), data_config, names,
-                               categories=estimator.categories_ or None)
+        return self.training_arrays(as_data(train), as_data(val), data_config, names,
+                                    categories=estimator.categories_ or None)
 
     def estimator_data_config(self, estimator, **settings):
         return TabularDataConfig(**settings, drop_constant=estimator.drop_constant,
@@ -512,19 +512,15 @@ def _all_numbers(X) -> bool:
 def _refuse_words(estimator, table, categorical: set[str]) -> None:
     """One message naming every column of words that `categorical` does not name, with the categorical=[...]
     that models them as categories."""
-    from ..data.tabular import WORD_NOTES, word_columns, word_kind
+    from ..data.tabular import WORD_NOTES, word_columns
 
     found = word_columns(table, categorical)
     if not found:
         return
-    position = {name: i for i, name in enumerate(table.column_names)}
-    kinds = {name: word_kind(["" if v is None else str(v).strip() for v in table.cells[:, position[name]]])
-             for name, _, _ in found}
     listed = ", ".join(f"{name!r} ({word[:30]!r} in row {row}"
-                       + (f"; {WORD_NOTES[kinds[name]]})" if kinds[name] in WORD_NOTES else ")")
-                       for name, word, row in found)
+                       + (f"; {WORD_NOTES[kind]})" if kind in WORD_NOTES else ")") for name, word, row, kind in found)
     fix = "leave those columns out of X"
-    few = [name for name in kinds if kinds[name] == "categories"]
+    few = [name for name, _, _, kind in found if kind == "categories"]
     if few:  # an ID, a date or free text is no category: only columns of a few different words are offered
         others = ", and leave the others out of X" if len(few) < len(found) else ""
         fix = (f"fit with categorical={list(estimator.categorical or ()) + few!r} to keep "
