@@ -203,7 +203,6 @@ class MixtureLogistic(DiscretizedLogistic):
         super().__init__(channels, components=5)
 
 
-
 class MixedTabular(Likelihood):
     """Table rows of numeric and categorical columns: the first `n_numeric` features under a Gaussian with a
     learned log-sigma each (as Gaussian), then one softmax per categorical column over its one-hot group of

@@ -4,7 +4,7 @@
     vae = vaekit.VAE(categorical=["city"]).fit(df)         # a DataFrame with a column of categories
     z = vae.transform(X)                 # latent means (N, latent_dim)
     vae.score_samples(X)                 # the kind's default anomaly score (higher = more typical; images
-                                         # reconstruction+standardised+knn, tables standardised, text elbo),
+                                         # reconstruction+standardised+knn, tables standardised, text elbo-per-token),
                                          # or score_method's
     vae.predict(X)                       # +1 typical / -1 anomalous, threshold from held-out data
     vae.save("runs/my-vae"); vaekit.VAE.load("runs/my-vae")
