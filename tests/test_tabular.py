@@ -98,9 +98,10 @@ def test_constant_columns_refused_or_dropped(tmp_path, capsys):
 
 @pytest.mark.parametrize("content,match", [
     ("", "is empty"),
-    ("a,b\n1,2\n3,\n4,5\n", "missing value"),
+    ("a,b\n1,2\n,\n4,5\n", "line 3 has no value in any feature column"),
     ("a,b\n1,2\n3,x\n4,5\n", "not a number"),
-    ("a,b\n1,2\n3,nan\n4,5\n", "NaN"),
+    ("a,b\n1,2\n3,inf\n4,5\n", "infinity"),
+    ("a,b\n1,\n3,\n4,NA\n", "no value on the training rows (every cell missing): b"),
     ("a,b\n1,2\n3\n4,5\n", "cells"),
 ])
 def test_bad_tables_fail_cleanly(tmp_path, capsys, content, match):
@@ -169,9 +170,9 @@ def test_word_columns_are_named_at_once_with_the_columns_that_train(tmp_path, ca
     (tmp_path / "new.csv").write_text("id,age,score\nQ1,old,0.5\nQ2,young,0.1\n")
     code, _, err = run_cli(capsys, "anomalies", tmp_path / "r", "--data", tmp_path / "new.csv")
     assert code == 2 and "line 2, column 'age' holds 'old', not a number" in err and "to train on" not in err
-    (tmp_path / "odd.csv").write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(5)) + "6,n/a\n")
+    (tmp_path / "odd.csv").write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(5)) + "6,none?\n")
     code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "odd.csv", "--out", tmp_path / "r2", *FAST)
-    assert code == 2 and "line 7, column 'b' holds 'n/a', not a number" in err
+    assert code == 2 and "line 7, column 'b' holds 'none?', not a number" in err
 
 
 def test_run_refuses_rows_that_do_not_fit(tmp_path, capsys):
@@ -181,8 +182,10 @@ def test_run_refuses_rows_that_do_not_fit(tmp_path, capsys):
     run = vaekit.load(out)
     with pytest.raises(VaekitError, match="rows of 3 features"):
         run.encode(np.ones((2, 5)))
-    with pytest.raises(VaekitError, match="NaN"):
-        run.score(np.array([[1.0, np.nan, 2.0]]))
+    with pytest.raises(VaekitError, match="infinity"):
+        run.score(np.array([[1.0, np.inf, 2.0]]))
+    with pytest.raises(VaekitError, match="row 1 has no value"):
+        run.score(np.array([[1.0, np.nan, 2.0], [np.nan] * 3]))
     (out / "standardize.json").write_text(json.dumps({"columns": ["a"], "mean": [0.0], "std": [1.0]}))
     with pytest.raises(VaekitError, match="do not belong together"):
         vaekit.load(out)
@@ -258,7 +261,7 @@ def test_categorical_columns_train_sample_and_score(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content,args,match", [
-    ("k,v\na,1\n,2\nb,3\n", ["--categorical", "k"], "is empty (a missing value)"),
+    ("k,v\n,1\n?,2\nNA,3\n", ["--categorical", "k"], "column 'k' has no values: every cell is missing"),
     ("k,v\na,1\nb,2\na,3\n", ["--categorical", "k", "--label", "k"], "a column can be one or the other"),
     ("k,v\na,1\nb,2\na,3\n", ["--categorical", "nope"], "has no column 'nope'"),
 ])

@@ -151,9 +151,12 @@ def reconstruction_error(model, x: Tensor) -> Tensor:
 
 
 def error_of(x: Tensor, r: Tensor) -> Tensor:
-    """(B,) reconstruction_error of fp32 inputs x given their fp32 reconstructions r (the same shape)."""
+    """(B,) reconstruction_error of fp32 inputs x given their fp32 reconstructions r (the same shape). A table's
+    missing cells (NaN) count as the row's mean squared residual over its observed cells, so a row with gaps
+    is neither favoured nor penalised for them."""
     if x.dim() != 4:
-        return (r - x).pow(2).flatten(1).sum(1)
+        squared = (r - x).pow(2).flatten(1)  # (B, F), NaN where x is missing
+        return squared.nanmean(1) * squared.shape[1]
     sigma = BLUR_SIGMA * min(x.shape[-2:]) / 28  # the same share of the image as 1 pixel of MNIST's 28
     r, x = blur(r, sigma), blur(x, sigma)
     energy = x.pow(2).flatten(1).sum(1).clamp_min(1e-6 * x[0].numel())
@@ -244,11 +247,12 @@ class Reference:
         return np.sqrt(np.maximum(np.einsum("nd,de,ne->n", d, self.code_precision, d), 0))
 
     def standardised(self, squared: Tensor) -> np.ndarray:
-        """(N,) sum over features of squared residuals (N, F) / the feature's training mean."""
+        """(N,) sum over features of squared residuals (N, F) / the feature's training mean. A missing cell
+        (NaN, tables) counts as 1, the training rows' mean of that ratio: neither typical nor unusual."""
         if self.feature_var is None:
             raise VaekitError("this reference set has no reconstruction residuals (a text run)")
         floor = VARIANCE_FLOOR * self.feature_var.mean()
-        return (squared / self.feature_var.clamp_min(floor)).sum(1).double().numpy()
+        return (squared / self.feature_var.clamp_min(floor)).nan_to_num(1.0).sum(1).double().numpy()
 
     def distances(self, model, x: Tensor, names) -> dict[str, np.ndarray]:
         """The named distances (higher = less typical) of model-ready x, codes computed once, and
@@ -313,8 +317,9 @@ def build_reference(model, x: Tensor, seed: int = 0) -> Reference:
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:REFERENCE_MAX].to(x.device)]
     if not modalities.of_model(model).has_reconstruction:
         return Reference(codes(model, x), None)
-    errs, squared = errors_and_residuals(model, x)  # (N,), (N, F)
-    reference = Reference(codes(model, x), errs, squared.mean(0))
+    errs, squared = errors_and_residuals(model, x)  # (N,), (N, F), NaN where a table's cell is missing
+    feature_var = squared.nanmean(0)  # (F,) over each feature's observed cells
+    reference = Reference(codes(model, x), errs, feature_var.nan_to_num(float(feature_var.nanmean())))
     reference.fit_standardised(squared)
     return reference
 

@@ -139,6 +139,16 @@ class Run:
         """Each input decoded from its posterior mean."""
         return self.modality.reconstruct(self, self.prepare(x), *args, **options)
 
+    def impute(self, x, k: int = 100, seed: int | None = 0):
+        """Rows x (N, F) of a tabular run with each missing cell (NaN) filled by its expected value given the
+        row's observed cells (vaekit.imputation: k importance samples from the encoder's posterior; MIWAE,
+        Mattei & Frellsen 2019), in raw units, kept to the training range and rounded in whole-number
+        columns; a categorical cell as its likeliest category's code. Observed cells are returned as given."""
+        k = check_count("k (importance samples)", k, 1, 100_000)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return self.modality.impute(self, x, k)
+
     def vary(self, x, n: int = 5, spread: float | None = None, *args, seed: int | None = None, **options):
         """n variations of one input `x` (a sentence, an image, a row): codes drawn from its posterior
         with the standard deviation scaled by `spread` (0 = the posterior mean every time), each made

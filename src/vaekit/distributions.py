@@ -107,6 +107,9 @@ class Gaussian(Likelihood):
     """Continuous data: N(x; params, sigma^2) with one learned log-sigma per channel.
 
     `channels` is dim 1 of x (image channels, or 1 for tabular features sharing a scale).
+    NaN in x marks a missing value (tables): its term is left out, which is its exact marginal under a
+    factorised likelihood (the HI-VAE's and MIWAE's masked likelihood: Nazabal et al. 2020, Mattei &
+    Frellsen 2019).
     """
 
     def __init__(self, channels: int = 1, min_log_scale: float = -7.0):
@@ -117,8 +120,11 @@ class Gaussian(Likelihood):
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)
         log_scale = self.log_scale.clamp(min=self.min_log_scale).view(shape)  # (1, C, 1, 1)
-        z = (x.float() - params.float()) * torch.exp(-log_scale)
-        return (-0.5 * (LOG_2PI + z.pow(2)) - log_scale).flatten(1).sum(1)
+        x, params = x.float(), params.float()
+        missing = torch.isnan(x)  # (B, ...)
+        z = (torch.where(missing, params, x) - params) * torch.exp(-log_scale)
+        terms = -0.5 * (LOG_2PI + z.pow(2)) - log_scale  # (B, ...)
+        return terms.masked_fill(missing, 0.0).flatten(1).sum(1)
 
     def mean(self, params: Tensor) -> Tensor:
         return params.float()
@@ -208,7 +214,8 @@ class MixedTabular(Likelihood):
     learned log-sigma each (as Gaussian), then one softmax per categorical column over its one-hot group of
     `groups[g]` features (the HI-VAE's heterogeneous likelihood, Nazabal et al. 2020). params: (B, F) with
     F = n_numeric + sum(groups): means, then each group's logits. log p sums the Gaussian densities and the
-    categories' log-probabilities (a density in the numeric features, a mass in the categorical ones)."""
+    categories' log-probabilities (a density in the numeric features, a mass in the categorical ones). A missing
+    value (NaN: a numeric feature, or a categorical column's whole group) is left out, as in Gaussian."""
 
     def __init__(self, n_numeric: int, groups: tuple[int, ...]):
         super().__init__()
@@ -222,7 +229,7 @@ class MixedTabular(Likelihood):
         (mean, logits), (num, onehot) = self._split(params.float()), self._split(x.float())
         out = self.gaussian.log_prob(mean, num) if self.n_numeric else params.new_zeros(len(x), dtype=torch.float)
         for lg, oh in zip(logits, onehot):
-            out = out + (torch.log_softmax(lg, 1) * oh).sum(1)
+            out = out + (torch.log_softmax(lg, 1) * oh.nan_to_num(0.0)).sum(1)  # a missing group: all 0
         return out
 
     def mean(self, params: Tensor) -> Tensor:

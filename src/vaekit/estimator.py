@@ -240,6 +240,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         return self.run_.modality.estimator_outputs(self, self.run_.decode(check_array(X, dtype=np.float32)))
 
+    def impute(self, X, k: int = 100, random_state: int | None = 0):
+        """X (tables) with each missing cell (NaN or None) filled by its expected value given the row's other
+        cells, from k importance samples (MIWAE's estimate; vaekit.imputation); observed cells as given.
+        Categorical columns come back by the categories' names, as from inverse_transform."""
+        check_is_fitted(self)
+        return self.run_.modality.estimator_outputs(
+            self, self.run_.impute(self._inputs(X, reset=False), k=k, seed=random_state))
+
     def score_samples(self, X) -> np.ndarray:
         """Per-example score as score_method says (higher = more typical): a log-likelihood estimate
         in nats for "elbo" and "iw"."""

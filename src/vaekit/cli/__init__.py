@@ -17,6 +17,7 @@ from . import (
     evaluate,
     explore,
     export,
+    impute,
     info,
     interpolate,
     manifold,
@@ -32,7 +33,7 @@ from . import (
 from .common import run_is_main
 
 # In the order `vaekit --help` lists them.
-VERBS = (train, resume, refine, info, summary, sample, reconstruct, vary, embed, anomalies, interpolate, export,
+VERBS = (train, resume, refine, info, summary, sample, reconstruct, impute, vary, embed, anomalies, interpolate, export,
          compress, decompress, manifold, evaluate, compare, explore, raters)
 
 

@@ -2,8 +2,12 @@
 
 `read_table` gives a `Table` (the cells as read, header names when there are any); `feature_matrix`
 picks the feature columns and turns them into float64, refusing what a model cannot learn from with
-a message naming the line and column: empty cells (missing values), words, NaN and infinity.
-vaekit does not impute: a missing value filled in silently would be scored as if it were observed.
+a message naming the line and column: words in numeric columns and infinity.
+
+A missing cell (empty, or one of pandas' markers such as NA, NaN, null, and "?") is read as NaN, in numeric
+and categorical columns alike. vaekit never fills one in before training: the likelihood leaves it out (it is
+marginalised, as the HI-VAE and MIWAE do: Nazabal et al. 2020, Mattei & Frellsen 2019), and `vaekit impute`
+fills it afterwards from the trained model.
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ NAMED_TABLES = {"wine": "load_wine", "breast-cancer": "load_breast_cancer", "iri
 _X_KEYS = ("x", "X", "data", "features", "arr_0")
 _Y_KEYS = ("y", "labels", "target")
 MAX_FIELD = 1 << 20  # characters in one CSV cell
+# Cells read as missing values: pandas' default na_values, and "?" (the UCI repository's marker).
+MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "?"})
 
 
 @dataclass
@@ -174,9 +181,9 @@ MAX_CATEGORIES = 1000  # a column of more distinct words is an ID or free text, 
 def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str | None = None,
                    categories: dict | None = None, training: bool = True) -> tuple[np.ndarray, list[str]]:
     """(N, F) float64 features and their names: `columns` (names or indices), else every column
-    but `exclude` (the label). Empty cells, words, NaN and infinity are refused with their place.
+    but `exclude` (the label). A missing cell is NaN; words and infinity are refused with their place.
     categories: categorical column names -> their known categories; those columns hold each cell's code
-    (its place in the categories, or K for one not among them). training: columns of words are named all at
+    (its place in the categories, K for one not among them, NaN for a missing cell). training: columns of words are named all at
     once with the options that train (a run reading new rows names the first bad cell instead)."""
     categories = categories or {}
     names = table.column_names
@@ -196,23 +203,26 @@ def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str 
     for j, i in enumerate(index):
         known = categories.get(names[i])
         x[:, j] = _numeric_column(table, i) if known is None else _category_codes(table, i, known)
+    empty = np.isnan(x).all(1)
+    if empty.any():
+        bad = int(np.argmax(empty))
+        raise VaekitError(f"{table.source} line {table.first_line + bad} has no value in any feature column (every "
+                          "cell missing): drop that row")
     return x, [names[i] for i in index]
 
 
-def _filled_cells(table: Table, i: int) -> np.ndarray:
-    """Column i's cells, stripped; an empty one (a missing value) is refused with its place."""
-    cells = np.char.strip(table.cells[:, i].astype(str))
-    if (cells == "").any():
-        bad = int(np.argmax(cells == ""))
-        raise VaekitError(f"{table.source} line {table.first_line + bad}, column {table.column_names[i]!r} is empty "
-                          "(a missing value); vaekit does not fill in missing values: fix or drop those rows")
-    return cells
+def _category_cells(table: Table, i: int) -> list[str | None]:
+    """Column i's cells, stripped; None for a missing one (MISSING, or None/NaN in a table in memory)."""
+    return [None if v is None or _is_missing(v) or str(v).strip() in MISSING else str(v).strip()
+            for v in table.cells[:, i].tolist()]
 
 
 def table_categories(table: Table, column: str) -> tuple[str, ...]:
-    """The sorted distinct cells of a categorical column (numbers or words); empty cells are refused."""
+    """The sorted distinct cells of a categorical column (numbers or words), missing cells left out."""
     i = column_index(table, column)
-    found = tuple(sorted(set(_filled_cells(table, i).tolist())))
+    found = tuple(sorted({c for c in _category_cells(table, i) if c is not None}))
+    if not found:
+        raise VaekitError(f"column {table.column_names[i]!r} has no values: every cell is missing")
     if len(found) > MAX_CATEGORIES:
         raise VaekitError(f"column {table.column_names[i]!r} has {len(found)} different values, more than "
                           f"{MAX_CATEGORIES} categories: an ID or free text, not a category; leave it out with "
@@ -221,9 +231,11 @@ def table_categories(table: Table, column: str) -> tuple[str, ...]:
 
 
 def _category_codes(table: Table, i: int, known: tuple[str, ...]) -> np.ndarray:
-    """(N,) codes of column i's cells among `known`; len(known) for a category not among them."""
+    """(N,) codes of column i's cells among `known`; len(known) for a category not among them, NaN for a
+    missing cell."""
     lookup = {c: k for k, c in enumerate(known)}
-    return np.array([lookup.get(c, len(known)) for c in _filled_cells(table, i).tolist()], np.float64)
+    return np.array([np.nan if c is None else lookup.get(c, len(known)) for c in _category_cells(table, i)],
+                    np.float64)
 
 
 # A calendar date (2024-03-01, 2024/03/01, 01/03/2024, 1.3.2024), with a time of day or not.
@@ -238,7 +250,7 @@ WORD_NOTES = {"date": "dates: write them as numbers, such as the year or the day
 def word_kind(cells) -> str:
     """What a column of words (its cells as strings, "" for a missing one) most likely is: "date", "id" (all
     different, at least 10), "categories" (at most 50 different: --categorical takes it) or "words"."""
-    filled = [c for c in cells if c]
+    filled = [c for c in cells if c not in MISSING]
     if filled and all(_DATE.match(c) for c in filled):
         return "date"
     distinct = len(set(filled))
@@ -256,8 +268,8 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
         return
     for i in index:
         column = np.char.strip(table.cells[:, i].astype(str))
-        is_word = np.array([c != "" and not _is_number(c) for c in column], bool)
-        if is_word.sum() > (column != "").sum() / 2:  # a few odd cells in a numeric column: the per-cell message
+        is_word = np.array([c not in MISSING and not _is_number(c) for c in column], bool)
+        if is_word.sum() > sum(c not in MISSING for c in column) / 2:  # a few odd cells in a numeric column: the per-cell message
             words.append((i, column, int(np.argmax(is_word))))
     if not words:
         return
@@ -284,28 +296,36 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
 
 
 def _numeric_column(table: Table, i: int) -> np.ndarray:
+    """(N,) float64 values of column i, NaN for a missing cell; a word or infinity is refused with its place."""
     column, name = table.cells[:, i], table.column_names[i]
     if column.dtype.kind == "f":
         values = column
     else:
         try:
-            values = column.astype(np.float64)
-        except ValueError:
-            bad = next(r for r, c in enumerate(column) if not _is_number(c))
-            cell = column[bad].strip()
-            what = "is empty (a missing value)" if not cell else f"holds {cell[:40]!r}, not a number"
+            values = column.astype(np.float64)  # every cell a number (or "nan"): the fast path
+        except (TypeError, ValueError):
+            values = None
+        cells = [] if values is not None else [
+            None if v is None or _is_missing(v) or str(v).strip() in MISSING else v for v in column.tolist()]
+        try:
+            values = values if values is not None else np.array([np.nan if v is None else float(v) for v in cells],
+                                                               np.float64)
+        except (TypeError, ValueError):
+            bad = next(r for r, c in enumerate(cells) if c is not None and not _is_number(str(c)))
+            cell = str(column[bad]).strip()
             # One column whose name and cells hold ; or tabs: the file is split on another character.
             other = next((d for d in (";", "\t", "|") if d in name and d in cell), None)
             hint = (f" (every row is one cell: is the file separated by {other!r}? Then pass --delimiter "
                     f"{other!r})" if other and table.cells.shape[1] == 1 else "")
-            raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} {what}{hint}; "
-                              "vaekit does not fill in missing values: fix or drop those rows, or leave the column "
-                              "out with --columns (or name it in --categorical if it holds categories)") from None
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = int(np.argmin(finite))
-        raise VaekitError(f"{table.source} row {table.first_line + bad}, column {name!r} is {values[bad]} "
-                          "(NaN or infinity); vaekit refuses non-finite values: fix or drop those rows")
+            raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} holds {cell[:40]!r}, "
+                              f"not a number{hint}; fix or drop those rows, or leave the column out with --columns "
+                              "(or name it in --categorical if it holds categories)") from None
+    infinite = np.isinf(values)
+    if infinite.any():
+        bad = int(np.argmax(infinite))
+        raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} is {values[bad]} "
+                          "(infinity); vaekit refuses infinite values: fix or drop those rows (a missing value "
+                          "can be an empty cell)")
     return values
 
 
@@ -346,7 +366,7 @@ def select_for_run(table: Table, names: list[str], categories: dict | None = Non
 def memory_table(X, names: list[str] | None = None) -> Table:
     """A table in memory, a pandas DataFrame or a 2-D array, as a Table (source "X", rows counted from 0) that
     feature_matrix reads as it reads a CSV file: the cells as Python objects, a missing one (None, NaN, pandas'
-    NA) as None (`missing_cell` finds it). names: the columns' names (default: their 0-based indices)."""
+    NA) as None. names: the columns' names (default: their 0-based indices)."""
     if hasattr(X, "isna") and hasattr(X, "to_numpy"):  # a DataFrame: its own idea of a missing cell
         cells = X.to_numpy(dtype=object)
         cells[X.isna().to_numpy()] = None
@@ -366,12 +386,6 @@ def _is_missing(v) -> bool:
     return v is None or (isinstance(v, (float, np.floating)) and bool(np.isnan(v)))
 
 
-def missing_cell(table: Table) -> tuple[int, int] | None:
-    """(row, column) of a memory_table's first missing cell, or None."""
-    rows, columns = np.nonzero(np.vectorize(lambda v: v is None, otypes=[bool])(table.cells))
-    return None if not len(rows) else (int(rows[0]), int(columns[0]))
-
-
 def word_columns(table: Table, skip: set[str] = frozenset()) -> list[tuple[str, str, int, str]]:
     """(name, the first word, its row, word_kind) of each column of a memory_table but `skip` that holds a word:
     a string that is not a number (a missing cell is none; other objects are left to the readers)."""
@@ -379,9 +393,9 @@ def word_columns(table: Table, skip: set[str] = frozenset()) -> list[tuple[str, 
     for i, name in enumerate(table.column_names):
         if name in skip:
             continue
-        is_word = [isinstance(v, str) and not _is_number(v) for v in table.cells[:, i]]
+        is_word = [isinstance(v, str) and v.strip() not in MISSING and not _is_number(v) for v in table.cells[:, i]]
         if any(is_word):
             row = is_word.index(True)
-            kind = word_kind(["" if v is None else str(v).strip() for v in table.cells[:, i]])
+            kind = word_kind(["" if v is None else str(v).strip() for v in table.cells[:, i]])  # "": missing
             found.append((name, str(table.cells[row, i]), row, kind))
     return found

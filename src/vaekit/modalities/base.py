@@ -182,6 +182,11 @@ class Modality:
                               f"({', '.join(options)})")
         return self.outputs(run, run.batched(run.model.reconstruct, x))
 
+    def impute(self, run, x, k: int):
+        """Inputs x with their missing values filled in from the model (tables, where a cell can be missing)."""
+        raise VaekitError(f"{self.article} {self.name} run has no missing values to fill in: imputation is for "
+                          "tables (a tabular run)")
+
     def vary_defaults(self) -> dict:
         """Run.vary's settings when not given: the spread and the options `vary` takes."""
         return {"spread": 1.0}

@@ -8,8 +8,12 @@ Columns named in `categorical` (`--categorical`) hold categories: read as codes 
 after the numeric features in the model's rows (Standardizer.apply), each under a softmax
 (distributions.MixedTabular).
 
-Refused with a clear message, never repaired silently: missing (empty) cells, words in other feature
-columns, NaN/infinity, ragged rows, empty files, and columns that are constant on the training
+Missing cells (empty, NA, NaN, ...; None/NaN in memory) are NaN in the raw and the model's rows: the likelihood
+leaves them out and the encoder reads them as 0, the training mean (HI-VAE: Nazabal et al. 2020); nothing is
+filled in before training. `vaekit impute` fills them from the trained model (MIWAE's importance-weighted
+imputation, Mattei & Frellsen 2019).
+
+Refused with a clear message, never repaired silently: words in other feature columns, infinity, ragged rows, empty files, and columns that are constant on the training
 split (they carry no information and cannot be standardised). `drop_constant=True`
 (`--drop-constant`) leaves constant columns out instead; the run records which columns it uses.
 """
@@ -110,11 +114,19 @@ class Standardizer:
     @classmethod
     def fit(cls, x: np.ndarray, columns: list[str], drop_constant: bool = False, label=None, classes=None,
             categories: dict | None = None):
-        """Fit on training rows x (N, F); returns the scaler and the kept column positions. categories: the
-        categorical columns' names -> their categories (their cells in x are codes), kept as they are."""
+        """Fit on training rows x (N, F), NaN where a cell is missing (each statistic over a column's observed
+        cells); returns the scaler and the kept column positions. categories: the categorical columns' names ->
+        their categories (their cells in x are codes), kept as they are."""
         categories = categories or {}
-        std = x.std(0)
-        constant = std <= 1e-12 * np.maximum(1.0, np.abs(x.mean(0)))
+        observed = ~np.isnan(x)  # (N, F)
+        empty = ~observed.any(0)
+        if empty.any():
+            names = [c for c, k in zip(columns, empty) if k]
+            raise VaekitError(f"column(s) with no value on the training rows (every cell missing): "
+                              f"{', '.join(names[:10])}; leave them out with --columns")
+        with np.errstate(invalid="ignore"):
+            mean, std = np.nanmean(x, 0), np.nanstd(x, 0)
+        constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
         if constant.all() or (constant.any() and not drop_constant):
             names = [c for c, k in zip(columns, constant) if k]
             raise VaekitError(f"column(s) constant on the training rows: {', '.join(names[:10])}"
@@ -123,23 +135,29 @@ class Standardizer:
         keep = np.flatnonzero(~constant)
         kept = x[:, keep]
         cats = [categories.get(columns[i]) for i in keep]
-        mean = [0.0 if c is not None else float(v) for c, v in zip(cats, x.mean(0)[keep])]  # codes: not scaled
+        shift = [0.0 if c is not None else float(v) for c, v in zip(cats, mean[keep])]  # codes: not scaled
         scale = [1.0 if c is not None else float(v) for c, v in zip(cats, std[keep])]
-        return cls(tuple(columns[i] for i in keep), tuple(mean), tuple(scale), label,
+        whole = [bool((k[~np.isnan(k)] == np.round(k[~np.isnan(k)])).all()) for k in kept.T]
+        return cls(tuple(columns[i] for i in keep), tuple(shift), tuple(scale), label,
                    None if classes is None else tuple(classes),
-                   None if len(keep) == len(columns) else tuple(columns), tuple(map(float, kept.min(0))),
-                   tuple(map(float, kept.max(0))), tuple(bool(v) for v in (kept == np.round(kept)).all(0)),
+                   None if len(keep) == len(columns) else tuple(columns), tuple(map(float, np.nanmin(kept, 0))),
+                   tuple(map(float, np.nanmax(kept, 0))), tuple(whole),
                    tuple(None if c is None else tuple(c) for c in cats) if categories else None), keep
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """Raw (N, F) -> the model's rows, float32: numeric columns standardised, then categorical ones one-hot."""
+        """Raw (N, F) -> the model's rows, float32: numeric columns standardised, then categorical ones one-hot.
+        A missing cell (NaN) stays NaN: a numeric one as itself, a categorical one as its whole one-hot group
+        (the likelihood leaves NaN out; the encoder reads it as 0)."""
         scaled = ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
         if not self.categorical:
             return scaled
         parts = [scaled[:, self.numeric]]
         for j, width in zip(self.categorical, self.groups):
-            codes = np.clip(np.round(x[:, j]), 0, width - 1).astype(np.int64)  # (N,); width - 1: any other
-            parts.append(np.eye(width, dtype=np.float32)[codes])
+            missing = np.isnan(x[:, j])  # (N,)
+            codes = np.clip(np.round(np.nan_to_num(x[:, j])), 0, width - 1).astype(np.int64)  # width - 1: any other
+            onehot = np.eye(width, dtype=np.float32)[codes]  # (N, width)
+            onehot[missing] = np.nan
+            parts.append(onehot)
         return np.concatenate(parts, 1)
 
     def invert(self, x: np.ndarray) -> np.ndarray:
@@ -317,11 +335,15 @@ def training_arrays(train: TensorData, val: TensorData, config: TabularDataConfi
     n_cat = len(scaler.categorical)
     what = (f"{len(keep)} standardised features" if not n_cat else
             f"{len(keep) - n_cat} standardised and {n_cat} categorical features ({scaler.width} model inputs)")
+    missing = int(np.isnan(train.x.numpy()[:, keep]).sum() + np.isnan(val.x.numpy()[:, keep]).sum())
+    cells = (len(train) + len(val)) * len(keep)
     return TrainingData(standardise(train), standardise(val),
                         {"n_features": scaler.width, **({"categories": scaler.groups} if n_cat else {})},
                         {SCALER: (json.dumps(scaler.to_json()) + "\n").encode()},
                         f"{len(train)} training and {len(val)} validation rows of {what}"
-                        + (f" ({dropped} constant column(s) left out)" if dropped else ""))
+                        + (f" ({dropped} constant column(s) left out)" if dropped else "")
+                        + (f"; {missing} cell(s) missing ({100 * missing / cells:.1f} %), left out of the likelihood, "
+                           "not filled in" if missing else ""))
 
 
 class TabularModality(ArrayModality):
@@ -375,9 +397,12 @@ class TabularModality(ArrayModality):
             raise VaekitError(f"features must be numbers, not dtype {x.dtype}")
         if len(x) == 0:
             raise VaekitError("no rows given")
-        if not np.isfinite(x).all():
-            row = int(np.argmin(np.isfinite(x).all(1)))
-            raise VaekitError(f"row {row} holds NaN or infinity; vaekit refuses non-finite values")
+        if np.isinf(x).any():
+            row = int(np.argmax(np.isinf(x).any(1)))
+            raise VaekitError(f"row {row} holds infinity; vaekit refuses infinite values (NaN marks a missing value)")
+        if np.isnan(x).all(1).any():
+            row = int(np.argmax(np.isnan(x).all(1)))
+            raise VaekitError(f"row {row} has no value (every cell NaN, missing)")
         return torch.from_numpy(run.scaler.apply(run.scaler.select(x.astype(np.float64)))).to(run.device)
 
     def outputs(self, run, decoded: np.ndarray) -> np.ndarray:
@@ -394,6 +419,54 @@ class TabularModality(ArrayModality):
         if options:
             raise VaekitError(f"a tabular run samples rows; it takes no options ({', '.join(options)})")
         return run.scaler.like_training(self.outputs(run, run.batched(run.model.decode_draw, z)))
+
+    def impute(self, run, x, k: int):
+        """Raw rows x (N, F) with each missing cell (NaN) filled by its conditional mean given the row's observed
+        cells (imputation.conditional_mean, k importance samples), kept to the training range and rounded where
+        the training column held whole numbers; a categorical cell becomes its likeliest known category (its
+        code). Observed cells come back exactly as given; so does a column the run left out as constant."""
+        from ..imputation import conditional_mean
+
+        x = np.array(x, dtype=np.float64, ndmin=2)
+        filled = run.batched(lambda b: conditional_mean(run.model, b, k), run.prepare(x))  # (N, width)
+        kept = run.scaler.like_training(run.scaler.invert(filled))  # (N, kept columns), raw units
+        out = x.copy()
+        if out.shape[1] == len(run.scaler.columns):
+            out = np.where(np.isnan(x), kept, x)
+        else:
+            keep = [run.columns.index(c) for c in run.scaler.columns]
+            out[:, keep] = np.where(np.isnan(x[:, keep]), kept, x[:, keep])
+        return out
+
+    def write_imputed(self, run, source: str, inputs: Inputs, filled: np.ndarray, dest: Destination) -> Path:
+        """The table of `source` with its missing feature cells filled (`filled`: the features in run.columns),
+        every other cell and column (label, ID, columns the run does not use) as it was, as imputed.csv.
+        A table without a header, or an array file, is written as its features alone."""
+        import csv
+        import io
+
+        from ..data.tabular import column_index, read_table
+        from ..runs import atomic_write
+
+        table = read_table(source, run.data_config.delimiter)
+        named = run.scaler.names_of(filled)  # categories by name
+        text = [[v if isinstance(v, str) else f"{v:.6g}" for v in row] for row in named]
+        if table.names is not None and table.cells.dtype.kind not in "fiu":
+            cells = table.cells.astype(object)
+            for j, name in enumerate(run.columns):
+                i = column_index(table, name)
+                gap = np.isnan(inputs.x[:, j])
+                cells[gap, i] = np.array([row[j] for row in text], dtype=object)[gap]
+            header, body = table.names, cells.tolist()
+        else:
+            header, body = run.columns, text
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(body)
+        out = dest.path(run.path / "imputed.csv")
+        atomic_write(out, buffer.getvalue().encode())
+        return out
 
     def eval_data(self, run, source: str, limit: int | None, seed: int):
         data = self.read_inputs(run, source, limit)  # (N, F) in the run's columns, raw units
@@ -439,6 +512,7 @@ class TabularModality(ArrayModality):
 
     def estimator_tags(self, tags) -> None:
         tags.input_tags.two_d_array = True
+        tags.input_tags.allow_nan = True  # a missing value, left out of the likelihood
 
     def estimator_inputs(self, estimator, X, reset: bool):
         """Raw rows (N, F) float64. A table of numbers as scikit-learn's validate_data reads it; with categorical
@@ -456,7 +530,8 @@ class TabularModality(ArrayModality):
         if not categorical:
             if not _all_numbers(X):  # strings: name every column of words at once, before scikit-learn's message
                 _refuse_words(estimator, memory_table(X, [str(c) for c in getattr(X, "columns", ())] or None), set())
-            return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+            return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1,
+                                 ensure_all_finite="allow-nan")  # NaN: a missing value
         validate_data(estimator, X, reset=reset, skip_check_array=True)  # only the feature names and their count
         if reset:  # the columns' names as scikit-learn keeps them (a DataFrame's), else their 0-based indices
             table = memory_table(X, [str(c) for c in getattr(estimator, "feature_names_in_", ())] or None)
@@ -464,7 +539,6 @@ class TabularModality(ArrayModality):
         else:
             table = memory_table(X, estimator.run_.columns)  # the fitted columns, as validate_data has checked
         _refuse_words(estimator, table, set(categorical))
-        _refuse_missing(table)
         if reset:
             categories = estimator.categories_ = {c: table_categories(table, c) for c in categorical}
         return feature_matrix(table, categories=categories, training=False)[0]
@@ -527,16 +601,6 @@ def _refuse_words(estimator, table, categorical: set[str]) -> None:
                + ", ".join(map(repr, few)) + f" as categories{others}")
     raise VaekitError(f"X has {len(found)} column(s) of words, not numbers: {listed}; words are features only as "
                       f"categories: {fix}")
-
-
-def _refuse_missing(table) -> None:
-    from ..data.tabular import missing_cell
-
-    where = missing_cell(table)
-    if where is not None:
-        row, column = where
-        raise VaekitError(f"X row {row}, column {table.column_names[column]!r} is missing (None or NaN); vaekit does "
-                          "not fill in missing values: fix or drop those rows")
 
 
 TABULAR = TabularModality()

@@ -70,7 +70,9 @@ class MLPVAE(VAE):
             else Gaussian(f)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
-        h = self.encoder(x.float())  # (B, h_last)
+        # A missing cell (NaN) reads as 0: the training mean of a standardised feature, no category of a one-hot
+        # group (the HI-VAE's zero-filled encoder input, Nazabal et al. 2020).
+        h = self.encoder(x.float().nan_to_num(0.0))  # (B, h_last)
         return DiagonalGaussian(self.to_mean(h), self.to_log_var(h))  # (B, D) each
 
     def decode(self, z: Tensor) -> Tensor:

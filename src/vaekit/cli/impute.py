@@ -1,0 +1,29 @@
+"""`vaekit impute RUN --data TABLE`: the table with its missing cells filled in from a tabular run."""
+from __future__ import annotations
+
+from .common import destination, load_run
+from .options import add_compute_options, add_run_verb, whole
+
+
+def register(subparsers):
+    parser = add_run_verb(subparsers, "impute", "a table's missing cells filled in from a tabular run (each by its "
+                          "expected value given the row's other cells)",
+                          out_help="output CSV file (default: RUN/imputed.csv)")
+    parser.add_argument("-k", "--samples", type=whole(1, 100_000), default=100,
+                        help="importance samples per row (MIWAE's estimate; more: steadier, slower)")
+    parser.add_argument("--seed", type=int, default=0, help="the samples' seed (the same seed, the same table)")
+    add_compute_options(parser)
+    return parser
+
+
+def run(args) -> None:
+    import numpy as np
+
+    loaded = load_run(args)
+    inputs = loaded.read(args.data)
+    gaps = np.isnan(inputs.x)
+    filled = loaded.impute(inputs.x, k=args.samples, seed=args.seed)
+    out = loaded.modality.write_imputed(loaded, args.data, inputs, filled, destination(args))
+    left = int(np.isnan(filled).sum())
+    print(f"filled {int(gaps.sum()) - left} missing cell(s) in {int(gaps.any(1).sum())} of {len(gaps)} rows; "
+          f"wrote {out}" + (f" ({left} left empty in column(s) the run does not model)" if left else ""))
