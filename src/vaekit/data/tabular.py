@@ -183,8 +183,8 @@ def feature_matrix(table: Table, columns: list[str] | None = None, exclude: str 
     """(N, F) float64 features and their names: `columns` (names or indices), else every column
     but `exclude` (the label). A missing cell is NaN; words and infinity are refused with their place.
     categories: categorical column names -> their known categories; those columns hold each cell's code
-    (its place in the categories, K for one not among them, NaN for a missing cell). training: columns of words are named all at
-    once with the options that train (a run reading new rows names the first bad cell instead)."""
+    (its place in the categories, K for one not among them, NaN for a missing cell). training: columns of words
+    are named all at once with the options that train (a run reading new rows names the first bad cell instead)."""
     categories = categories or {}
     names = table.column_names
     if columns:
@@ -269,7 +269,8 @@ def _refuse_word_columns(table: Table, index: list[int]) -> None:
     for i in index:
         column = np.char.strip(table.cells[:, i].astype(str))
         is_word = np.array([c not in MISSING and not _is_number(c) for c in column], bool)
-        if is_word.sum() > sum(c not in MISSING for c in column) / 2:  # a few odd cells in a numeric column: the per-cell message
+        # a few odd cells in a numeric column: the per-cell message
+        if is_word.sum() > sum(c not in MISSING for c in column) / 2:
             words.append((i, column, int(np.argmax(is_word))))
     if not words:
         return

@@ -13,9 +13,10 @@ leaves them out and the encoder reads them as 0, the training mean (HI-VAE: Naza
 filled in before training. `vaekit impute` fills them from the trained model (MIWAE's importance-weighted
 imputation, Mattei & Frellsen 2019).
 
-Refused with a clear message, never repaired silently: words in other feature columns, infinity, ragged rows, empty files, and columns that are constant on the training
-split (they carry no information and cannot be standardised). `drop_constant=True`
-(`--drop-constant`) leaves constant columns out instead; the run records which columns it uses.
+Refused with a clear message, never repaired silently: words in other feature columns, infinity, ragged rows,
+empty files, rows with no value, and columns that are constant (or empty) on the training split (they carry no
+information and cannot be standardised). `drop_constant=True` (`--drop-constant`) leaves constant columns out
+instead; the run records which columns it uses.
 """
 from __future__ import annotations
 
