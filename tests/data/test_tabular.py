@@ -91,3 +91,31 @@ def test_new_data_is_matched_to_the_run_columns(tmp_path):
     headerless = read_table(_csv(tmp_path, "1,2,3\n", "h.csv"))
     with pytest.raises(VaekitError, match="has 3 columns but the run takes 2"):
         select_for_run(headerless, ["a", "b"])
+
+
+def test_missing_cells_are_read_as_nan_in_numbers_and_categories(tmp_path):
+    """Empty cells and pandas' markers (NA, NaN, null, ...) and UCI's "?" are missing values, not words: a
+    column with a few of them is numeric, and a categorical column's missing cell is no category."""
+    from vaekit.data.tabular import table_categories
+
+    table = read_table(_csv(tmp_path, "a,b,c\n1,,red\nNA,2,?\n3,?,blue\nnan,4,\n5,null,red\n"))
+    x, names = feature_matrix(table, ["a", "b"])
+    assert np.isnan(x).tolist() == [[False, True], [True, False], [False, True], [True, False], [False, True]]
+    assert x[0, 0] == 1 and x[3, 1] == 4
+    assert table_categories(table, "c") == ("blue", "red")
+    x, _ = feature_matrix(table, ["b", "c"], categories={"c": ("blue", "red")})
+    assert np.isnan(x[:, 1]).tolist() == [False, True, False, True, False] and x[0, 1] == 1 and x[2, 1] == 0
+    with pytest.raises(VaekitError, match="line 3 has no value in any feature column"):  # "NA" and "?"
+        feature_matrix(table, ["a", "c"], categories={"c": ("blue", "red")})
+    # a column that is mostly missing markers is still numeric, not "a column of words"
+    table = read_table(_csv(tmp_path, "a,b\n" + "NA,1\n" * 5 + "2,3\n" + "1,NA\n"))
+    assert np.isnan(feature_matrix(table)[0]).sum() == 6
+
+
+def test_an_array_file_with_nan_has_missing_cells_and_infinity_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[1.0, np.nan], [2.0, 3.0]]))
+    x, _ = feature_matrix(read_table(str(tmp_path / "x.npy")))
+    assert np.isnan(x).sum() == 1 and x[1, 1] == 3
+    np.save(tmp_path / "x.npy", np.array([[1.0, np.inf], [2.0, 3.0]]))
+    with pytest.raises(VaekitError, match="infinity"):
+        feature_matrix(read_table(str(tmp_path / "x.npy")))
