@@ -141,7 +141,8 @@ def baseline_impute(method: str, gaps: np.ndarray, seed: int) -> np.ndarray:
         # can know), and its fills are mapped back to raw units.
         mu, sd = np.nanmean(gaps, 0), np.nanstd(gaps, 0)
         sd = np.where(sd > 0, sd, 1.0)
-        return KNNImputer(n_neighbors=5).fit_transform((gaps - mu) / sd) * sd + mu
+        filled = KNNImputer(n_neighbors=5).fit_transform((gaps - mu) / sd) * sd + mu
+        return np.where(np.isnan(gaps), filled, gaps)  # observed cells exactly as given, not round-tripped
     if method == "mice":
         return IterativeImputer(estimator=BayesianRidge(), max_iter=10, random_state=seed).fit_transform(gaps)
     if method == "missforest":
