@@ -217,7 +217,7 @@ def test_bad_input(image_run, tabular_run, text_run, capsys, tmp_path):
     rows = np.ones((4, 30))
     rows[2, 5] = np.inf
     np.save(tmp_path / "inf.npy", rows)
-    bad("anomalies", tabular_run, "--data", tmp_path / "inf.npy", "--out", tmp_path / "c", match="NaN or infinity")
+    bad("anomalies", tabular_run, "--data", tmp_path / "inf.npy", "--out", tmp_path / "c", match="is inf (infinity)")
     (tmp_path / "empty.txt").write_text("")
     bad("anomalies", text_run, "--data", tmp_path / "empty.txt", "--out", tmp_path / "d", match="empty")
     (tmp_path / "empty.csv").write_text("")

@@ -267,7 +267,8 @@ def evaluate(run, data: str, *, out=None, write: bool = True, overwrite: bool = 
     metrics = summarise(bounds, mi_terms)
     metrics.update(run.modality.eval_metrics(run, x, bounds, extra))
     if config.probes:
-        inputs = x.flatten(1).cpu().numpy() if run.modality.probe_inputs else None
+        # A table's missing cell (NaN) reads as 0, its column's training mean, as the encoder reads it.
+        inputs = np.nan_to_num(x.flatten(1).cpu().numpy(), nan=0.0) if run.modality.probe_inputs else None
         metrics.update(latent_probes(bounds["mean"].numpy(), labels, inputs, config.seed))
     definitions = DEFINITIONS
     if run.modality.makes_text and config.variations:

@@ -177,15 +177,15 @@ class Standardizer:
 
     def names_of(self, rows: np.ndarray) -> list[list]:
         """Raw rows (N, F) as cells (of the kept columns, or of every input column): categorical codes as their
-        categories' names ("(other)" for a category the training file lacked)."""
+        categories' names ("(other)" for a category the training file lacked; a missing cell stays NaN)."""
         rows = np.asarray(rows, dtype=np.float64)
         if not self.categories:
             return rows.tolist()
         named = dict(zip(self.columns, self.categories))
         names = self.columns if rows.shape[1] == len(self.columns) else self.input_names
         cats = [named.get(n) for n in names]
-        return [[v if c is None else (c[int(v)] if 0 <= v < len(c) else "(other)") for v, c in zip(row, cats)]
-                for row in rows]
+        return [[v if c is None or np.isnan(v) else (c[int(v)] if 0 <= v < len(c) else "(other)")
+                 for v, c in zip(row, cats)] for row in rows]
 
     def like_training(self, x: np.ndarray) -> np.ndarray:
         """Raw rows (N, F) kept to the training rows' range per column, and whole-number columns rounded, as
@@ -474,17 +474,21 @@ class TabularModality(ArrayModality):
         if len(data.x) < 2:
             raise VaekitError(f"{source} has {len(data.x)} row(s); evaluation needs at least 2")
         x = run.prepare(data.x).float().cpu()  # standardised with the training split's scaler, as in training
+        missing = int(np.isnan(data.x).sum())
         return x, data.y, {"settings": {"features": int(x.shape[1]),
-                                        "units": "nats per row of standardised features"}}
+                                        "units": "nats per row of standardised features",
+                                        **({"missing_cells": missing, "missing_note": "left out of the likelihood "
+                                            "(the bounds are of each row's observed cells); the trustworthiness "
+                                            "reads a missing cell as its column's mean"} if missing else {})}}
 
     def eval_metrics(self, run, x, bounds: dict, extra: dict) -> dict:
         # The model sees standardised rows; a density of raw rows differs by the Jacobian.
         return {"iw_nll_raw_units": float(bounds["iw_nll"].mean()) - run.log_density_shift}
 
     def run_page_items(self, run, outputs) -> list[dict]:
-        """Rows for the explorer, categorical columns by their categories' names."""
+        """Rows for the explorer, categorical columns by their categories' names, a missing cell as "(missing)"."""
         rows = np.asarray(outputs, dtype=np.float64)
-        return [{"row": [v if isinstance(v, str) else float(f"{v:.5g}") for v in row]}
+        return [{"row": [v if isinstance(v, str) else "(missing)" if np.isnan(v) else float(f"{v:.5g}") for v in row]}
                 for row in run.scaler.names_of(rows)]
 
     def write_samples(self, run, samples, dest: Destination) -> None:
