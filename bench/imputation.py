@@ -49,7 +49,8 @@ BASELINES = ("mean", "knn", "mice", "missforest")
 CANDIDATES = ("2", "4", "half")  # vaekit latent sizes: a number, or "half" (half the features, at least 2)
 DEFAULT = "vaekit-latent2"  # the tabular default now (MLPVAEConfig), which the rule keeps unless beaten
 MARGIN = 0.02  # how much lower a candidate's mean selection ratio must be to replace the default
-REGISTERED = {"rate": 0.2, "seeds": 3, "epochs": 50, "k": 100, "batch_size": 64, "candidates": list(CANDIDATES)}
+REGISTERED = {"rate": 0.2, "seeds": 3, "epochs": 50, "min_steps": 0, "k": 100, "batch_size": 64,
+              "candidates": list(CANDIDATES)}
 
 
 # ---- tables ------------------------------------------------------------------------------------------------------
@@ -106,7 +107,11 @@ def vaekit_impute(gaps: np.ndarray, latent: int, args, seed: int) -> tuple[np.nd
     import vaekit
     from vaekit.errors import VaekitError
 
-    options = dict(kind="tabular", latent_dim=latent, epochs=args.epochs, batch_size=64, random_state=seed)
+    epochs = args.epochs
+    if args.min_steps:  # the second rule's candidate (b): at least this many steps, never fewer epochs
+        steps_per_epoch = -(-round(0.8 * len(gaps)) // 64)  # the estimator trains on 80 % of the rows
+        epochs = max(epochs, -(-args.min_steps // steps_per_epoch))
+    options = dict(kind="tabular", latent_dim=latent, epochs=epochs, batch_size=64, random_state=seed)
     try:
         vae = vaekit.VAE(**options).fit(gaps)
         note = None
@@ -238,8 +243,8 @@ def rule(sets: dict, args) -> dict:
     """The pre-registered rule applied to the selection tables this run has."""
     done = [n for n in SELECTION_SETS if n in sets]
     candidates = [vaekit_name(s) for s in args.latent_dims]
-    settings = {"rate": args.rate, "seeds": args.seeds, "epochs": args.epochs, "k": args.k, "batch_size": 64,
-                "candidates": list(args.latent_dims)}
+    settings = {"rate": args.rate, "seeds": args.seeds, "epochs": args.epochs, "min_steps": args.min_steps,
+                "k": args.k, "batch_size": 64, "candidates": list(args.latent_dims)}
     out = {"default": DEFAULT, "margin": MARGIN, "selection_sets": done,
            "as_registered": settings == REGISTERED and done == list(SELECTION_SETS)}
     if not done:
@@ -265,6 +270,8 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=0.2, help="probability that a cell is removed (MCAR)")
     p.add_argument("--seeds", type=int, default=3, help="masks (and vaekit / baseline seeds) 0 .. SEEDS-1")
     p.add_argument("--epochs", type=int, default=50, help="vaekit training epochs")
+    p.add_argument("--min-steps", type=int, default=0,
+                   help="train vaekit for at least this many optimiser steps (more epochs on a small table; 0: off)")
     p.add_argument("--k", type=int, default=100, help="vaekit's importance samples per imputed row")
     p.add_argument("--latent-dims", nargs="+", default=list(CANDIDATES),
                    help="vaekit's candidate latent sizes: numbers, or 'half' (half the features, at least 2)")

@@ -535,8 +535,10 @@ class TabularModality(ArrayModality):
         if not categorical:
             if not _all_numbers(X):  # strings: name every column of words at once, before scikit-learn's message
                 _refuse_words(estimator, memory_table(X, [str(c) for c in getattr(X, "columns", ())] or None), set())
-            return validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1,
-                                 ensure_all_finite="allow-nan")  # NaN: a missing value
+            x = validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1,
+                              ensure_all_finite="allow-nan")  # NaN: a missing value
+            _refuse_empty_rows(x)
+            return x
         validate_data(estimator, X, reset=reset, skip_check_array=True)  # only the feature names and their count
         if reset:  # the columns' names as scikit-learn keeps them (a DataFrame's), else their 0-based indices
             table = memory_table(X, [str(c) for c in getattr(estimator, "feature_names_in_", ())] or None)
@@ -546,7 +548,9 @@ class TabularModality(ArrayModality):
         _refuse_words(estimator, table, set(categorical))
         if reset:
             categories = estimator.categories_ = {c: table_categories(table, c) for c in categorical}
-        return feature_matrix(table, categories=categories, training=False)[0]
+        x = feature_matrix(table, categories=categories, training=False)[0]
+        _refuse_empty_rows(x)
+        return x
 
     def estimator_training_data(self, estimator, train, val, data_config) -> TrainingData:
         names = [str(c) for c in getattr(estimator, "feature_names_in_", [])] or None
@@ -580,6 +584,13 @@ def _run_categories(run) -> dict[str, tuple[str, ...]]:
     is still read, all of it as "any other", and then dropped."""
     left_out = {c: () for c in run.data_config.categorical or () if c in run.columns}
     return {**left_out, **run.scaler.categories_by_name}
+
+
+def _refuse_empty_rows(x: np.ndarray) -> None:
+    """A row with every cell missing carries nothing to learn or score: refused, with its place."""
+    empty = np.isnan(x).all(1)
+    if empty.any():
+        raise VaekitError(f"X row {int(np.argmax(empty))} has no value (every cell missing): drop that row")
 
 
 def _all_numbers(X) -> bool:
