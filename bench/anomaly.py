@@ -63,9 +63,11 @@ def vaekit_fit(kind: str, train: np.ndarray, args, seed: int):
 
     options = {"image": dict(kind="image", model="conv", latent_dim=args.latent_dim, batch_size=128),
                "tabular": dict(kind="tabular", latent_dim=args.table_latent_dim, drop_constant=True)}[kind]
+    # Tables: min_steps as the product's default (2,000: more epochs on a small table), unless --table-min-steps
+    steps = {"min_steps": args.table_min_steps} if kind == "tabular" else {}
     vae = vaekit.VAE(**options, epochs=args.epochs if kind == "image" else args.table_epochs,
                      score_method="standardised+knn", k=args.k, random_state=seed,
-                     train_options={"threads": args.threads})
+                     train_options={"threads": args.threads, **steps})
     return vae.fit(train)
 
 
@@ -379,7 +381,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=30, help="image training epochs")
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--table-epochs", type=int, default=50)
-    p.add_argument("--table-latent-dim", type=int, default=4)
+    p.add_argument("--table-min-steps", type=int, default=2000,
+                   help="tables: train at least this many steps (the tabular default; 0: exactly --table-epochs)")
+    p.add_argument("--table-latent-dim", type=int, default=2, help="tables: latent size (2, the tabular default)")
     p.add_argument("--table-synthetic", choices=("simple", "adbench"), default="simple",
                    help="tables' synthetic anomalies for choosing the score: permuted columns and noise (simple), "
                         "or ADBench's four kinds (local, global, dependency, clustered)")

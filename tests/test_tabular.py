@@ -271,3 +271,22 @@ def test_categorical_columns_refused_cleanly(tmp_path, capsys, content, args, ma
                            *FAST)
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_small_table_trains_for_at_least_min_steps(tmp_path, capsys):
+    """Tables default to 50 epochs and at least 2,000 optimiser steps (wine's 50 epochs were 150 steps, and
+    more filled held-out cells better on every selection table); a typed --epochs alone means that many."""
+    path, _ = _table(tmp_path)  # 96 training rows: one step an epoch at batch 96
+    code, _, err = run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--batch-size", "96",
+                           "--min-steps", "60", "--no-progress", "--out", tmp_path / "a")
+    assert code == 0, err
+    assert len((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()) == 60  # not the 50 epochs
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["min_steps"] == 60
+    assert run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--epochs", "3", "--no-progress",
+                   "--out", tmp_path / "b")[0] == 0
+    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 3
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["min_steps"] == 0
+    x = np.random.default_rng(0).normal(size=(120, 3))
+    # the estimator: epochs None (the default) follows the kind's rule, a number means that many epochs
+    assert len(vaekit.VAE(batch_size=96, train_options={"min_steps": 55}).fit(x).history_) == 55
+    assert len(vaekit.VAE(epochs=4, batch_size=96).fit(x).history_) == 4

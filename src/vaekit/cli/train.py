@@ -1,6 +1,7 @@
 """`vaekit train KIND`: train a VAE into a run directory (or, with --resume, continue one)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..errors import VaekitError
@@ -50,6 +51,8 @@ def run(args) -> int | None:
         if not any(a.split("=")[0] == "--" + name.replace("_", "-") for a in args.argv):
             setattr(args, name, value)
     train = config_from_args(TrainConfig, args, skip=NOT_TRAIN_OPTIONS)
+    if _typed(args, "epochs") and not _typed(args, "min_steps"):  # --epochs N alone means N epochs
+        train = dataclasses.replace(train, min_steps=0)
     options = model_options(args, args.kind)
     for name, cls in modality.option_configs.items():  # text: tokenizer=TokenizerConfig(...)
         options[name] = config_from_args(cls, args)
@@ -91,6 +94,11 @@ def _resume(args) -> int | None:
                model_options=model_options(args, args.kind), data=data, **settings)
     print(f"done: {args.out}{kept_epoch(args.out)}")
     return None
+
+
+def _typed(args, name: str) -> bool:
+    flag = "--" + name.replace("_", "-")
+    return any(a == flag or a.startswith(flag + "=") for a in args.argv)
 
 
 def _default_out(kind: str, data: str) -> Path:

@@ -11,6 +11,9 @@ from ..errors import VaekitError
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10  # passes over the training data (a kind may default otherwise)
+    min_steps: int = 0  # train at least this many optimiser steps: a small data set gets more epochs than
+    # `epochs` (tables: 2,000, chosen on imputation of held-out cells, bench/RESULTS.md); 0: off. A typed
+    # --epochs alone turns it off
     batch_size: int = 128  # examples per optimizer step
     lr: float = 1e-3  # Adam's learning rate
     lr_schedule: str = "constant"  # constant | cosine (from lr down to lr_min over the run's steps) |
@@ -54,6 +57,7 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
+            (self.min_steps >= 0, f"min_steps must be >= 0 (0: off), got {self.min_steps}"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
             (self.lr_schedule in ("constant", "cosine", "plateau"), "lr_schedule must be constant, cosine or plateau"),

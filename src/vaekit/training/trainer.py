@@ -17,7 +17,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,9 @@ class Trainer:
             if wanted and val is None:
                 raise VaekitError(f"{what} watches the validation -ELBO, and there is no validation data: give a "
                                   "validation set or a validation fraction above 0")
+        if config.min_steps:  # a small data set: enough epochs for min_steps optimiser steps
+            per_epoch = num_batches(len(train), config.batch_size)
+            config = replace(config, epochs=max(config.epochs, -(-config.min_steps // per_epoch)))
         self.config = config
         self.dist = distributed.setup(config.device)  # several processes: see distributed.py
         self.device = check_runtime(config)
