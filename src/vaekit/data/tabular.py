@@ -305,22 +305,7 @@ def _numeric_column(table: Table, i: int) -> np.ndarray:
         try:
             values = column.astype(np.float64)  # every cell a number (or "nan"): the fast path
         except (TypeError, ValueError):
-            values = None
-        cells = [] if values is not None else [
-            None if v is None or _is_missing(v) or str(v).strip() in MISSING else v for v in column.tolist()]
-        try:
-            values = values if values is not None else np.array([np.nan if v is None else float(v) for v in cells],
-                                                               np.float64)
-        except (TypeError, ValueError):
-            bad = next(r for r, c in enumerate(cells) if c is not None and not _is_number(str(c)))
-            cell = str(column[bad]).strip()
-            # One column whose name and cells hold ; or tabs: the file is split on another character.
-            other = next((d for d in (";", "\t", "|") if d in name and d in cell), None)
-            hint = (f" (every row is one cell: is the file separated by {other!r}? Then pass --delimiter "
-                    f"{other!r})" if other and table.cells.shape[1] == 1 else "")
-            raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} holds {cell[:40]!r}, "
-                              f"not a number{hint}; fix or drop those rows, or leave the column out with --columns "
-                              "(or name it in --categorical if it holds categories)") from None
+            values = _numbers_with_gaps(table, i)
     infinite = np.isinf(values)
     if infinite.any():
         bad = int(np.argmax(infinite))
@@ -328,6 +313,24 @@ def _numeric_column(table: Table, i: int) -> np.ndarray:
                           "(infinity); vaekit refuses infinite values: fix or drop those rows (a missing value "
                           "can be an empty cell)")
     return values
+
+
+def _numbers_with_gaps(table: Table, i: int) -> np.ndarray:
+    """(N,) float64 values of column i whose cells include missing ones (NaN) or a word (refused, named)."""
+    column, name = table.cells[:, i], table.column_names[i]
+    cells = [None if v is None or _is_missing(v) or str(v).strip() in MISSING else v for v in column.tolist()]
+    try:
+        return np.array([np.nan if v is None else float(v) for v in cells], np.float64)
+    except (TypeError, ValueError):
+        bad = next(r for r, c in enumerate(cells) if c is not None and not _is_number(str(c)))
+    cell = str(column[bad]).strip()
+    # One column whose name and cells hold ; or tabs: the file is split on another character.
+    other = next((d for d in (";", "\t", "|") if d in name and d in cell), None)
+    hint = (f" (every row is one cell: is the file separated by {other!r}? Then pass --delimiter {other!r})"
+            if other and table.cells.shape[1] == 1 else "")
+    raise VaekitError(f"{table.source} line {table.first_line + bad}, column {name!r} holds {cell[:40]!r}, not a "
+                      f"number{hint}; fix or drop those rows, or leave the column out with --columns (or name it in "
+                      "--categorical if it holds categories)")
 
 
 def label_column(table: Table, label: str | None) -> tuple[np.ndarray | None, list[str] | None]:
