@@ -162,3 +162,19 @@ def test_every_verb_reads_a_table_with_gaps(tmp_path, capsys):
     shown = explorer.example(0)["input"]["row"]
     assert shown[6] == "(missing)" and shown.count("(missing)") == 1 + int(np.isnan(x_gap[0]).sum())
     json.dumps(explorer.example(0), allow_nan=False)  # what the page is sent: no NaN in it
+
+
+def test_impute_keeps_a_file_without_a_header_and_its_delimiter(tmp_path, capsys):
+    x_gap, mask = _gaps(_factor_table(n=100), rate=0.2)
+    text = "\n".join(";".join("" if np.isnan(v) else f"{v:.3f}" for v in row) for row in x_gap) + "\n"
+    (tmp_path / "t.csv").write_text("a;b;c;d;e;f\n" + text)
+    (tmp_path / "bare.csv").write_text(text)
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--delimiter", ";", "--epochs", "2",
+                   "--no-progress", "--out", out)[0] == 0
+    code, _, err = run_cli(capsys, "impute", out, "--data", tmp_path / "bare.csv", "--out", tmp_path / "filled.csv")
+    assert code == 0, err
+    lines = (tmp_path / "filled.csv").read_text().splitlines()
+    assert len(lines) == 100 and all(len(line.split(";")) == 6 and ";;" not in line for line in lines)
+    kept = [[c for c, m in zip(line.split(";"), row) if not m] for line, row in zip(lines, mask)]
+    assert kept == [[c for c, m in zip(line.split(";"), row) if not m] for line, row in zip(text.splitlines(), mask)]

@@ -350,19 +350,29 @@ def label_column(table: Table, label: str | None) -> tuple[np.ndarray | None, li
 
 
 def select_for_run(table: Table, names: list[str], categories: dict | None = None) -> np.ndarray:
-    """The features a run was trained on, out of a new table: by header name when the table has a
-    header, else by position (a table of exactly those columns, or of the training file's width).
+    """The features a run was trained on, out of a new table (column_positions says which columns).
     categories: the run's categorical columns -> their categories (feature_matrix)."""
+    positions = column_positions(table, names)
+    if table.names is not None:
+        return feature_matrix(table, names, categories=categories, training=False)[0]
+    # No header: the columns are named by position, and so are the run's categorical ones
+    by_position = {str(i): categories[n] for i, n in zip(positions, names) if n in (categories or {})}
+    return feature_matrix(table, [str(i) for i in positions], categories=by_position, training=False)[0]
+
+
+def column_positions(table: Table, names: list[str]) -> list[int]:
+    """Where a run's feature columns `names` are in a new table: by header name when the table has a header,
+    else by position (a table of exactly those columns, or of the training file's width)."""
     if table.names is not None:
         missing = [n for n in names if n not in table.names]
         if missing:
             raise VaekitError(f"{table.source} lacks column(s) the run was trained on: {_shorten(missing)}")
-        return feature_matrix(table, names, categories=categories, training=False)[0]
+        return [table.names.index(n) for n in names]
     width = table.cells.shape[1]
     if width == len(names):
-        return feature_matrix(table, categories=categories, training=False)[0]
+        return list(range(width))
     if all(n.isdigit() for n in names) and max(int(n) for n in names) < width:
-        return feature_matrix(table, names, categories=categories, training=False)[0]
+        return [int(n) for n in names]
     raise VaekitError(f"{table.source} has {width} columns but the run takes {len(names)} features "
                       f"({_shorten(names)})")
 

@@ -444,29 +444,29 @@ class TabularModality(ArrayModality):
 
     def write_imputed(self, run, source: str, inputs: Inputs, filled: np.ndarray, dest: Destination) -> Path:
         """The table of `source` with its missing feature cells filled (`filled`: the features in run.columns),
-        every other cell and column (label, ID, columns the run does not use) as it was, as imputed.csv.
-        A table without a header, or an array file, is written as its features alone."""
+        every other cell and column (label, ID, columns the run does not use) as it was, as imputed.csv (a CSV file
+        without a header stays without one). An array file is written as its features, under the run's names."""
         import csv
         import io
 
-        from ..data.tabular import column_index, read_table
+        from ..data.tabular import column_positions, read_table
         from ..runs import atomic_write
 
         table = read_table(source, run.data_config.delimiter)
         named = run.scaler.names_of(filled)  # categories by name
         text = [[v if isinstance(v, str) else f"{v:.6g}" for v in row] for row in named]
-        if table.names is not None and table.cells.dtype.kind not in "fiu":
+        if table.cells.dtype.kind == "U":  # a CSV file: every cell as read, its gaps filled
             cells = table.cells.astype(object)
-            for j, name in enumerate(run.columns):
-                i = column_index(table, name)
+            for j, i in enumerate(column_positions(table, run.columns)):
                 gap = np.isnan(inputs.x[:, j])
                 cells[gap, i] = np.array([row[j] for row in text], dtype=object)[gap]
             header, body = table.names, cells.tolist()
         else:
             header, body = run.columns, text
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
+        writer = csv.writer(buffer, lineterminator="\n", delimiter=run.data_config.delimiter)
+        if header is not None:
+            writer.writerow(header)
         writer.writerows(body)
         out = dest.path(run.path / "imputed.csv")
         atomic_write(out, buffer.getvalue().encode())
