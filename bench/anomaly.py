@@ -383,7 +383,8 @@ def parse_args(argv=None):
     p.add_argument("--table-epochs", type=int, default=50)
     p.add_argument("--table-min-steps", type=int, default=2000,
                    help="tables: train at least this many steps (the tabular default; 0: exactly --table-epochs)")
-    p.add_argument("--table-latent-dim", type=int, default=2, help="tables: latent size (2, the tabular default)")
+    p.add_argument("--table-latent-dim", type=int,
+                   help="tables: latent size (default: the tabular default, half the columns, at least 2)")
     p.add_argument("--table-synthetic", choices=("simple", "adbench"), default="simple",
                    help="tables' synthetic anomalies for choosing the score: permuted columns and noise (simple), "
                         "or ADBench's four kinds (local, global, dependency, clustered)")

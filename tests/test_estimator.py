@@ -64,7 +64,7 @@ def test_threshold_flags_the_contamination_share_of_held_out_data(fitted, cancer
 def test_transform_inverse_transform_sample(fitted, cancer):
     x = cancer[0][:5]
     z = fitted.transform(x)
-    assert z.shape == (5, 2) and z.dtype == np.float64
+    assert z.shape == (5, 15) and z.dtype == np.float64  # the tables' default latent size: half the columns
     back = fitted.inverse_transform(z)
     assert back.shape == (5, 30)
     # decoded rows are in raw units: the same order of magnitude as the data, not standardised
@@ -98,7 +98,7 @@ def test_save_and_load_give_identical_results(fitted, cancer, tmp_path):
 def test_pipeline_and_grid_search(cancer):
     x, y = cancer
     pipe = make_pipeline(StandardScaler(), VAE(**FAST)).fit(x[:200])
-    assert pipe.transform(x[:4]).shape == (4, 2)
+    assert pipe.transform(x[:4]).shape == (4, 15)
     assert set(np.unique(pipe.predict(x[:50]))) <= {-1, 1}
     # Unsupervised model selection: score() is the mean held-out log-likelihood, GridSearchCV's default.
     search = GridSearchCV(VAE(**FAST), {"latent_dim": [1, 3]}, cv=2).fit(x[:120])
@@ -140,7 +140,7 @@ def test_constant_columns_can_be_dropped(cancer):
     x[:, 4] = 7.0
     vae = VAE(**FAST, drop_constant=True).fit(x)
     assert vae.run_.model.config.n_features == 29
-    assert vae.transform(x[:3]).shape == (3, 2)  # rows still come with all 30 columns
+    assert vae.transform(x[:3]).shape == (3, 14)  # rows still come with all 30 columns; half the 29 kept
 
 
 def test_bad_data_after_fitting(fitted):

@@ -32,7 +32,7 @@ def test_standardisation_is_fitted_on_training_rows_only(tmp_path):
     assert np.allclose(train.mean(0), 0, atol=1e-5) and np.allclose(train.std(0), 1, atol=1e-4)
     assert not np.allclose(scaler.mean, x.mean(0))  # the validation rows did not take part
     assert scaler.columns == ("f1", "f2", "f3") and scaler.classes == ("a", "b")
-    assert prepared.train.y is not None and prepared.model_options == {"n_features": 3}
+    assert prepared.train.y is not None and prepared.model_options == {"n_features": 3, "latent_dim": 2}
 
 
 def test_the_progress_bar_stays_off_a_log_file(tmp_path, capsys):
@@ -290,3 +290,21 @@ def test_a_small_table_trains_for_at_least_min_steps(tmp_path, capsys):
     # the estimator: epochs None (the default) follows the kind's rule, a number means that many epochs
     assert len(vaekit.VAE(batch_size=96, train_options={"min_steps": 55}).fit(x).history_) == 55
     assert len(vaekit.VAE(epochs=4, batch_size=96).fit(x).history_) == 4
+
+
+def test_the_latent_size_is_half_the_columns_unless_given(tmp_path, capsys):
+    """A table's code has half as many dimensions as it has columns (at least 2; chosen on imputation of held-out
+    cells, bench/RESULTS.md): a typed --latent-dim or latent_dim= wins, and a column left out as constant or a
+    label does not count."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 10))
+    lines = [",".join(f"c{j}" for j in range(10)) + ",kind"] + [",".join(f"{v:.4f}" for v in row) + ",a" for row in x]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    for extra, latent in (([], 5), (["--latent-dim", "3"], 3), (["--columns", "c0", "c1", "c2"], 2)):
+        out = tmp_path / f"r{latent}"
+        code, _, err = run_cli(capsys, "train", "tabular", "--data", tmp_path / "t.csv", "--label", "kind", *extra,
+                               *FAST, "--out", out)
+        assert code == 0, err
+        assert vaekit.load(out).model.latent_dim == latent
+    assert vaekit.VAE(epochs=1).fit(x).transform(x[:2]).shape == (2, 5)
+    assert vaekit.VAE(epochs=1, latent_dim=4).fit(x).transform(x[:2]).shape == (2, 4)

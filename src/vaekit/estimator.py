@@ -66,9 +66,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     """A variational autoencoder as a scikit-learn transformer and outlier detector.
 
     Parameters: kind ("tabular" | "image" | "text"), model (registry name; default: the kind's),
-    latent_dim, epochs (None: the kind's default; tables: 50, and more on a small table for at least 2,000
-    optimiser steps; images and text: 20; a number: exactly that many), batch_size (None: the kind's default),
-    lr, beta (KL weight), random_state,
+    latent_dim (None: tables half their columns, at least 2; images and text 2), epochs (None: the kind's
+    default; tables: 50, and more on a small table for at least 2,000 optimiser steps; images and text: 20;
+    a number: exactly that many), batch_size (None: the kind's default), lr, beta (KL weight), random_state,
     contamination (share of held-out data below the threshold), score_method (None: the kind's
     default, chosen in bench/anomaly.py and recorded in bench/RESULTS.md; or "elbo" | "iw" |
     "reconstruction" (image/tabular: minus the squared reconstruction error) | "knn" (minus the
@@ -93,7 +93,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     _parameter_constraints: dict = {
         "kind": [StrOptions({"tabular", "image", "text"})],
         "model": [str, None],
-        "latent_dim": [Interval(Integral, 1, 4096, closed="both")],
+        "latent_dim": [Interval(Integral, 1, 4096, closed="both"), None],
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -113,7 +113,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         "verbose": ["boolean"],
     }
 
-    def __init__(self, kind="tabular", model=None, latent_dim=2, epochs=None, batch_size=None, lr=1e-3, beta=1.0,
+    def __init__(self, kind="tabular", model=None, latent_dim=None, epochs=None, batch_size=None, lr=1e-3, beta=1.0,
                  random_state=0, contamination=0.01, score_method=None, k=10, val_fraction=0.2, drop_constant=False,
                  categorical=None, image_shape=None, model_options=None, train_options=None, device="cpu",
                  precision="fp32", verbose=False):
@@ -201,7 +201,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
                                           **(self.train_options or {})})
             name = self.model or modality.default_model
             torch.manual_seed(seed)
-            vae = build_model(name, prepared.model_options, latent_dim=self.latent_dim,
+            # None: the data's choice where the kind makes one (tables: half the columns), else 2
+            latent = {} if self.latent_dim is None and "latent_dim" in prepared.model_options else {
+                "latent_dim": self.latent_dim or 2}
+            vae = build_model(name, prepared.model_options, **latent,
                               **(self.model_options or {}))
         except (VaekitError, TypeError) as e:
             raise EstimatorInputError(str(e)) from None

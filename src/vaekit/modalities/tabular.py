@@ -339,7 +339,10 @@ def training_arrays(train: TensorData, val: TensorData, config: TabularDataConfi
     missing = int(np.isnan(train.x.numpy()[:, keep]).sum() + np.isnan(val.x.numpy()[:, keep]).sum())
     cells = (len(train) + len(val)) * len(keep)
     return TrainingData(standardise(train), standardise(val),
-                        {"n_features": scaler.width, **({"categories": scaler.groups} if n_cat else {})},
+                        # latent_dim: half the columns, at least 2 (bench/RESULTS.md, "imputation: a third rule"),
+                        # unless --latent-dim / latent_dim= is given
+                        {"n_features": scaler.width, "latent_dim": max(2, len(keep) // 2),
+                         **({"categories": scaler.groups} if n_cat else {})},
                         {SCALER: (json.dumps(scaler.to_json()) + "\n").encode()},
                         f"{len(train)} training and {len(val)} validation rows of {what}"
                         + (f" ({dropped} constant column(s) left out)" if dropped else "")

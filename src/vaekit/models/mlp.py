@@ -25,7 +25,7 @@ from .base import VAE
 @dataclass(frozen=True)
 class MLPVAEConfig:
     n_features: int = 8  # F, decided by the data
-    latent_dim: int = 2
+    latent_dim: int = 2  # a tabular run's data set it to half its columns (at least 2) unless it is given
     hidden: tuple[int, ...] = (64, 64)  # encoder widths; the decoder uses them reversed
     # Sizes of the one-hot groups of categorical columns, which are the last sum(categories) of the F features
     # (decided by the data; none: every feature numeric, the Gaussian likelihood).
