@@ -419,8 +419,8 @@ class TabularModality(ArrayModality):
         """Rows drawn from p(x | z) for prior draws z, in raw units: synthetic rows that spread like the data,
         kept to the training range and rounded where the training column held whole numbers.
         The decoded means alone (mean=True) leave out the likelihood's noise: on wine their features spread
-        33-77 % as much as the data's after 50 epochs (bench/RESULTS.md, 2026-12-07), 53-94 % at the default
-        training (at least 2,000 steps)."""
+        33-77 % as much as the data's after 50 epochs at latent 2 (bench/RESULTS.md, 2026-12-07), 66-94 % with
+        the defaults of 2026-12-08 (half the columns, at least 2,000 steps)."""
         if mean:
             return self.decode(run, z, **options)
         if options:
