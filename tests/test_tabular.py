@@ -281,6 +281,13 @@ def test_a_small_table_trains_for_at_least_min_steps(tmp_path, capsys):
                            "--min-steps", "60", "--no-progress", "--out", tmp_path / "a")
     assert code == 0, err
     assert len((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()) == 60  # not the 50 epochs
+    # hundreds of epochs print about a hundred lines (the first, the last, every k-th); metrics.jsonl has all
+    code, stdout, err = run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--batch-size", "96",
+                                "--min-steps", "250", "--no-progress", "--out", tmp_path / "c")
+    lines = [line for line in stdout.splitlines() if line.startswith("epoch ")]
+    assert code == 0 and 80 < len(lines) <= 101 and lines[0].startswith("epoch 1:") and lines[-1].startswith(
+        "epoch 250:")
+    assert len((tmp_path / "c" / "metrics.jsonl").read_text().splitlines()) == 250
     assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["min_steps"] == 60
     assert run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--epochs", "3", "--no-progress",
                    "--out", tmp_path / "b")[0] == 0

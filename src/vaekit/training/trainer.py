@@ -60,6 +60,9 @@ class TrainState:
     skipped: int = 0  # batches skipped for a non-finite loss or gradient (skip_nonfinite), whole run
 
 
+LOGGED_EPOCHS = 100  # a longer run prints about this many epoch lines (Trainer._logs_epoch)
+
+
 class TrainingInterrupted(Exception):
     """Raised after Ctrl-C once the checkpoint is safely written."""
 
@@ -313,9 +316,17 @@ class Trainer:
         st.history.append(metrics)
         self.epoch_start_shuffle = self.shuffle.get_state()
         self.save_checkpoint()
-        if self.dist.is_main:  # with or without the bar: the epoch's figures are the run's log
+        if self.dist.is_main and self._logs_epoch(st.epoch, metrics):  # with or without the bar: the run's log
             messages.epoch(epoch_line(metrics))  # through logging (vaekit.messages)
         return metrics
+
+    def _logs_epoch(self, epoch: int, metrics: dict) -> bool:
+        """Whether epoch's line is printed: every epoch of a run of up to LOGGED_EPOCHS, else about that many
+        lines (the first, the last, every k-th, and any epoch that changed the learning rate). A small table
+        trains hundreds of epochs to its min_steps; metrics.jsonl keeps every epoch either way."""
+        every = math.ceil(self.config.epochs / LOGGED_EPOCHS)
+        return (every == 1 or epoch in (1, self.config.epochs) or epoch % every == 0
+                or "lr_reduced_to" in metrics)
 
     @contextlib.contextmanager
     def _holding(self, weights: dict | None):
