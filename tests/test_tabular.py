@@ -289,6 +289,8 @@ def test_a_small_table_trains_for_at_least_min_steps(tmp_path, capsys):
         "epoch 250:")
     assert len((tmp_path / "c" / "metrics.jsonl").read_text().splitlines()) == 250
     assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["min_steps"] == 60
+    code, stdout, _ = run_cli(capsys, "info", tmp_path / "a")
+    assert code == 0 and "complete, 60 of 60 epochs, at least 60 steps" in stdout  # not "60 of 50 epochs"
     assert run_cli(capsys, "train", "tabular", "--data", path, "--label", "kind", "--epochs", "3", "--no-progress",
                    "--out", tmp_path / "b")[0] == 0
     assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 3

@@ -40,7 +40,10 @@ def describe(path) -> list[str]:
                                                            if data.get(k))]
     if config.get("refined_from"):
         lines.append(f"refined from: {config['refined_from']}")
-    epochs = f"{status.get('epoch', len(history))} of {train.get('epochs', '?')} epochs"
+    # status.json holds the epochs the run trains to (train.epochs, or more for min_steps on a small data set)
+    total = status.get("epochs", train.get("epochs", "?"))
+    steps = f", at least {train['min_steps']} steps" if train.get("min_steps") else ""
+    epochs = f"{status.get('epoch', len(history))} of {total} epochs{steps}"
     lines.append(f"status:   {status.get('state', 'unknown')}, {epochs}"
                  + (f" ({status['message']})" if status.get("message") else ""))
     if history and "best_epoch" in history[-1]:
