@@ -139,15 +139,19 @@ class Run:
         """Each input decoded from its posterior mean."""
         return self.modality.reconstruct(self, self.prepare(x), *args, **options)
 
-    def impute(self, x, k: int = 100, seed: int | None = 0):
+    def impute(self, x, k: int = 100, seed: int | None = 0, draws: int | None = None):
         """Rows x (N, F) of a tabular run with each missing cell (NaN) filled by its expected value given the
         row's observed cells (vaekit.imputation: k importance samples from the encoder's posterior; MIWAE,
         Mattei & Frellsen 2019), in raw units, kept to the training range and rounded in whole-number
-        columns; a categorical cell as its likeliest category's code. Observed cells are returned as given."""
+        columns; a categorical cell as its likeliest category's code. Observed cells are returned as given.
+        draws: that many completed tables instead, (draws, N, F), each gap drawn from its conditional
+        distribution (multiple imputation: analyse each table and pool the results by Rubin's rules)."""
         k = check_count("k (importance samples)", k, 1, 100_000)
+        if draws is not None:
+            draws = check_count("draws (completed tables)", draws, 1, 1000)
         if seed is not None:
             torch.manual_seed(seed)
-        return self.modality.impute(self, x, k)
+        return self.modality.impute(self, x, k, draws)
 
     def vary(self, x, n: int = 5, spread: float | None = None, *args, seed: int | None = None, **options):
         """n variations of one input `x` (a sentence, an image, a row): codes drawn from its posterior

@@ -248,13 +248,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         check_is_fitted(self)
         return self.run_.modality.estimator_outputs(self, self.run_.decode(check_array(X, dtype=np.float32)))
 
-    def impute(self, X, k: int = 100, random_state: int | None = 0):
+    def impute(self, X, k: int = 100, random_state: int | None = 0, draws: int | None = None):
         """X (tables) with each missing cell (NaN or None) filled by its expected value given the row's other
         cells, from k importance samples (MIWAE's estimate; vaekit.imputation); observed cells as given.
-        Categorical columns come back by the categories' names, as from inverse_transform."""
+        Categorical columns come back by the categories' names, as from inverse_transform. draws: a list of
+        that many completed tables instead, each gap drawn from its conditional distribution (multiple
+        imputation)."""
         check_is_fitted(self)
-        return self.run_.modality.estimator_outputs(
-            self, self.run_.impute(self._inputs(X, reset=False), k=k, seed=random_state))
+        filled = self.run_.impute(self._inputs(X, reset=False), k=k, seed=random_state, draws=draws)
+        if draws is None:
+            return self.run_.modality.estimator_outputs(self, filled)
+        return [self.run_.modality.estimator_outputs(self, one) for one in filled]
 
     def score_samples(self, X) -> np.ndarray:
         """Per-example score as score_method says (higher = more typical): a log-likelihood estimate

@@ -12,6 +12,10 @@ def register(subparsers):
     parser.add_argument("-k", "--samples", type=whole(1, 100_000), default=100,
                         help="importance samples per row (MIWAE's estimate; more: steadier, slower)")
     parser.add_argument("--seed", type=int, default=0, help="the samples' seed (the same seed, the same table)")
+    parser.add_argument("--draws", type=whole(1, 1000),
+                        help="multiple imputation: this many completed tables, each gap drawn from its conditional "
+                             "distribution instead of filled with its expected value, one after another in one "
+                             "file with a leading 'draw' column (analyse each, pool by Rubin's rules)")
     add_compute_options(parser)
     return parser
 
@@ -22,8 +26,9 @@ def run(args) -> None:
     loaded = load_run(args)
     inputs = loaded.read(args.data)
     gaps = np.isnan(inputs.x)
-    filled = loaded.impute(inputs.x, k=args.samples, seed=args.seed)
+    filled = loaded.impute(inputs.x, k=args.samples, seed=args.seed, draws=args.draws)
     out = loaded.modality.write_imputed(loaded, args.data, inputs, filled, destination(args))
-    left = int(np.isnan(filled).sum())
-    print(f"filled {int(gaps.sum()) - left} missing cell(s) in {int(gaps.any(1).sum())} of {len(gaps)} rows; "
-          f"wrote {out}" + (f" ({left} left empty in column(s) the run does not model)" if left else ""))
+    left = int(np.isnan(filled if args.draws is None else filled[0]).sum())
+    print(f"filled {int(gaps.sum()) - left} missing cell(s) in {int(gaps.any(1).sum())} of {len(gaps)} rows"
+          + (f", {args.draws} draws" if args.draws else "") + f"; wrote {out}"
+          + (f" ({left} left empty in column(s) the run does not model)" if left else ""))

@@ -182,7 +182,7 @@ class Modality:
                               f"({', '.join(options)})")
         return self.outputs(run, run.batched(run.model.reconstruct, x))
 
-    def impute(self, run, x, k: int):
+    def impute(self, run, x, k: int, draws: int | None = None):
         """Inputs x with their missing values filled in from the model (tables, where a cell can be missing)."""
         raise VaekitError(f"{self.article} {self.name} run has no missing values to fill in: imputation is for "
                           "tables (a tabular run)")

@@ -427,51 +427,64 @@ class TabularModality(ArrayModality):
             raise VaekitError(f"a tabular run samples rows; it takes no options ({', '.join(options)})")
         return run.scaler.like_training(self.outputs(run, run.batched(run.model.decode_draw, z)))
 
-    def impute(self, run, x, k: int):
+    def impute(self, run, x, k: int, draws: int | None = None):
         """Raw rows x (N, F) with each missing cell (NaN) filled by its conditional mean given the row's observed
         cells (imputation.conditional_mean, k importance samples), kept to the training range and rounded where
         the training column held whole numbers; a categorical cell becomes its likeliest known category (its
-        code). Observed cells come back exactly as given; so does a column the run left out as constant."""
-        from ..imputation import conditional_mean
+        code). Observed cells come back exactly as given; so does a column the run left out as constant.
+        draws: that many completions instead, (draws, N, F), each gap drawn from p(x_mis | x_obs)
+        (imputation.conditional_draws: multiple imputation), a categorical one as a drawn category."""
+        from ..imputation import conditional_draws, conditional_mean
 
         x = np.array(x, dtype=np.float64, ndmin=2)
-        filled = run.batched(lambda b: conditional_mean(run.model, b, k), run.prepare(x))  # (N, width)
-        kept = run.scaler.like_training(run.scaler.invert(filled))  # (N, kept columns), raw units
-        out = x.copy()
-        if out.shape[1] == len(run.scaler.columns):
-            out = np.where(np.isnan(x), kept, x)
-        else:
-            keep = [run.columns.index(c) for c in run.scaler.columns]
-            out[:, keep] = np.where(np.isnan(x[:, keep]), kept, x[:, keep])
-        return out
+        ready = run.prepare(x)
+        if draws is None:
+            filled = run.batched(lambda b: conditional_mean(run.model, b, k), ready)[None]  # (1, N, width)
+        else:  # (draws, N, width): rows in batches, each batch's draws together
+            filled = run.batched(lambda b: conditional_draws(run.model, b, draws, k).transpose(0, 1), ready)
+            filled = filled.transpose(1, 0, 2)
+        out = np.repeat(x[None], len(filled), 0)  # (draws or 1, N, F)
+        keep = [run.columns.index(c) for c in run.scaler.columns] if x.shape[1] != len(run.scaler.columns) else \
+            list(range(x.shape[1]))
+        for i, one in enumerate(filled):
+            kept = run.scaler.like_training(run.scaler.invert(one))  # (N, kept columns), raw units
+            out[i][:, keep] = np.where(np.isnan(x[:, keep]), kept, x[:, keep])
+        return out[0] if draws is None else out
 
     def write_imputed(self, run, source: str, inputs: Inputs, filled: np.ndarray, dest: Destination) -> Path:
-        """The table of `source` with its missing feature cells filled (`filled`: the features in run.columns),
-        every other cell and column (label, ID, columns the run does not use) as it was, as imputed.csv (a CSV file
-        without a header stays without one). An array file is written as its features, under the run's names."""
+        """The table of `source` with its missing feature cells filled (`filled`: the features in run.columns,
+        (N, F), or (draws, N, F) for multiple imputation), every other cell and column (label, ID, columns the
+        run does not use) as it was, as imputed.csv (a CSV file without a header stays without one); draws come
+        one after another in one file, each row led by its draw's number (column "draw"), R mice's long form.
+        An array file is written as its features, under the run's names."""
         import csv
         import io
 
         from ..data.tabular import column_positions, read_table
         from ..runs import atomic_write
 
+        out = dest.path(run.path / "imputed.csv")  # refused now, before the table is read again
         table = read_table(source, run.data_config.delimiter)
-        named = run.scaler.names_of(filled)  # categories by name
-        text = [[v if isinstance(v, str) else f"{v:.6g}" for v in row] for row in named]
-        if table.cells.dtype.kind == "U":  # a CSV file: every cell as read, its gaps filled
-            cells = table.cells.astype(object)
-            for j, i in enumerate(column_positions(table, run.columns)):
-                gap = np.isnan(inputs.x[:, j])
-                cells[gap, i] = np.array([row[j] for row in text], dtype=object)[gap]
-            header, body = table.names, cells.tolist()
-        else:
-            header, body = run.columns, text
+        tables = [filled] if filled.ndim == 2 else list(filled)
+        header, body = None, []
+        for one in tables:
+            text = [[v if isinstance(v, str) else f"{v:.6g}" for v in row] for row in run.scaler.names_of(one)]
+            if table.cells.dtype.kind == "U":  # a CSV file: every cell as read, its gaps filled
+                cells = table.cells.astype(object)
+                for j, i in enumerate(column_positions(table, run.columns)):
+                    gap = np.isnan(inputs.x[:, j])
+                    cells[gap, i] = np.array([row[j] for row in text], dtype=object)[gap]
+                header, rows = table.names, cells.tolist()
+            else:
+                header, rows = list(run.columns), text
+            body += rows if filled.ndim == 2 else [[len(body) // len(rows) + 1, *row] for row in rows]
+        if filled.ndim == 3 and header is not None:
+            header = ["draw", *header]
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n", delimiter=run.data_config.delimiter)
         if header is not None:
             writer.writerow(header)
         writer.writerows(body)
-        out = dest.path(run.path / "imputed.csv")
         atomic_write(out, buffer.getvalue().encode())
         return out
 
