@@ -1,6 +1,8 @@
 """`vaekit impute RUN --data TABLE`: the table with its missing cells filled in from a tabular run."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import destination, load_run
 from .options import add_compute_options, add_run_verb, whole
 
@@ -23,11 +25,14 @@ def register(subparsers):
 def run(args) -> None:
     import numpy as np
 
+    dest = destination(args)
+    if args.out:  # a file that is there already is refused before the work, not after it
+        dest.path(Path(args.out))
     loaded = load_run(args)
     inputs = loaded.read(args.data)
     gaps = np.isnan(inputs.x)
     filled = loaded.impute(inputs.x, k=args.samples, seed=args.seed, draws=args.draws)
-    out = loaded.modality.write_imputed(loaded, args.data, inputs, filled, destination(args))
+    out = loaded.modality.write_imputed(loaded, args.data, inputs, filled, dest)
     left = int(np.isnan(filled if args.draws is None else filled[0]).sum())
     print(f"filled {int(gaps.sum()) - left} missing cell(s) in {int(gaps.any(1).sum())} of {len(gaps)} rows"
           + (f", {args.draws} draws" if args.draws else "") + f"; wrote {out}"
