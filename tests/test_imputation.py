@@ -207,3 +207,19 @@ def test_multiple_imputation_draws_spread_as_far_as_the_fills_are_off(tmp_path, 
     assert len(rows) == 150 and [r[0] for r in rows] == ["1"] * 50 + ["2"] * 50 + ["3"] * 50  # no header added
     gapped = int(np.argmax(mask[:50].any(1)))
     assert rows[gapped][1:] != rows[50 + gapped][1:]  # a gap is drawn anew in each table
+
+
+def test_a_file_without_a_header_finds_the_runs_categories_by_position(tmp_path, capsys):
+    """A run trained on a file with a header reads a headerless file of the same columns by position, its
+    categorical column included (its categories were looked up by the header's name, which such a file lacks,
+    and the column was then read as numbers)."""
+    rows = [f"{i % 7}.5,{'abc'[i % 3]},{i % 5}" for i in range(60)]
+    (tmp_path / "h.csv").write_text("x,kind,y\n" + "\n".join(rows) + "\n")
+    (tmp_path / "bare.csv").write_text("\n".join(rows[:10]) + "\n2.5,,1\n")
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", "tabular", "--data", tmp_path / "h.csv", "--categorical", "kind", "--epochs",
+                   "2", "--no-progress", "--out", out)[0] == 0
+    code, stdout, err = run_cli(capsys, "impute", out, "--data", tmp_path / "bare.csv")
+    assert code == 0, err
+    lines = (out / "imputed.csv").read_text().splitlines()
+    assert lines[:10] == rows[:10] and lines[10].split(",")[1] in ("a", "b", "c")
