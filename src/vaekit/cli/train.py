@@ -78,15 +78,11 @@ def _resume(args) -> int | None:
         return code
     # What was typed about the model, for resume to check against the run (it continues the
     # run's own model): the kind, --model when given, the model options given.
-    model = args.model if args.model != modalities.get(args.kind).default_model or any(
-        a == "--model" or a.startswith("--model=") for a in args.argv) else None
+    model = args.model if args.model != modalities.get(args.kind).default_model or _typed(args, "model") else None
     # Whether --epochs was typed, so `train --resume` only changes it when asked; likewise where the data
     # are now (--data, --data-dir: the run moved) and where it runs (--device, --threads, --progress).
     def typed(name: str):
-        flag = "--" + name.replace("_", "-")
-        given = any(a == flag or a.startswith(flag + "=") or (name == "progress" and a == "--no-progress")
-                    for a in args.argv)
-        return getattr(args, name, None) if given else None
+        return getattr(args, name, None) if _typed(args, name) else None
 
     data = {name: typed(name) for name in ("data", "val_data", "data_dir") if hasattr(args, name)}
     settings = {name: typed(name) for name in api.RESUME_SETTINGS}
@@ -97,8 +93,10 @@ def _resume(args) -> int | None:
 
 
 def _typed(args, name: str) -> bool:
+    """Whether the option `name` was typed (--name, --name=..., and --no-progress for progress)."""
     flag = "--" + name.replace("_", "-")
-    return any(a == flag or a.startswith(flag + "=") for a in args.argv)
+    return any(a == flag or a.startswith(flag + "=") or (name == "progress" and a == "--no-progress")
+               for a in args.argv)
 
 
 def _default_out(kind: str, data: str) -> Path:
